@@ -1,0 +1,400 @@
+"""A lean DynamoDB / DynamoDB Streams JSON client: SigV4 + pooled urllib3 + orjson.
+
+botocore parses every response into typed shapes and back, which costs about a core per
+7k items/s; this client sends and returns the wire JSON as plain dicts, so items stay in
+``{"S": ...}`` form from Scan to BatchWriteItem. boto3 is only used to resolve credentials
+(default chain, assumed roles).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from .config import AssumeRole, Credentials, SourceConfig, TargetConfig
+from .errors import EndpointError
+from .metrics import METRICS
+
+log = logging.getLogger(__name__)
+
+DYNAMODB = "DynamoDB_20120810"
+STREAMS = "DynamoDBStreams_20120810"
+
+# Error codes worth another try: capacity, server hiccups, and Alternator/DynamoDB overload.
+_RETRYABLE_CODES = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "TransactionInProgressException",
+}
+_THROTTLE_CODES = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+}
+_AUTH_CODES = {
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "MissingAuthenticationTokenException",
+    "MissingAuthenticationToken",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "AccessDeniedException",
+    "ExpiredTokenException",
+    "IncompleteSignatureException",
+}
+
+
+class DynamoError(Exception):
+    """An error answer from the server (or the network, with ``code`` 'ConnectionError')."""
+
+    def __init__(self, op: str, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{op}: {code}: {message}")
+        self.op = op
+        self.code = code
+        self.message = message
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        if self.code in _RETRYABLE_CODES or self.code == "ConnectionError":
+            return True
+        return self.status is not None and self.status >= 500
+
+    @property
+    def is_auth(self) -> bool:
+        return self.code in _AUTH_CODES
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Full-jitter exponential backoff, bounded by attempts and by total time."""
+
+    base: float = 0.05
+    cap: float = 5.0
+    max_attempts: int = 60
+    deadline: float = 300.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * (2**attempt)))
+
+
+def _cause(err: DynamoError) -> str:
+    if err.code == "ConnectionError":
+        return "connection"
+    if err.code in _THROTTLE_CODES:
+        return "throttling"
+    if err.status is not None and err.status >= 500:
+        return "server_error"
+    return "other"
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+@dataclass(frozen=True)
+class FrozenCreds:
+    access_key: str
+    secret_key: str
+    token: str | None
+
+
+class CredentialSource:
+    """Static keys, an assumed role, or the AWS default chain; refreshed when they expire."""
+
+    def __init__(
+        self,
+        static: Credentials | None,
+        role: AssumeRole | None,
+        region: str | None,
+    ) -> None:
+        self._static = static
+        self._role = role
+        self._region = region
+        self._lock = threading.Lock()
+        self._botocore: Any = None
+        self._resolved = False
+
+    def _resolve(self) -> Any:
+        import boto3
+
+        if self._static is not None:
+            session = boto3.Session(
+                aws_access_key_id=self._static.access_key,
+                aws_secret_access_key=self._static.secret_key,
+                aws_session_token=self._static.session_token,
+                region_name=self._region or "us-east-1",
+            )
+        else:
+            session = boto3.Session(region_name=self._region or "us-east-1")
+        if self._role is None:
+            return session.get_credentials()
+        from botocore.credentials import RefreshableCredentials
+
+        sts = session.client("sts")
+        role = self._role
+
+        def refresh() -> dict[str, str]:
+            r = sts.assume_role(
+                RoleArn=role.arn, RoleSessionName=role.session_name or "alternator-migrator"
+            )["Credentials"]
+            return {
+                "access_key": r["AccessKeyId"],
+                "secret_key": r["SecretAccessKey"],
+                "token": r["SessionToken"],
+                "expiry_time": r["Expiration"].isoformat(),
+            }
+
+        return RefreshableCredentials.create_from_metadata(
+            metadata=refresh(), refresh_using=refresh, method="sts-assume-role"
+        )
+
+    def get(self) -> FrozenCreds:
+        if self._static is not None and self._role is None:
+            s = self._static
+            return FrozenCreds(s.access_key, s.secret_key, s.session_token)
+        with self._lock:
+            if not self._resolved:
+                self._botocore = self._resolve()
+                self._resolved = True
+        if self._botocore is None:
+            raise EndpointError(
+                "no AWS credentials found (no `credentials` in the config and none in the "
+                "environment, profile or instance role); add `credentials: {accessKey, secretKey}`"
+            )
+        f = self._botocore.get_frozen_credentials()
+        return FrozenCreds(f.access_key, f.secret_key, f.token)
+
+
+# --------------------------------------------------------------------------- SigV4
+
+
+class _Signer:
+    """AWS Signature Version 4 for the JSON protocol (POST /, no query string)."""
+
+    def __init__(self, region: str, service: str = "dynamodb") -> None:
+        self.region = region
+        self.service = service
+        self._key_cache: tuple[str, str, bytes] | None = None
+
+    def _signing_key(self, secret: str, datestamp: str) -> bytes:
+        cached = self._key_cache
+        if cached is not None and cached[0] == secret and cached[1] == datestamp:
+            return cached[2]
+        k = hmac.new(("AWS4" + secret).encode(), datestamp.encode(), hashlib.sha256).digest()
+        for part in (self.region, self.service, "aws4_request"):
+            k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+        self._key_cache = (secret, datestamp, k)
+        return k
+
+    def headers(
+        self, host: str, target: str, body: bytes, creds: FrozenCreds, now: dt.datetime
+    ) -> dict[str, str]:
+        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+        datestamp = amz_date[:8]
+        h = {
+            "content-type": "application/x-amz-json-1.0",
+            "host": host,
+            "x-amz-date": amz_date,
+            "x-amz-target": target,
+        }
+        if creds.token:
+            h["x-amz-security-token"] = creds.token
+        names = sorted(h)
+        signed = ";".join(names)
+        canonical = "\n".join(
+            [
+                "POST",
+                "/",
+                "",
+                "".join(f"{n}:{h[n]}\n" for n in names),
+                signed,
+                hashlib.sha256(body).hexdigest(),
+            ]
+        )
+        scope = f"{datestamp}/{self.region}/{self.service}/aws4_request"
+        to_sign = "\n".join(
+            ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+        )
+        sig = hmac.new(
+            self._signing_key(creds.secret_key, datestamp), to_sign.encode(), hashlib.sha256
+        ).hexdigest()
+        h["authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
+            f"SignedHeaders={signed}, Signature={sig}"
+        )
+        return h
+
+
+# --------------------------------------------------------------------------- client
+
+
+class DynamoClient:
+    """One endpoint (DynamoDB API and, on the same host or a sibling, the Streams API)."""
+
+    def __init__(
+        self,
+        url: str,
+        region: str,
+        creds: CredentialSource,
+        *,
+        streams_url: str | None = None,
+        pool_size: int = 16,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        label: str = "dynamodb",
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.streams_url = (streams_url or url).rstrip("/")
+        self.region = region
+        self.label = label
+        self.retry = retry or RetryPolicy()
+        self._creds = creds
+        self._signer = _Signer(region)
+        self._http = urllib3.PoolManager(
+            num_pools=4,
+            maxsize=pool_size,
+            block=False,
+            retries=False,
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+        )
+
+    def __repr__(self) -> str:
+        return f"DynamoClient({self.label} {self.url})"
+
+    # -- one attempt
+    def _send(self, op: str, payload: bytes, streams: bool) -> dict[str, Any]:
+        url = self.streams_url if streams else self.url
+        target = f"{STREAMS if streams else DYNAMODB}.{op}"
+        host = urlsplit(url).netloc
+        headers = self._signer.headers(
+            host, target, payload, self._creds.get(), dt.datetime.now(dt.UTC)
+        )
+        try:
+            resp = self._http.request("POST", url + "/", body=payload, headers=headers)
+        except Urllib3Error as e:
+            raise DynamoError(op, "ConnectionError", f"{url}: {e}") from None
+        data = resp.data
+        if resp.status == 200:
+            out: dict[str, Any] = orjson.loads(data) if data else {}
+            return out
+        code, message = "HTTP" + str(resp.status), data[:300].decode("utf-8", "replace")
+        try:
+            err = orjson.loads(data)
+            code = str(err.get("__type", code)).rsplit("#", 1)[-1]
+            message = str(err.get("message") or err.get("Message") or "")
+        except (orjson.JSONDecodeError, AttributeError):
+            pass
+        raise DynamoError(op, code, message, resp.status)
+
+    def call(
+        self,
+        op: str,
+        body: dict[str, Any],
+        *,
+        streams: bool = False,
+        retry: RetryPolicy | None = None,
+        on_retry: Callable[[DynamoError, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Send one request; retry transient failures with jittered backoff, raise the rest."""
+        return self.call_raw(
+            op, orjson.dumps(body), streams=streams, retry=retry, on_retry=on_retry
+        )
+
+    def call_raw(
+        self,
+        op: str,
+        payload: bytes,
+        *,
+        streams: bool = False,
+        retry: RetryPolicy | None = None,
+        on_retry: Callable[[DynamoError, int], None] | None = None,
+    ) -> dict[str, Any]:
+        policy = retry or self.retry
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                return self._send(op, payload, streams)
+            except DynamoError as e:
+                if not e.retryable:
+                    raise
+                attempt += 1
+                METRICS.inc("retries_total", cause=_cause(e), endpoint=self.label)
+                pause = policy.delay(attempt)
+                if (
+                    attempt >= policy.max_attempts
+                    or time.monotonic() - start + pause > policy.deadline
+                ):
+                    raise
+                if on_retry is not None:
+                    on_retry(e, attempt)
+                if attempt in (3, 10) or attempt % 20 == 0:
+                    log.warning("%s %s: %s (attempt %d, retrying)", self.label, op, e.code, attempt)
+                time.sleep(pause)
+
+    def close(self) -> None:
+        self._http.clear()
+
+
+def _client_for(side: SourceConfig | TargetConfig, label: str, pool_size: int) -> DynamoClient:
+    region = side.region or "us-east-1"
+    if side.endpoint is not None:
+        url = side.endpoint.url
+        streams_url = url
+    else:
+        url = f"https://dynamodb.{region}.amazonaws.com"
+        streams_url = f"https://streams.dynamodb.{region}.amazonaws.com"
+    creds = CredentialSource(side.credentials, side.assume_role, region)
+    return DynamoClient(
+        url, region, creds, streams_url=streams_url, pool_size=pool_size, label=label
+    )
+
+
+def source_client(cfg: SourceConfig, pool_size: int = 16) -> DynamoClient:
+    return _client_for(cfg, "source", pool_size)
+
+
+def target_client(cfg: TargetConfig, pool_size: int = 16) -> DynamoClient:
+    return _client_for(cfg, "target", pool_size)
+
+
+PREFLIGHT = RetryPolicy(base=0.2, cap=3.0, max_attempts=8, deadline=25.0)
+
+
+def preflight(client: DynamoClient, op: str, body: dict[str, Any]) -> dict[str, Any]:
+    """First call to an endpoint: turn 'unreachable' and 'bad credentials' into clear errors."""
+    try:
+        return client.call(op, body, retry=PREFLIGHT)
+    except DynamoError as e:
+        if e.code == "ConnectionError":
+            raise EndpointError(
+                f"{client.label} endpoint {client.url} is unreachable ({e.message.split(': ', 1)[-1]}); "
+                f"check `{client.label}.endpoint` host and port and that the server is running"
+            ) from None
+        if e.is_auth:
+            raise EndpointError(
+                f"{client.label} endpoint {client.url} rejected the credentials ({e.code}: "
+                f"{e.message}); check `{client.label}.credentials` (or the AWS environment/profile)"
+            ) from None
+        raise

@@ -1,0 +1,432 @@
+"""The Scylla Migrator's DynamoDB YAML, read into frozen dataclasses once, at the edge.
+
+Every error names the file, the key path and the fix. Secrets are kept out of ``repr`` so a
+config can be logged safely.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+# Keys of the Scylla Migrator's config that only mean something for its Cassandra/Parquet
+# paths. Operators bring configs that carry them; accept and ignore, rather than reject.
+_IGNORED_VALIDATION_KEYS = {
+    "compareTimestamps",
+    "ttlToleranceMillis",
+    "writetimeToleranceMillis",
+    "timestampMsTolerance",
+}
+
+# Default read/write capacity the EMR DynamoDB connector (and hence the Scylla Migrator) assumes
+# for an on-demand table, where DescribeTable reports no provisioned throughput.
+ON_DEMAND_DEFAULT_CAPACITY = 40000
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int | None = None
+
+    @property
+    def url(self) -> str:
+        host = self.host.rstrip("/")
+        if "://" not in host:
+            scheme = "https" if self.port == 443 else "http"
+            host = f"{scheme}://{host}"
+        return f"{host}:{self.port}" if self.port is not None else host
+
+
+@dataclass(frozen=True)
+class AssumeRole:
+    arn: str
+    session_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    assume_role: AssumeRole | None = None
+
+    def __repr__(self) -> str:  # never show secrets, whatever dataclass does
+        return f"Credentials(access_key='***', secret_key='***', assume_role={self.assume_role!r})"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    table: str
+    type: str = "dynamodb"
+    region: str | None = None
+    endpoint: Endpoint | None = None
+    credentials: Credentials | None = None
+    assume_role: AssumeRole | None = None
+    scan_segments: int | None = None
+    read_throughput: int | None = None
+    throughput_read_percent: float | None = None
+    max_map_tasks: int | None = None
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    table: str
+    type: str = "dynamodb"
+    region: str | None = None
+    endpoint: Endpoint | None = None
+    credentials: Credentials | None = None
+    assume_role: AssumeRole | None = None
+    stream_changes: bool = False
+    skip_initial_snapshot_transfer: bool = False
+    write_throughput: int | None = None
+    throughput_write_percent: float | None = None
+    billing_mode: str | None = None
+    remove_consumed_capacity: bool = False
+    max_items_per_batch: int = 25
+
+
+@dataclass(frozen=True)
+class Savepoints:
+    path: str = "./savepoints"
+    interval_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class Rename:
+    from_: str
+    to: str
+
+
+@dataclass(frozen=True)
+class Validation:
+    failures_to_fetch: int = 100
+    floating_point_tolerance: float = 0.0
+
+
+@dataclass(frozen=True)
+class Config:
+    source: SourceConfig
+    target: TargetConfig
+    savepoints: Savepoints = field(default_factory=Savepoints)
+    renames: tuple[Rename, ...] = ()
+    validation: Validation = field(default_factory=Validation)
+    path: str = "<memory>"
+
+    def fingerprint(self) -> str:
+        """Identifies this migration (source, target, tables) without any secret."""
+
+        def where(side: SourceConfig | TargetConfig) -> str:
+            ep = side.endpoint.url if side.endpoint else f"aws:{side.region}"
+            return f"{ep}/{side.table}"
+
+        raw = f"{where(self.source)} -> {where(self.target)}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def rename_map(self) -> dict[str, str]:
+        return {r.from_: r.to for r in self.renames}
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Reader:
+    """Walks one mapping of the YAML, recording which keys were consumed."""
+
+    def __init__(self, path: str, where: str, data: Any) -> None:
+        self.path = path
+        self.where = where
+        if not isinstance(data, dict):
+            self.fail(where, f"must be a mapping, got {_kind(data)}", "indent its keys under it")
+        self.data: dict[str, Any] = data
+        self.known: list[str] = []
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def fail(self, key: str, problem: str, fix: str) -> None:
+        raise ConfigError(f"{self.path}: `{key}` {problem}; {fix}")
+
+    def get(self, name: str) -> Any:
+        self.known.append(name)
+        return self.data.get(name)
+
+    def str_(self, name: str, *, required: bool = False) -> str | None:
+        v = self.get(name)
+        if v is None:
+            if required:
+                self.fail(self.key(name), "is missing", "add it (a non-empty string)")
+            return None
+        if isinstance(v, bool) or not isinstance(v, str | int) or str(v) == "":
+            self.fail(self.key(name), f"must be a non-empty string, got {_kind(v)}", "quote it")
+        return str(v)
+
+    def int_(self, name: str, *, minimum: int, maximum: int | None = None) -> int | None:
+        v = self.get(name)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.fail(
+                self.key(name), f"must be a whole number, got {_kind(v)}", _range(minimum, maximum)
+            )
+        if v < minimum or (maximum is not None and v > maximum):
+            self.fail(self.key(name), f"is {v}, out of range", _range(minimum, maximum))
+        return int(v)
+
+    def float_(self, name: str, *, minimum: float, maximum: float) -> float | None:
+        v = self.get(name)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            self.fail(self.key(name), f"must be a number, got {_kind(v)}", _range(minimum, maximum))
+        if v < minimum or v > maximum:
+            self.fail(self.key(name), f"is {v}, out of range", _range(minimum, maximum))
+        return float(v)
+
+    def bool_(self, name: str, default: bool) -> bool:
+        v = self.get(name)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            self.fail(
+                self.key(name), f"must be true or false, got {_kind(v)}", "write true or false"
+            )
+        return bool(v)
+
+    def child(self, name: str) -> _Reader | None:
+        v = self.get(name)
+        if v is None:
+            return None
+        return _Reader(self.path, self.key(name), v)
+
+    def done(self, ignored: set[str] | None = None) -> None:
+        for k in self.data:
+            if k in self.known or (ignored and k in ignored):
+                continue
+            near = difflib.get_close_matches(str(k), self.known, n=1, cutoff=0.5)
+            hint = f"did you mean `{near[0]}`?" if near else f"valid keys: {', '.join(self.known)}"
+            self.fail(self.key(str(k)), "is not a known key", hint)
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "nothing"
+    if isinstance(v, bool):
+        return f"a boolean ({v})"
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, list):
+        return "a list"
+    return f"{type(v).__name__} {v!r}"
+
+
+def _range(lo: float, hi: float | None) -> str:
+    return f"use a value >= {lo}" if hi is None else f"use a value from {lo} to {hi}"
+
+
+def _endpoint(r: _Reader) -> Endpoint | None:
+    e = r.child("endpoint")
+    if e is None:
+        return None
+    host = e.str_("host", required=True)
+    port = e.int_("port", minimum=1, maximum=65535)
+    e.done()
+    assert host is not None
+    return Endpoint(host=host, port=port)
+
+
+def _credentials(r: _Reader) -> tuple[Credentials | None, AssumeRole | None]:
+    c = r.child("credentials")
+    if c is None:
+        return None, None
+    access = c.str_("accessKey")
+    secret = c.str_("secretKey")
+    token = c.str_("sessionToken")
+    role: AssumeRole | None = None
+    a = c.child("assumeRole")
+    if a is not None:
+        arn = a.str_("arn", required=True)
+        assert arn is not None
+        role = AssumeRole(arn=arn, session_name=a.str_("sessionName"))
+        a.done()
+    c.done()
+    if (access is None) != (secret is None):
+        missing = "secretKey" if secret is None else "accessKey"
+        c.fail(c.key(missing), "is missing", "give both accessKey and secretKey, or neither")
+    if access is None or secret is None:
+        return None, role
+    return Credentials(
+        access_key=access, secret_key=secret, session_token=token, assume_role=role
+    ), role
+
+
+_TYPES = ("dynamodb", "dynamo", "alternator")
+
+
+def _side_type(r: _Reader) -> str:
+    t = r.str_("type", required=True)
+    assert t is not None
+    if t.lower() not in _TYPES:
+        r.fail(r.key("type"), f"is {t!r}, not supported", "use `dynamodb` or `alternator`")
+    return "alternator" if t.lower() == "alternator" else "dynamodb"
+
+
+def _region(r: _Reader, endpoint: Endpoint | None) -> str | None:
+    region = r.str_("region")
+    if region is None and endpoint is None:
+        r.fail(r.key("region"), "is missing", "set `region` (or `endpoint` for a non-AWS server)")
+    return region
+
+
+def _source(r: _Reader) -> SourceConfig:
+    kind = _side_type(r)
+    table = r.str_("table", required=True)
+    endpoint = _endpoint(r)
+    region = _region(r, endpoint)
+    creds, role = _credentials(r)
+    cfg = SourceConfig(
+        table=table or "",
+        type=kind,
+        region=region,
+        endpoint=endpoint,
+        credentials=creds,
+        assume_role=role,
+        scan_segments=r.int_("scanSegments", minimum=1, maximum=1_000_000),
+        read_throughput=r.int_("readThroughput", minimum=1),
+        throughput_read_percent=r.float_("throughputReadPercent", minimum=0.1, maximum=1.5),
+        max_map_tasks=r.int_("maxMapTasks", minimum=1, maximum=10_000),
+    )
+    r.done()
+    return cfg
+
+
+def _target(r: _Reader) -> TargetConfig:
+    kind = _side_type(r)
+    table = r.str_("table", required=True)
+    endpoint = _endpoint(r)
+    region = _region(r, endpoint)
+    creds, role = _credentials(r)
+    billing = r.str_("billingMode")
+    if billing is not None and billing.upper() not in ("PROVISIONED", "PAY_PER_REQUEST"):
+        r.fail(r.key("billingMode"), f"is {billing!r}", "use PROVISIONED or PAY_PER_REQUEST")
+    batch = r.int_("maxItemsPerBatch", minimum=1, maximum=100)
+    cfg = TargetConfig(
+        table=table or "",
+        type=kind,
+        region=region,
+        endpoint=endpoint,
+        credentials=creds,
+        assume_role=role,
+        stream_changes=r.bool_("streamChanges", False),
+        skip_initial_snapshot_transfer=r.bool_("skipInitialSnapshotTransfer", False),
+        write_throughput=r.int_("writeThroughput", minimum=1),
+        throughput_write_percent=r.float_("throughputWritePercent", minimum=0.1, maximum=1.5),
+        billing_mode=billing.upper() if billing else None,
+        remove_consumed_capacity=r.bool_("removeConsumedCapacity", False),
+        max_items_per_batch=batch if batch is not None else 25,
+    )
+    r.done()
+    return cfg
+
+
+def parse(data: Any, path: str = "<memory>") -> Config:
+    """Build a Config from already-loaded YAML data."""
+    top = _Reader(path, "", data if data is not None else {})
+    s = top.child("source")
+    t = top.child("target")
+    if s is None:
+        top.fail("source", "is missing", "add a `source:` section with `type: dynamodb`")
+    if t is None:
+        top.fail("target", "is missing", "add a `target:` section with `type: dynamodb`")
+    assert s is not None and t is not None
+    source = _source(s)
+    target = _target(t)
+
+    savepoints = Savepoints()
+    sp = top.child("savepoints")
+    if sp is not None:
+        sp_path = sp.str_("path")
+        interval = sp.float_("intervalSeconds", minimum=0.1, maximum=86400)
+        sp.done()
+        savepoints = Savepoints(
+            path=sp_path or savepoints.path,
+            interval_seconds=interval if interval is not None else savepoints.interval_seconds,
+        )
+
+    renames: list[Rename] = []
+    raw_renames = top.get("renames")
+    if raw_renames is not None:
+        if not isinstance(raw_renames, list):
+            top.fail(
+                "renames",
+                f"must be a list, got {_kind(raw_renames)}",
+                "write `- {from: a, to: b}` items",
+            )
+        for i, item in enumerate(raw_renames):
+            rr = _Reader(path, f"renames[{i}]", item)
+            frm, to = rr.str_("from", required=True), rr.str_("to", required=True)
+            rr.done()
+            assert frm is not None and to is not None
+            renames.append(Rename(from_=frm, to=to))
+        targets = [r.to for r in renames]
+        if len(set(targets)) != len(targets):
+            top.fail("renames", "maps two attributes to one name", "give each `to` a distinct name")
+
+    validation = Validation()
+    v = top.child("validation")
+    if v is not None:
+        ftf = v.int_("failuresToFetch", minimum=0)
+        fpt = v.float_("floatingPointTolerance", minimum=0.0, maximum=1e300)
+        for k in _IGNORED_VALIDATION_KEYS:
+            v.get(k)
+        v.known = [k for k in v.known if k not in _IGNORED_VALIDATION_KEYS]
+        v.done(ignored=_IGNORED_VALIDATION_KEYS)
+        validation = Validation(
+            failures_to_fetch=ftf if ftf is not None else validation.failures_to_fetch,
+            floating_point_tolerance=fpt if fpt is not None else 0.0,
+        )
+    top.done()
+    return Config(
+        source=source,
+        target=target,
+        savepoints=savepoints,
+        renames=tuple(renames),
+        validation=validation,
+        path=path,
+    )
+
+
+def load(path: str | Path) -> Config:
+    """Read and check a config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{p}: no such file; pass the path of your config with --config"
+        ) from None
+    except OSError as e:
+        raise ConfigError(
+            f"{p}: cannot read it ({e.strerror}); check the path and permissions"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(
+            f"{p}: malformed YAML{where}: {problem}; fix the indentation or quoting there"
+        ) from None
+    return parse(data, str(p))
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]

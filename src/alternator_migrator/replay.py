@@ -1,0 +1,245 @@
+"""Replay the source stream on the target, in order per item, until stopped.
+
+Each round reads once from every ready shard (a child only once its parent is fully applied),
+collapses the records to the last change per key, writes them, and only then advances the
+shards' positions in the savepoint. A crash re-applies at most one round: puts of full new
+images and deletes by key are idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from .checkpoint import Savepoint, SavepointStore, ShardPosition
+from .clients import DynamoClient
+from .metrics import METRICS
+from .sink import Request, Sink, key_id
+from .streams import ShardReader, _trimmed, list_shards
+
+log = logging.getLogger(__name__)
+
+# Labels of the op-count table, as the Scylla Migrator prints them.
+OP_LABELS = {"INSERT": "INSERT", "MODIFY": "MODIFY", "REMOVE": "DELETE"}
+
+
+def format_op_table(counts: Counter[str]) -> str:
+    rows = [
+        f"| {OP_LABELS.get(op, op):<14}|{counts[op]:>5}|"
+        for op in ("INSERT", "MODIFY", "REMOVE")
+        if counts[op]
+    ]
+    rows += [f"| {op:<14}|{n:>5}|" for op, n in sorted(counts.items()) if op not in OP_LABELS and n]
+    return "\n".join(rows)
+
+
+def record_time(record: dict[str, Any]) -> float | None:
+    """ApproximateCreationDateTime as epoch seconds (a number on the wire; tolerate a string)."""
+    v = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
+    if v is None:
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    try:
+        return float(v)
+    except ValueError:
+        try:
+            return dt.datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+
+
+def collapse(records: Sequence[dict[str, Any]], sink: Sink) -> list[Request]:
+    """The last change per key, as BatchWriteItem requests; order across keys is irrelevant."""
+    last: dict[bytes, Request] = {}
+    for rec in records:
+        d = rec["dynamodb"]
+        k = key_id(d["Keys"])
+        if rec["eventName"] == "REMOVE":
+            last[k] = sink.delete(d["Keys"])
+        else:
+            image = d.get("NewImage")
+            if image is None:
+                raise ValueError(
+                    "a stream record carries no NewImage: the stream's view type must be NEW_IMAGE"
+                )
+            last[k] = sink.put(image)
+    return list(last.values())
+
+
+@dataclass
+class BatchResult:
+    records: int
+    writes: int
+    counts: Counter[str]
+    lag_seconds: float | None
+
+
+@dataclass
+class ReplayStats:
+    rounds: int = 0
+    records: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+class Replayer:
+    def __init__(
+        self,
+        source: DynamoClient,
+        sink: Sink,
+        stream_arn: str,
+        store: SavepointStore,
+        savepoint: Savepoint,
+        *,
+        out: TextIO | None = None,
+        refresh_seconds: float = 10.0,
+        max_idle_sleep: float = 0.5,
+        parallel_reads: int = 8,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.arn = stream_arn
+        self.store = store
+        self.sp = savepoint
+        self.out = out or sys.stdout
+        self.refresh_seconds = refresh_seconds
+        self.max_idle_sleep = max_idle_sleep
+        self.readers: dict[str, ShardReader] = {}
+        self.stats = ReplayStats()
+        self.clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=parallel_reads, thread_name_prefix="replay")
+        self._last_refresh = 0.0
+
+    # -- shard tree
+    def refresh(self) -> None:
+        shards = list_shards(self.source, self.arn)
+        listed = {s.shard_id for s in shards}
+        for sid, known in self.sp.shards.items():
+            if not known.finished and sid not in listed:
+                raise _trimmed(sid, "the shard is no longer in the stream")
+        for s in shards:
+            if s.shard_id in self.readers:
+                continue
+            pos = self.sp.shards.get(s.shard_id)
+            if pos is not None and pos.finished:
+                continue
+            self.readers[s.shard_id] = ShardReader(
+                self.source, self.arn, s, pos.sequence_number if pos else None
+            )
+            if pos is None:
+                with self.store.lock:
+                    self.sp.shards[s.shard_id] = ShardPosition(None, False, s.parent)
+        self._last_refresh = time.monotonic()
+        METRICS.set("stream_shards_open", float(len(self.readers)))
+
+    def _parent_done(self, r: ShardReader) -> bool:
+        parent = r.shard.parent
+        if parent is None:
+            return True
+        pos = self.sp.shards.get(parent)
+        # A parent we never saw has aged out of the stream before this migration began.
+        return pos is None or pos.finished
+
+    def ready(self) -> list[ShardReader]:
+        return [r for r in self.readers.values() if self._parent_done(r)]
+
+    # -- one round
+    def round(self) -> BatchResult:
+        if time.monotonic() - self._last_refresh > self.refresh_seconds:
+            self.refresh()
+        ready = self.ready()
+        fetched = list(self._pool.map(lambda r: (r, r.read()), ready))
+        records = [rec for _, recs in fetched for rec in recs]
+        result = BatchResult(len(records), 0, Counter(rec["eventName"] for rec in records), None)
+        if records:
+            requests = collapse(records, self.sink)
+            chunks = [
+                requests[i : i + self.sink.max_batch]
+                for i in range(0, len(requests), self.sink.max_batch)
+            ]
+            # Keys are unique after collapse, so chunks may be written concurrently.
+            for _ in self._pool.map(self.sink.write, chunks):
+                pass
+            result.writes = len(requests)
+            times = [t for t in (record_time(r) for r in records) if t is not None]
+            if times:
+                result.lag_seconds = max(0.0, self.clock() - max(times))
+        closed_any = False
+        with self.store.lock:
+            for reader, recs in fetched:
+                if recs:
+                    reader.position = recs[-1]["dynamodb"]["SequenceNumber"]
+                pos = self.sp.shards.setdefault(
+                    reader.shard.shard_id, ShardPosition(parent=reader.shard.parent)
+                )
+                pos.sequence_number = reader.position
+                if reader.closed:
+                    pos.finished = True
+                    closed_any = True
+                    del self.readers[reader.shard.shard_id]
+        if closed_any:
+            self.refresh()  # children of a closed shard become readable now
+        self._account(result)
+        return result
+
+    def _account(self, result: BatchResult) -> None:
+        self.stats.rounds += 1
+        self.stats.records += result.records
+        self.stats.counts.update(result.counts)
+        for op, n in result.counts.items():
+            METRICS.inc("stream_records_applied_total", n, type=op)
+        if result.lag_seconds is not None:
+            METRICS.set("replay_lag_seconds", result.lag_seconds)
+        if result.records:
+            self.out.write(format_op_table(result.counts) + "\n")
+            self.out.flush()
+            log.info(
+                "Applied %d stream records as %d writes; lag %s",
+                result.records,
+                result.writes,
+                f"{result.lag_seconds:.1f}s" if result.lag_seconds is not None else "unknown",
+            )
+        self.store.maybe_save(self.sp)
+
+    def caught_up(self) -> bool:
+        """Every readable shard was read to its current end (or closed)."""
+        return all(r.drained or r.closed for r in self.ready()) and not any(
+            not self._parent_done(r) for r in self.readers.values()
+        )
+
+    def run(self, stop: threading.Event, stop_when_caught_up: float | None = None) -> ReplayStats:
+        self.refresh()
+        idle_sleep = 0.0
+        quiet_since: float | None = None
+        try:
+            while not stop.is_set():
+                result = self.round()
+                if result.records:
+                    idle_sleep = 0.0
+                    quiet_since = None
+                    continue
+                if stop_when_caught_up is not None and self.caught_up():
+                    now = time.monotonic()
+                    quiet_since = quiet_since or now
+                    if now - quiet_since >= stop_when_caught_up:
+                        log.info(
+                            "Caught up: no new stream records for %.0fs; stopping",
+                            stop_when_caught_up,
+                        )
+                        break
+                # Nothing new: back off so an idle source is not hammered with GetRecords.
+                idle_sleep = min(self.max_idle_sleep, max(0.05, idle_sleep * 2))
+                stop.wait(idle_sleep)
+        finally:
+            self.store.save(self.sp)
+            self._pool.shutdown(wait=True)
+        return self.stats

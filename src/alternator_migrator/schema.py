@@ -1,0 +1,204 @@
+"""Describe the source table; create the target with the same schema, or check it matches."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from .clients import DynamoClient, DynamoError, preflight
+from .config import Config
+from .errors import SchemaError
+
+log = logging.getLogger(__name__)
+
+
+def describe_source(client: DynamoClient, table: str) -> dict[str, Any]:
+    try:
+        desc: dict[str, Any] = preflight(client, "DescribeTable", {"TableName": table})["Table"]
+    except DynamoError as e:
+        if e.code == "ResourceNotFoundException":
+            raise SchemaError(
+                f"source table {table!r} does not exist at {client.url}; "
+                "check `source.table` and `source.endpoint`/`source.region`"
+            ) from None
+        raise
+    return desc
+
+
+def key_names(desc: dict[str, Any]) -> list[str]:
+    """Key attribute names, hash key first."""
+    ks = sorted(desc["KeySchema"], key=lambda k: 0 if k["KeyType"] == "HASH" else 1)
+    return [k["AttributeName"] for k in ks]
+
+
+def _key_signature(
+    desc: dict[str, Any], renames: dict[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    types = {a["AttributeName"]: a["AttributeType"] for a in desc.get("AttributeDefinitions", [])}
+    rn = renames or {}
+    return sorted(
+        (
+            rn.get(k["AttributeName"], k["AttributeName"]),
+            k["KeyType"],
+            types.get(k["AttributeName"], "?"),
+        )
+        for k in desc["KeySchema"]
+    )
+
+
+def _billing_mode(src: dict[str, Any], cfg: Config) -> str:
+    if cfg.target.billing_mode:
+        return cfg.target.billing_mode
+    return str(src.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED"))
+
+
+def _throughput(pt: dict[str, Any] | None) -> dict[str, int]:
+    # On-demand sources report 0; a provisioned target needs at least 1.
+    pt = pt or {}
+    return {
+        "ReadCapacityUnits": max(1, int(pt.get("ReadCapacityUnits") or 0) or 5),
+        "WriteCapacityUnits": max(1, int(pt.get("WriteCapacityUnits") or 0) or 5),
+    }
+
+
+def create_table_request(src: dict[str, Any], cfg: Config) -> dict[str, Any]:
+    """The CreateTable body for the target: keys, attribute types, indexes, billing."""
+    rn = cfg.rename_map()
+
+    def ren_keys(ks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {
+                "AttributeName": rn.get(k["AttributeName"], k["AttributeName"]),
+                "KeyType": k["KeyType"],
+            }
+            for k in ks
+        ]
+
+    def projection(p: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"ProjectionType": p.get("ProjectionType", "ALL")}
+        if p.get("NonKeyAttributes"):
+            out["NonKeyAttributes"] = [rn.get(a, a) for a in p["NonKeyAttributes"]]
+        return out
+
+    billing = _billing_mode(src, cfg)
+    req: dict[str, Any] = {
+        "TableName": cfg.target.table,
+        "KeySchema": ren_keys(src["KeySchema"]),
+        "AttributeDefinitions": [
+            {
+                "AttributeName": rn.get(a["AttributeName"], a["AttributeName"]),
+                "AttributeType": a["AttributeType"],
+            }
+            for a in src["AttributeDefinitions"]
+        ],
+        "BillingMode": billing,
+    }
+    if billing == "PROVISIONED":
+        req["ProvisionedThroughput"] = _throughput(src.get("ProvisionedThroughput"))
+    gsis = []
+    for g in src.get("GlobalSecondaryIndexes", []) or []:
+        gsi: dict[str, Any] = {
+            "IndexName": g["IndexName"],
+            "KeySchema": ren_keys(g["KeySchema"]),
+            "Projection": projection(g.get("Projection", {})),
+        }
+        if billing == "PROVISIONED":
+            gsi["ProvisionedThroughput"] = _throughput(g.get("ProvisionedThroughput"))
+        gsis.append(gsi)
+    if gsis:
+        req["GlobalSecondaryIndexes"] = gsis
+    lsis = [
+        {
+            "IndexName": li["IndexName"],
+            "KeySchema": ren_keys(li["KeySchema"]),
+            "Projection": projection(li.get("Projection", {})),
+        }
+        for li in src.get("LocalSecondaryIndexes", []) or []
+    ]
+    if lsis:
+        req["LocalSecondaryIndexes"] = lsis
+    return req
+
+
+def _wait_active(client: DynamoClient, table: str, timeout: float = 600.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        desc: dict[str, Any] = client.call("DescribeTable", {"TableName": table})["Table"]
+        if desc.get("TableStatus") == "ACTIVE":
+            return desc
+        if time.monotonic() > deadline:
+            raise SchemaError(f"target table {table!r} did not become ACTIVE within {timeout:.0f}s")
+        time.sleep(1.0)
+
+
+def _copy_ttl(source: DynamoClient, target: DynamoClient, src_table: str, cfg: Config) -> None:
+    try:
+        ttl = source.call("DescribeTimeToLive", {"TableName": src_table})["TimeToLiveDescription"]
+    except DynamoError as e:
+        log.warning("Could not read the source TTL setting (%s); TTL not copied", e.code)
+        return
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        return
+    attr = cfg.rename_map().get(ttl["AttributeName"], ttl["AttributeName"])
+    try:
+        target.call(
+            "UpdateTimeToLive",
+            {
+                "TableName": cfg.target.table,
+                "TimeToLiveSpecification": {"Enabled": True, "AttributeName": attr},
+            },
+        )
+        log.info("Enabled TTL on target attribute %r", attr)
+    except DynamoError as e:
+        if e.code in ("UnknownOperationException", "ValidationException") or e.status == 501:
+            log.warning(
+                "Target does not support TTL (%s); items will be copied with attribute %r "
+                "but will not expire on the target",
+                e.code,
+                attr,
+            )
+            return
+        raise
+
+
+def ensure_target(
+    source: DynamoClient, target: DynamoClient, src: dict[str, Any], cfg: Config
+) -> dict[str, Any]:
+    """Create the target like the source, or check an existing one has the same keys."""
+    table = cfg.target.table
+    try:
+        existing: dict[str, Any] | None = preflight(target, "DescribeTable", {"TableName": table})[
+            "Table"
+        ]
+    except DynamoError as e:
+        if e.code != "ResourceNotFoundException":
+            raise
+        existing = None
+    if existing is not None:
+        want, have = _key_signature(src, cfg.rename_map()), _key_signature(existing)
+        if want != have:
+            raise SchemaError(
+                f"target table {table!r} exists with key schema {have}, but the source has {want}; "
+                "drop the target table or point `target.table` at a new name"
+            )
+        log.info("Target table %r exists with a matching key schema", table)
+        return existing
+    req = create_table_request(src, cfg)
+    log.info(
+        "Creating target table %r (%s, %d GSI, %d LSI)",
+        table,
+        req["BillingMode"],
+        len(req.get("GlobalSecondaryIndexes", [])),
+        len(req.get("LocalSecondaryIndexes", [])),
+    )
+    try:
+        target.call("CreateTable", req)
+    except DynamoError as e:
+        if e.code != "ResourceInUseException":  # created meanwhile by a concurrent run
+            raise SchemaError(
+                f"could not create target table {table!r}: {e.code}: {e.message}"
+            ) from None
+    desc = _wait_active(target, table)
+    _copy_ttl(source, target, src["TableName"], cfg)
+    return desc

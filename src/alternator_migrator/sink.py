@@ -1,0 +1,170 @@
+"""Batched puts and deletes against the target, in wire format.
+
+A request here is BatchWriteItem's own element: ``{"PutRequest": {"Item": ...}}`` or
+``{"DeleteRequest": {"Key": ...}}``. Nothing is ever dropped: ``UnprocessedItems`` and
+transient errors are retried with jittered backoff, and a request that fails for good stops the
+run with its key named.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from .clients import DynamoClient, DynamoError, RetryPolicy
+from .errors import WriteError
+from .metrics import METRICS
+from .throttle import RateLimiter
+
+log = logging.getLogger(__name__)
+
+Request = dict[str, Any]
+Item = dict[str, Any]
+
+
+def item_key(item: Item, key_names: Sequence[str]) -> Item:
+    return {k: item[k] for k in key_names if k in item}
+
+
+def key_id(key: Item) -> bytes:
+    """A hashable identity of a key in wire format."""
+    return orjson.dumps(key, option=orjson.OPT_SORT_KEYS)
+
+
+def rename_item(item: Item, renames: dict[str, str]) -> Item:
+    if not renames:
+        return item
+    return {renames.get(k, k): v for k, v in item.items()}
+
+
+def _describe(req: Request) -> str:
+    if "PutRequest" in req:
+        return "put of item with key " + _short_key(req["PutRequest"]["Item"])
+    return "delete of key " + _short_key(req["DeleteRequest"]["Key"])
+
+
+def _short_key(item: Item) -> str:
+    text = orjson.dumps(item).decode()
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+class Sink:
+    """Writes batches of requests to one target table within a write budget."""
+
+    def __init__(
+        self,
+        client: DynamoClient,
+        table: str,
+        key_names: Sequence[str],
+        *,
+        max_batch: int = 25,
+        limiter: RateLimiter | None = None,
+        consumed_capacity: bool = True,
+        renames: dict[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.key_names = list(key_names)
+        self.max_batch = max_batch
+        self.limiter = limiter or RateLimiter(None)
+        self.consumed_capacity = consumed_capacity
+        self.renames = renames or {}
+        self.retry = retry or client.retry
+        # Keys as the target sees them: renames applied.
+        self.target_key_names = [self.renames.get(k, k) for k in self.key_names]
+        self._header = orjson.dumps(table)
+
+    # -- building requests from source-side items
+    def put(self, item: Item) -> Request:
+        return {"PutRequest": {"Item": rename_item(item, self.renames)}}
+
+    def delete(self, key: Item) -> Request:
+        return {"DeleteRequest": {"Key": rename_item(key, self.renames)}}
+
+    def put_items(self, items: Iterable[Item]) -> int:
+        return self.write([self.put(i) for i in items])
+
+    # -- writing
+    def write(self, requests: Sequence[Request]) -> int:
+        """Write all requests (at most one per key), chunked; returns how many were written."""
+        n = 0
+        for i in range(0, len(requests), self.max_batch):
+            chunk = requests[i : i + self.max_batch]
+            self._write_chunk(chunk)
+            n += len(chunk)
+        return n
+
+    def _body(self, chunk: Sequence[Request]) -> bytes:
+        body: dict[str, Any] = {"RequestItems": {self.table: list(chunk)}}
+        if self.consumed_capacity:
+            body["ReturnConsumedCapacity"] = "TOTAL"
+        return orjson.dumps(body)
+
+    def _write_chunk(self, chunk: Sequence[Request]) -> None:
+        pending: Sequence[Request] = chunk
+        attempt = 0
+        start = time.monotonic()
+        while pending:
+            payload = self._body(pending)
+            # ~1 WCU per started KB per item; body size is a close, cheap upper estimate.
+            estimate = max(len(pending), len(payload) / 1024)
+            self.limiter.acquire(estimate)
+            try:
+                resp = self.client.call_raw("BatchWriteItem", payload, retry=self.retry)
+            except DynamoError as e:
+                if e.retryable:  # the client's own retry budget ran out
+                    raise WriteError(
+                        f"target unavailable: BatchWriteItem kept failing ({e.code}: {e.message}) "
+                        f"for {time.monotonic() - start:.0f}s; first unwritten: {_describe(pending[0])}"
+                    ) from None
+                self._write_singly(pending, e)
+                return
+            consumed = resp.get("ConsumedCapacity")
+            if consumed:
+                used = sum(float(c.get("CapacityUnits", 0)) for c in consumed)
+                self.limiter.settle(used - estimate)
+            unprocessed = resp.get("UnprocessedItems", {}).get(self.table, [])
+            done = len(pending) - len(unprocessed)
+            if done:
+                METRICS.inc("items_written_total", done)
+            if not unprocessed:
+                return
+            attempt += 1
+            METRICS.inc("retries_total", cause="unprocessed_items", endpoint="target")
+            elapsed = time.monotonic() - start
+            if attempt >= self.retry.max_attempts or elapsed > self.retry.deadline:
+                raise WriteError(
+                    f"target left {len(unprocessed)} items unprocessed after {attempt} retries "
+                    f"over {elapsed:.0f}s; first unwritten: {_describe(unprocessed[0])}"
+                )
+            time.sleep(random.uniform(0, min(self.retry.cap, self.retry.base * 2**attempt)))
+            pending = unprocessed
+
+    def _write_singly(self, pending: Sequence[Request], batch_error: DynamoError) -> None:
+        """A batch was refused as a whole: find and name the request that is at fault."""
+        log.warning(
+            "BatchWriteItem refused (%s); writing %d items one by one",
+            batch_error.code,
+            len(pending),
+        )
+        for req in pending:
+            if "PutRequest" in req:
+                op, body = "PutItem", {"TableName": self.table, "Item": req["PutRequest"]["Item"]}
+            else:
+                op, body = (
+                    "DeleteItem",
+                    {"TableName": self.table, "Key": req["DeleteRequest"]["Key"]},
+                )
+            try:
+                self.client.call(op, body, retry=self.retry)
+            except DynamoError as e:
+                raise WriteError(
+                    f"target refused the {_describe(req)}: {e.code}: {e.message}"
+                ) from None
+            METRICS.inc("items_written_total")

@@ -1,0 +1,237 @@
+"""Segmented parallel Scan of the source, pipelined into batched writes on the target.
+
+Scanner threads (at most ``maxMapTasks``) put pages on a bounded queue; writer threads drain
+it. Memory stays flat however large the table: at most ``queue size`` pages are in flight. A
+segment's position advances only over pages the target acknowledged, in page order, so the
+savepoint never claims an item that was not written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .checkpoint import Savepoint, SavepointStore
+from .clients import DynamoClient
+from .config import ON_DEMAND_DEFAULT_CAPACITY, Config
+from .metrics import METRICS
+from .progress import SnapshotProgress
+from .sink import Sink
+from .throttle import RateLimiter, budget
+
+log = logging.getLogger(__name__)
+
+SEGMENT_BYTES = 128 * 1024 * 1024  # the Scylla Migrator's default split size
+DEFAULT_MIN_SEGMENTS = 8
+DEFAULT_MAX_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    total_segments: int
+    workers: int
+    writers: int
+    read_rate: float | None  # RCU/s; None: unlimited
+
+
+def plan_scan(cfg: Config, src: dict[str, Any], saved_segments: int | None = None) -> ScanPlan:
+    s = cfg.source
+    if saved_segments is not None:
+        total = saved_segments  # a resumed scan must keep its segment boundaries
+    elif s.scan_segments is not None:
+        total = s.scan_segments
+    else:
+        size = int(src.get("TableSizeBytes") or 0)
+        total = max(DEFAULT_MIN_SEGMENTS, math.ceil(size / SEGMENT_BYTES))
+    workers = min(total, s.max_map_tasks or DEFAULT_MAX_WORKERS)
+    writers = max(2, min(16, workers * 2))
+    rcu = (
+        int(src.get("ProvisionedThroughput", {}).get("ReadCapacityUnits") or 0)
+        or ON_DEMAND_DEFAULT_CAPACITY
+    )
+    return ScanPlan(
+        total, workers, writers, budget(s.read_throughput, s.throughput_read_percent, rcu)
+    )
+
+
+@dataclass
+class _Segment:
+    number: int
+    next_page: int = 0  # pages handed to writers
+    committed: int = 0  # pages acknowledged in order
+    acked: dict[int, Any] = field(default_factory=dict)  # page -> LastEvaluatedKey (None: last)
+
+
+@dataclass
+class _Page:
+    segment: _Segment
+    number: int
+    items: list[dict[str, Any]]
+    last_key: Any
+
+
+class _Abort(Exception):
+    pass
+
+
+class SnapshotCopier:
+    def __init__(
+        self,
+        source: DynamoClient,
+        sink: Sink,
+        cfg: Config,
+        plan: ScanPlan,
+        store: SavepointStore,
+        savepoint: Savepoint,
+        stop: threading.Event,
+        progress: SnapshotProgress | None = None,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.cfg = cfg
+        self.plan = plan
+        self.store = store
+        self.sp = savepoint
+        self.stop = stop
+        self.progress = progress
+        self.read_limiter = RateLimiter(plan.read_rate)
+        self.pages: queue.Queue[_Page | None] = queue.Queue(maxsize=plan.writers * 2)
+        self.segments: queue.Queue[int] = queue.Queue()
+        self.errors: list[BaseException] = []
+        self._failed = threading.Event()
+
+    # -- scanning
+    def _scan_segment(self, seg: _Segment) -> None:
+        start_key = self.sp.segment_keys.get(seg.number)
+        while True:
+            if self.stop.is_set() or self._failed.is_set():
+                raise _Abort()
+            req: dict[str, Any] = {
+                "TableName": self.cfg.source.table,
+                "Segment": seg.number,
+                "TotalSegments": self.plan.total_segments,
+                "ReturnConsumedCapacity": "TOTAL",
+            }
+            if start_key is not None:
+                req["ExclusiveStartKey"] = start_key
+            resp = self.source.call("Scan", req)
+            items: list[dict[str, Any]] = resp.get("Items", [])
+            used = resp.get("ConsumedCapacity", {}).get("CapacityUnits")
+            if used is None and not self.read_limiter.unlimited:
+                # Alternator reports nothing: charge eventually-consistent reads of the bytes read.
+                used = len(orjson.dumps(items)) / 4096 * 0.5
+            self.read_limiter.acquire(float(used or 0))
+            METRICS.inc("items_scanned_total", len(items))
+            start_key = resp.get("LastEvaluatedKey")
+            page = _Page(seg, seg.next_page, items, start_key)
+            seg.next_page += 1
+            self._put(page)
+            if start_key is None:
+                return
+
+    def _put(self, page: _Page) -> None:
+        while True:
+            if self._failed.is_set():
+                raise _Abort()
+            try:
+                self.pages.put(page, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _scanner(self) -> None:
+        try:
+            while not self.stop.is_set() and not self._failed.is_set():
+                try:
+                    n = self.segments.get_nowait()
+                except queue.Empty:
+                    return
+                self._scan_segment(_Segment(n))
+        except _Abort:
+            return
+        except BaseException as e:
+            self._fail(e)
+
+    # -- writing
+    def _writer(self) -> None:
+        try:
+            while True:
+                page = self.pages.get()
+                if page is None:
+                    return
+                if self._failed.is_set():
+                    continue  # drain so scanners never block; nothing more is acknowledged
+                if page.items:
+                    self.sink.put_items(page.items)
+                self._ack(page)
+        except BaseException as e:
+            self._fail(e)
+
+    def _ack(self, page: _Page) -> None:
+        seg = page.segment
+        finished = False
+        with self.store.lock:
+            seg.acked[page.number] = page.last_key
+            while seg.committed in seg.acked:
+                key = seg.acked.pop(seg.committed)
+                seg.committed += 1
+                if key is None:
+                    self.sp.segments_done.add(seg.number)
+                    self.sp.segment_keys.pop(seg.number, None)
+                    finished = True
+                else:
+                    self.sp.segment_keys[seg.number] = key
+        if self.progress is not None:
+            self.progress.add_items(len(page.items))
+            if finished:
+                self.progress.segment_done()
+        METRICS.inc("items_copied_total", len(page.items))
+        if finished:
+            METRICS.inc("segments_done_total")
+        self.store.maybe_save(self.sp)
+
+    def _fail(self, e: BaseException) -> None:
+        with self.store.lock:
+            self.errors.append(e)
+        self._failed.set()
+
+    def run(self) -> bool:
+        """Copy every unfinished segment. True when the snapshot is complete."""
+        todo = [n for n in range(self.plan.total_segments) if n not in self.sp.segments_done]
+        for n in todo:
+            self.segments.put(n)
+        METRICS.set("segments_total", self.plan.total_segments)
+        if todo and len(todo) < self.plan.total_segments:
+            log.info(
+                "Resuming snapshot: %d of %d segments already done, %d partially",
+                self.plan.total_segments - len(todo),
+                self.plan.total_segments,
+                sum(1 for n in todo if n in self.sp.segment_keys),
+            )
+        scanners = [
+            threading.Thread(target=self._scanner, name=f"scan-{i}", daemon=True)
+            for i in range(min(self.plan.workers, max(1, len(todo))))
+        ]
+        writers = [
+            threading.Thread(target=self._writer, name=f"write-{i}", daemon=True)
+            for i in range(self.plan.writers)
+        ]
+        for t in scanners + writers:
+            t.start()
+        for t in scanners:
+            t.join()
+        for _ in writers:
+            self.pages.put(None)
+        for t in writers:
+            t.join()
+        self.store.save(self.sp)
+        if self.errors:
+            raise self.errors[0]
+        complete = len(self.sp.segments_done) >= self.plan.total_segments
+        return complete

@@ -1,0 +1,210 @@
+"""The source's DynamoDB Stream: enabling it, its shard tree, and ordered reads of one shard."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .clients import DynamoClient, DynamoError
+from .errors import StreamError, StreamTrimmedError
+
+log = logging.getLogger(__name__)
+
+NEW_IMAGE_VIEWS = ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")
+GET_RECORDS_LIMIT = 1000
+
+
+def _stream_status(client: DynamoClient, arn: str) -> str:
+    d = client.call("DescribeStream", {"StreamArn": arn, "Limit": 1}, streams=True)
+    return str(d["StreamDescription"].get("StreamStatus", "UNKNOWN"))
+
+
+def _existing_stream_error(table: str, arn: str | None) -> StreamError:
+    return StreamError(
+        f"source table {table!r} already has a stream ({arn}) that this migration did not enable. "
+        "A stream keeps records for only 24 hours and we cannot tell which changes it has already "
+        "dropped, so replaying it could silently lose writes. Disable the stream on the source "
+        "(UpdateTable StreamSpecification StreamEnabled=false), wait until it is gone, and run again; "
+        "the migration enables a fresh NEW_IMAGE stream before it copies anything"
+    )
+
+
+def ensure_stream(
+    client: DynamoClient,
+    src: dict[str, Any],
+    our_arn: str | None,
+    *,
+    poll_seconds: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Enable a NEW_IMAGE stream on the source (or reuse the one this migration enabled)."""
+    table = src["TableName"]
+    spec = src.get("StreamSpecification") or {}
+    arn = src.get("LatestStreamArn")
+    if our_arn is not None and not spec.get("StreamEnabled"):
+        raise StreamTrimmedError(
+            f"the stream this migration enabled on {table!r} ({our_arn}) is gone, so changes made "
+            "since it was disabled are lost; start a new migration with a new snapshot (--fresh)"
+        )
+    if spec.get("StreamEnabled"):
+        if our_arn is None or arn != our_arn:
+            raise _existing_stream_error(table, arn)
+        if spec.get("StreamViewType") not in NEW_IMAGE_VIEWS:
+            raise StreamError(f"stream {arn} does not carry new images; disable it and run again")
+        log.info("Resuming with the stream this migration enabled: %s", arn)
+    else:
+        log.info("Source is a Dynamo table and change streaming requested; enabling Dynamo Stream")
+        try:
+            resp = client.call(
+                "UpdateTable",
+                {
+                    "TableName": table,
+                    "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+                },
+            )
+            arn = resp["TableDescription"].get("LatestStreamArn")
+        except DynamoError as e:
+            # A concurrent enable: moto says ResourceInUseException, DynamoDB ValidationException.
+            if e.code not in ("ResourceInUseException", "ValidationException"):
+                raise
+            d = client.call("DescribeTable", {"TableName": table})["Table"]
+            raise _existing_stream_error(table, d.get("LatestStreamArn")) from None
+        if not arn:
+            d = client.call("DescribeTable", {"TableName": table})["Table"]
+            arn = d.get("LatestStreamArn")
+        if not arn:
+            raise StreamError(f"enabled a stream on {table!r} but the table reports no stream ARN")
+    while True:
+        status = _stream_status(client, arn)
+        if status == "ENABLED":
+            break
+        if status in ("DISABLING", "DISABLED"):
+            raise StreamError(f"stream {arn} is {status}; it cannot be read")
+        log.info(
+            "Stream not yet enabled (status %s); waiting for %d seconds and retrying",
+            status,
+            int(poll_seconds),
+        )
+        sleep(poll_seconds)
+    log.info("Stream enabled successfully")
+    return str(arn)
+
+
+@dataclass(frozen=True)
+class Shard:
+    shard_id: str
+    parent: str | None
+    starting_sequence: str | None
+    ending_sequence: str | None  # set once the shard is closed
+
+
+def list_shards(client: DynamoClient, arn: str) -> list[Shard]:
+    """Every shard of the stream, following DescribeStream's pagination."""
+    shards: list[Shard] = []
+    start: str | None = None
+    while True:
+        body: dict[str, Any] = {"StreamArn": arn}
+        if start:
+            body["ExclusiveStartShardId"] = start
+        d = client.call("DescribeStream", body, streams=True)["StreamDescription"]
+        if d.get("StreamStatus") in ("DISABLED", "DISABLING"):
+            raise StreamError(
+                f"the source stream {arn} was disabled; changes are no longer captured"
+            )
+        for s in d.get("Shards", []):
+            rng = s.get("SequenceNumberRange", {})
+            shards.append(
+                Shard(
+                    s["ShardId"],
+                    s.get("ParentShardId"),
+                    rng.get("StartingSequenceNumber"),
+                    rng.get("EndingSequenceNumber"),
+                )
+            )
+        start = d.get("LastEvaluatedShardId")
+        if not start:
+            return shards
+
+
+def _trimmed(shard_id: str, detail: str) -> StreamTrimmedError:
+    return StreamTrimmedError(
+        f"stream records of shard {shard_id} that were never applied to the target are gone "
+        f"({detail}); the stream keeps records only 24 hours. The target is missing changes: "
+        "start a new migration with a new snapshot (--fresh)"
+    )
+
+
+class ShardReader:
+    """Reads one shard in order, from TRIM_HORIZON or after the last applied record."""
+
+    def __init__(self, client: DynamoClient, arn: str, shard: Shard, position: str | None) -> None:
+        self.client = client
+        self.arn = arn
+        self.shard = shard
+        self.position = position  # last applied sequence number
+        self.iterator: str | None = None
+        self.closed = False  # read to its end (no NextShardIterator)
+        self.drained = False  # last read returned nothing
+
+    def _acquire(self) -> str:
+        body: dict[str, Any] = {"StreamArn": self.arn, "ShardId": self.shard.shard_id}
+        if self.position is None:
+            body["ShardIteratorType"] = "TRIM_HORIZON"
+        else:
+            start = self.shard.starting_sequence
+            if start is not None and int(start) > int(self.position) + 1:
+                raise _trimmed(
+                    self.shard.shard_id,
+                    f"the oldest record is {start}, the savepoint is at {self.position}",
+                )
+            body["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
+            body["SequenceNumber"] = self.position
+        try:
+            r = self.client.call("GetShardIterator", body, streams=True)
+        except DynamoError as e:
+            if e.code == "TrimmedDataAccessException":
+                raise _trimmed(self.shard.shard_id, e.message) from None
+            if e.code == "ResourceNotFoundException":
+                raise _trimmed(self.shard.shard_id, "the shard no longer exists") from None
+            raise
+        it = r.get("ShardIterator")
+        if not it:
+            self.closed = True
+            return ""
+        return str(it)
+
+    def read(self) -> list[dict[str, Any]]:
+        """One GetRecords call. The caller applies the records, then calls ``advance``."""
+        if self.closed:
+            return []
+        for _ in range(3):
+            if self.iterator is None:
+                self.iterator = self._acquire()
+                if self.closed:
+                    return []
+            try:
+                r = self.client.call(
+                    "GetRecords",
+                    {"ShardIterator": self.iterator, "Limit": GET_RECORDS_LIMIT},
+                    streams=True,
+                )
+            except DynamoError as e:
+                if e.code == "ExpiredIteratorException":
+                    # Iterators last 15 minutes; re-acquire after the last applied record.
+                    log.info("Shard %s: iterator expired; re-acquiring", self.shard.shard_id)
+                    self.iterator = None
+                    continue
+                if e.code == "TrimmedDataAccessException":
+                    raise _trimmed(self.shard.shard_id, e.message) from None
+                raise
+            records: list[dict[str, Any]] = r.get("Records", [])
+            nxt = r.get("NextShardIterator")
+            self.iterator = nxt
+            if not nxt:
+                self.closed = True
+            self.drained = not records
+            return records
+        raise StreamError(f"shard {self.shard.shard_id}: iterator kept expiring")

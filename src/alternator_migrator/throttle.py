@@ -1,0 +1,68 @@
+"""Client-side capacity budgets.
+
+Alternator returns no ConsumedCapacity and never throttles, so the budget cannot rely on the
+server: callers reserve an estimate before a request and settle the difference afterwards when
+the server does report what it consumed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class RateLimiter:
+    """A token bucket that may go into debt: a large request waits for its own cost."""
+
+    def __init__(self, rate: float | None, burst_seconds: float = 1.0) -> None:
+        self.rate = rate
+        self._burst = (rate or 0.0) * burst_seconds
+        self._tokens = self._burst
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rate is None
+
+    def _refill(self, now: float) -> None:
+        assert self.rate is not None
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    def acquire(self, units: float) -> float:
+        """Reserve ``units``; sleeps until the bucket has paid for them. Returns the wait."""
+        if self.rate is None or units <= 0:
+            return 0.0
+        with self._lock:
+            self._refill(time.monotonic())
+            self._tokens -= units
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            time.sleep(wait)
+        return wait
+
+    def settle(self, delta: float) -> None:
+        """Charge (positive) or refund (negative) the difference to a reservation."""
+        if self.rate is None or delta == 0:
+            return
+        with self._lock:
+            self._refill(time.monotonic())
+            self._tokens -= delta
+            self._tokens = min(self._tokens, self._burst)
+
+
+def budget(
+    configured: int | None,
+    percent: float | None,
+    provisioned: int | None,
+    default_percent: float = 0.5,
+) -> float | None:
+    """Units/s: ``configured`` (else the table's provisioned capacity) x ``percent``.
+
+    ``None`` means unlimited, which only happens when neither is known.
+    """
+    base = configured if configured is not None else provisioned
+    if base is None:
+        return None
+    return base * (percent if percent is not None else default_percent)

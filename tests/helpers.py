@@ -1,0 +1,142 @@
+"""Test helpers: boto3 clients (an independent implementation to check ours), tables, configs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import yaml
+from botocore.config import Config as BotoConfig
+
+T = TypeVar("T")
+
+
+def boto_client(url: str, service: str = "dynamodb") -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=BotoConfig(retries={"max_attempts": 10, "mode": "standard"}),
+    )
+
+
+def eventually(
+    condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.1, message: str = ""
+) -> T:
+    """Poll until ``condition`` returns a truthy value; fail with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = condition()
+            if last:
+                return last
+        except AssertionError as e:
+            last = e
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout}s: {message} (last: {last!r})")
+        time.sleep(interval)
+
+
+def create_table(
+    client: Any,
+    name: str,
+    *,
+    hash_key: tuple[str, str] = ("pk", "S"),
+    range_key: tuple[str, str] | None = None,
+    gsis: list[dict[str, Any]] | None = None,
+    lsis: list[dict[str, Any]] | None = None,
+    extra_attrs: list[tuple[str, str]] | None = None,
+) -> None:
+    keys = [{"AttributeName": hash_key[0], "KeyType": "HASH"}]
+    attrs = {hash_key[0]: hash_key[1]}
+    if range_key:
+        keys.append({"AttributeName": range_key[0], "KeyType": "RANGE"})
+        attrs[range_key[0]] = range_key[1]
+    for n, t in extra_attrs or []:
+        attrs[n] = t
+    req: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": keys,
+        "AttributeDefinitions": [
+            {"AttributeName": n, "AttributeType": t} for n, t in attrs.items()
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if gsis:
+        req["GlobalSecondaryIndexes"] = gsis
+    if lsis:
+        req["LocalSecondaryIndexes"] = lsis
+    client.create_table(**req)
+
+
+def scan_all(client: Any, table: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        r = client.scan(**kwargs)
+        items.extend(r["Items"])
+        if "LastEvaluatedKey" not in r:
+            return items
+        kwargs["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+
+
+def by_key(
+    items: list[dict[str, Any]], keys: tuple[str, ...] = ("pk",)
+) -> dict[Any, dict[str, Any]]:
+    return {tuple(repr(i[k]) for k in keys): i for i in items}
+
+
+def batch_put(client: Any, table: str, items: list[dict[str, Any]]) -> None:
+    for i in range(0, len(items), 25):
+        reqs: dict[str, Any] = {table: [{"PutRequest": {"Item": it}} for it in items[i : i + 25]]}
+        while reqs:
+            r = client.batch_write_item(RequestItems=reqs)
+            reqs = r.get("UnprocessedItems") or {}
+
+
+def write_config(
+    path: Path,
+    *,
+    source_url: str,
+    source_table: str,
+    target_url: str,
+    target_table: str,
+    savepoints: Path,
+    stream: bool = True,
+    source_extra: dict[str, Any] | None = None,
+    target_extra: dict[str, Any] | None = None,
+    top_extra: dict[str, Any] | None = None,
+) -> Path:
+    def endpoint(url: str) -> dict[str, Any]:
+        host, port = url.rsplit(":", 1)
+        return {"host": host, "port": int(port)}
+
+    cfg: dict[str, Any] = {
+        "source": {
+            "type": "dynamodb",
+            "table": source_table,
+            "region": "us-east-1",
+            "endpoint": endpoint(source_url),
+            "credentials": {"accessKey": "AKIDSOURCE", "secretKey": "source-secret-do-not-log"},
+            **(source_extra or {}),
+        },
+        "target": {
+            "type": "dynamodb",
+            "table": target_table,
+            "region": "us-east-1",
+            "endpoint": endpoint(target_url),
+            "credentials": {"accessKey": "AKIDTARGET", "secretKey": "target-secret-do-not-log"},
+            "streamChanges": stream,
+            **(target_extra or {}),
+        },
+        "savepoints": {"path": str(savepoints), "intervalSeconds": 1},
+        **(top_extra or {}),
+    }
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
