@@ -9,12 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import Phase, settings
 
 from alternator_migrator.localservers import Server, start_dynalite, start_moto
 
 from .helpers import boto_client
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# In CI a failure is reported as found: shrinking against live servers can take many minutes.
+settings.register_profile(
+    "ci", phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target], print_blob=True
+)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 _counter = itertools.count()
 
 
@@ -44,11 +52,11 @@ def table_name(request: pytest.FixtureRequest) -> str:
     return f"t{next(_counter)}-{base}-{os.getpid()}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def src(moto: Server) -> Any:
     return boto_client(moto.url)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def dst(dynalite: Server) -> Any:
     return boto_client(dynalite.url)

@@ -140,3 +140,45 @@ def write_config(
     }
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def normalize(value: Any) -> Any:
+    """A wire-format value in a canonical form: numbers by value, sets as sets, bytes as bytes.
+
+    Two servers may spell the same number differently ("1.50" vs "1.5") or reorder a set;
+    neither is a migration error.
+    """
+    from decimal import Decimal
+
+    if isinstance(value, dict) and len(value) == 1:
+        ((t, v),) = value.items()
+        if t == "N":
+            return ("N", Decimal(v).normalize())
+        if t == "NS":
+            return ("NS", frozenset(Decimal(x).normalize() for x in v))
+        if t == "SS":
+            return ("SS", frozenset(v))
+        if t == "BS":
+            return ("BS", frozenset(bytes(x) for x in v))
+        if t == "B":
+            return ("B", bytes(v))
+        if t == "M":
+            return ("M", {k: normalize(x) for k, x in v.items()})
+        if t == "L":
+            return ("L", [normalize(x) for x in v])
+        return (t, v)
+    if isinstance(value, dict):
+        return {k: normalize(x) for k, x in value.items()}
+    return value
+
+
+def table_diff(
+    src: Any, src_table: str, dst: Any, dst_table: str, keys: tuple[str, ...]
+) -> list[str]:
+    """Differences between two tables in both directions (empty when identical)."""
+    a = {k: normalize(v) for k, v in by_key(scan_all(src, src_table), keys).items()}
+    b = {k: normalize(v) for k, v in by_key(scan_all(dst, dst_table), keys).items()}
+    out = [f"missing in target: {k}" for k in a.keys() - b.keys()]
+    out += [f"only in target: {k}" for k in b.keys() - a.keys()]
+    out += [f"differs: {k}: {a[k]} != {b[k]}" for k in a.keys() & b.keys() if a[k] != b[k]]
+    return sorted(out)

@@ -20,6 +20,7 @@ import orjson
 
 from .config import Config
 from .errors import SavepointError
+from .metrics import METRICS
 
 VERSION = 1
 
@@ -29,6 +30,7 @@ class ShardPosition:
     sequence_number: str | None = None  # last applied record; None: read from TRIM_HORIZON
     finished: bool = False
     parent: str | None = None
+    last_record_time: float | None = None  # ApproximateCreationDateTime of the last applied
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Savepoint:
                         "sequenceNumber": p.sequence_number,
                         "finished": p.finished,
                         "parent": p.parent,
+                        "lastRecordTime": p.last_record_time,
                     }
                     for sid, p in self.shards.items()
                 },
@@ -84,7 +87,10 @@ class Savepoint:
             segment_keys={int(k): v for k, v in d.get("segmentKeys", {}).items()},
             shards={
                 sid: ShardPosition(
-                    p.get("sequenceNumber"), bool(p.get("finished")), p.get("parent")
+                    p.get("sequenceNumber"),
+                    bool(p.get("finished")),
+                    p.get("parent"),
+                    p.get("lastRecordTime"),
                 )
                 for sid, p in d.get("shards", {}).items()
             },
@@ -104,6 +110,11 @@ class SavepointStore:
         self.file = self.dir / f"savepoint-{cfg.source.table}-{self.fingerprint}.json"
         self.lock = threading.RLock()  # also held by code that mutates the savepoint
         self._last_save = 0.0
+        METRICS.set_function("savepoint_age_seconds", self.age)
+
+    def age(self) -> float | None:
+        """Seconds since this process last wrote the savepoint (None before the first write)."""
+        return time.monotonic() - self._last_save if self._last_save else None
 
     def load(self) -> Savepoint | None:
         try:
@@ -128,8 +139,17 @@ class SavepointStore:
 
     def load_or_new(self, fresh: bool = False) -> Savepoint:
         if fresh:
+            # Starting over still owns the stream this migration enabled (moto and DynamoDB
+            # cannot simply re-enable one): keep its ARN so it is reused, read from TRIM_HORIZON.
+            # Replaying records older than the new snapshot is harmless; they are superseded.
+            try:
+                old = self.load()
+            except SavepointError:
+                old = None
             self.discard()
-            return self.new()
+            sp = self.new()
+            sp.stream_arn = old.stream_arn if old is not None else None
+            return sp
         return self.load() or self.new()
 
     def discard(self) -> None:

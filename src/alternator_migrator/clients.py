@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from .metrics import METRICS
 log = logging.getLogger(__name__)
 
 DYNAMODB = "DynamoDB_20120810"
+_XML_CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
+_XML_MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
 STREAMS = "DynamoDBStreams_20120810"
 
 # Error codes worth another try: capacity, server hiccups, and Alternator/DynamoDB overload.
@@ -82,7 +85,7 @@ class DynamoError(Exception):
 
     @property
     def is_auth(self) -> bool:
-        return self.code in _AUTH_CODES
+        return self.code in _AUTH_CODES or self.status == 403
 
 
 @dataclass(frozen=True)
@@ -304,7 +307,12 @@ class DynamoClient:
             code = str(err.get("__type", code)).rsplit("#", 1)[-1]
             message = str(err.get("message") or err.get("Message") or "")
         except (orjson.JSONDecodeError, AttributeError):
-            pass
+            # Some gateways (and moto's IAM check) answer in the query protocol's XML.
+            m = _XML_CODE.search(data)
+            if m:
+                code = m.group(1).decode("utf-8", "replace")
+                msg = _XML_MESSAGE.search(data)
+                message = msg.group(1).decode("utf-8", "replace") if msg else message
         raise DynamoError(op, code, message, resp.status)
 
     def call(

@@ -31,10 +31,22 @@ _IGNORED_VALIDATION_KEYS = {
 ON_DEMAND_DEFAULT_CAPACITY = 40000
 
 
+def _doc(key: str, text: str, default: Any = None, *, shown: str | None = None, **kw: Any) -> Any:
+    """A dataclass field carrying its YAML key and documentation (for docs/config-reference.md)."""
+    meta = {"key": key, "doc": text, "default": shown}
+    if "default_factory" in kw:
+        return field(metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    host: str
-    port: int | None = None
+    host: str = _doc(
+        "host",
+        "Host name or URL; may carry the scheme (`http://scylla`). Without one, http is used (https for port 443).",
+        "",
+    )
+    port: int | None = _doc("port", "TCP port, 1-65535.", shown="the scheme's default")
 
     @property
     def url(self) -> str:
@@ -47,77 +59,149 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class AssumeRole:
-    arn: str
-    session_name: str | None = None
+    arn: str = _doc(
+        "arn", "ARN of the IAM role to assume (through STS) with the base credentials.", ""
+    )
+    session_name: str | None = _doc(
+        "sessionName", "Role session name.", shown="alternator-migrator"
+    )
 
 
 @dataclass(frozen=True)
 class Credentials:
-    access_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
-    session_token: str | None = field(default=None, repr=False)
-    assume_role: AssumeRole | None = None
+    access_key: str = _doc("accessKey", "Access key id. Never logged or saved.", "", repr=False)
+    secret_key: str = _doc("secretKey", "Secret access key. Never logged or saved.", "", repr=False)
+    session_token: str | None = _doc(
+        "sessionToken", "Session token for temporary keys.", repr=False
+    )
+    assume_role: AssumeRole | None = _doc(
+        "assumeRole",
+        "Assume this role: `{arn, sessionName}`. Without static keys, the default chain's credentials assume it.",
+    )
 
     def __repr__(self) -> str:  # never show secrets, whatever dataclass does
         return f"Credentials(access_key='***', secret_key='***', assume_role={self.assume_role!r})"
 
 
+_TYPE_DOC = "`dynamodb` (also `dynamo`) or `alternator`. Required."
+_TABLE_DOC = "Table name. Required."
+_REGION_DOC = "AWS region. Required unless `endpoint` is set."
+_ENDPOINT_DOC = "`{host, port}` of a non-AWS server (Alternator, a DynamoDB-compatible API)."
+_CREDS_DOC = "`{accessKey, secretKey, sessionToken, assumeRole}`. Absent: the AWS default chain (environment, profile, instance role)."
+
+
 @dataclass(frozen=True)
 class SourceConfig:
-    table: str
-    type: str = "dynamodb"
-    region: str | None = None
-    endpoint: Endpoint | None = None
-    credentials: Credentials | None = None
+    table: str = _doc("table", _TABLE_DOC, "")
+    type: str = _doc("type", _TYPE_DOC, "dynamodb")
+    region: str | None = _doc("region", _REGION_DOC, shown="us-east-1 with an endpoint")
+    endpoint: Endpoint | None = _doc("endpoint", _ENDPOINT_DOC, shown="AWS")
+    credentials: Credentials | None = _doc("credentials", _CREDS_DOC, shown="default chain")
     assume_role: AssumeRole | None = None
-    scan_segments: int | None = None
-    read_throughput: int | None = None
-    throughput_read_percent: float | None = None
-    max_map_tasks: int | None = None
+    scan_segments: int | None = _doc(
+        "scanSegments",
+        "Number of parallel Scan segments, >= 1. Fixed for a migration once its snapshot started (a resumed snapshot keeps the saved count).",
+        shown="table size / 128 MiB, at least 8",
+    )
+    read_throughput: int | None = _doc(
+        "readThroughput",
+        "Read capacity units per second the migration may use on the source (scan and validate).",
+        shown="the table's provisioned RCU; 40000 when on-demand",
+    )
+    throughput_read_percent: float | None = _doc(
+        "throughputReadPercent", "Share of `readThroughput` to use, 0.1-1.5.", shown="0.5"
+    )
+    max_map_tasks: int | None = _doc(
+        "maxMapTasks",
+        "Segments scanned at once (threads locally, concurrent tasks on Spark).",
+        shown="min(scanSegments, 8)",
+    )
 
 
 @dataclass(frozen=True)
 class TargetConfig:
-    table: str
-    type: str = "dynamodb"
-    region: str | None = None
-    endpoint: Endpoint | None = None
-    credentials: Credentials | None = None
+    table: str = _doc("table", _TABLE_DOC, "")
+    type: str = _doc("type", _TYPE_DOC, "dynamodb")
+    region: str | None = _doc("region", _REGION_DOC, shown="us-east-1 with an endpoint")
+    endpoint: Endpoint | None = _doc("endpoint", _ENDPOINT_DOC, shown="AWS")
+    credentials: Credentials | None = _doc("credentials", _CREDS_DOC, shown="default chain")
     assume_role: AssumeRole | None = None
-    stream_changes: bool = False
-    skip_initial_snapshot_transfer: bool = False
-    write_throughput: int | None = None
-    throughput_write_percent: float | None = None
-    billing_mode: str | None = None
-    remove_consumed_capacity: bool = False
-    max_items_per_batch: int = 25
+    stream_changes: bool = _doc(
+        "streamChanges",
+        "Enable a NEW_IMAGE stream on the source before the snapshot and replay it afterwards, until stopped.",
+        False,
+    )
+    skip_initial_snapshot_transfer: bool = _doc(
+        "skipInitialSnapshotTransfer", "Do not copy the snapshot; only replay the stream.", False
+    )
+    write_throughput: int | None = _doc(
+        "writeThroughput",
+        "Write capacity units per second the migration may use on the target. Enforced on the client, so it also holds for Alternator, which reports no consumed capacity.",
+        shown="the table's provisioned WCU; 40000 when on-demand",
+    )
+    throughput_write_percent: float | None = _doc(
+        "throughputWritePercent", "Share of `writeThroughput` to use, 0.1-1.5.", shown="0.5"
+    )
+    billing_mode: str | None = _doc(
+        "billingMode",
+        "`PROVISIONED` or `PAY_PER_REQUEST` for a target table the migration creates.",
+        shown="the source's",
+    )
+    remove_consumed_capacity: bool = _doc(
+        "removeConsumedCapacity",
+        "Do not ask for ConsumedCapacity (older Alternator versions reject it).",
+        False,
+    )
+    max_items_per_batch: int = _doc(
+        "maxItemsPerBatch",
+        "Items per BatchWriteItem, 1-100 (DynamoDB allows 25, Alternator 100).",
+        25,
+    )
 
 
 @dataclass(frozen=True)
 class Savepoints:
-    path: str = "./savepoints"
-    interval_seconds: float = 300.0
+    path: str = _doc(
+        "path",
+        "Directory of the savepoint file (one file per migration, mode 0600).",
+        "./savepoints",
+    )
+    interval_seconds: float = _doc(
+        "intervalSeconds", "Seconds between savepoint writes (also written on stop).", 300.0
+    )
 
 
 @dataclass(frozen=True)
 class Rename:
-    from_: str
-    to: str
+    from_: str = _doc("from", "Attribute name on the source.", "")
+    to: str = _doc("to", "Attribute name on the target.", "")
 
 
 @dataclass(frozen=True)
 class Validation:
-    failures_to_fetch: int = 100
-    floating_point_tolerance: float = 0.0
+    failures_to_fetch: int = _doc(
+        "failuresToFetch", "How many differences `validate` prints in detail.", 100
+    )
+    floating_point_tolerance: float = _doc(
+        "floatingPointTolerance", "Numbers closer than this compare equal in `validate`.", 0.0
+    )
 
 
 @dataclass(frozen=True)
 class Config:
-    source: SourceConfig
-    target: TargetConfig
-    savepoints: Savepoints = field(default_factory=Savepoints)
-    renames: tuple[Rename, ...] = ()
-    validation: Validation = field(default_factory=Validation)
+    source: SourceConfig = _doc("source", "The table to migrate from.", shown="required")
+    target: TargetConfig = _doc("target", "The table to migrate to.", shown="required")
+    savepoints: Savepoints = _doc(
+        "savepoints", "Where and how often progress is saved.", default_factory=Savepoints
+    )
+    renames: tuple[Rename, ...] = _doc(
+        "renames", "Attribute renames `[{from, to}]`, applied in snapshot, replay and validate.", ()
+    )
+    validation: Validation = _doc(
+        "validation",
+        "Settings of `validate`. The Scylla Migrator's `compareTimestamps`, `ttlToleranceMillis`, `writetimeToleranceMillis` and `timestampMsTolerance` are accepted and ignored (they concern Cassandra).",
+        default_factory=Validation,
+    )
     path: str = "<memory>"
 
     def fingerprint(self) -> str:

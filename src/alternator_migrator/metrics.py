@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 
 class Metrics:
@@ -13,6 +14,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
         self._gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._functions: dict[str, Callable[[], float | None]] = {}
 
     def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
         key = (name, tuple(sorted(labels.items())))
@@ -23,6 +25,18 @@ class Metrics:
         key = (name, tuple(sorted(labels.items())))
         with self._lock:
             self._gauges[key] = value
+
+    def set_function(self, name: str, fn: Callable[[], float | None]) -> None:
+        """A gauge computed when read (e.g. an age); ``None`` hides it."""
+        with self._lock:
+            self._functions[name] = fn
+
+    def gauge(self, name: str, **labels: str) -> float | None:
+        key = (name, tuple(sorted(labels.items())))
+        with self._lock:
+            fn = self._functions.get(name) if not labels else None
+            value = self._gauges.get(key)
+        return fn() if fn is not None else value
 
     def counter(self, name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))
@@ -41,12 +55,113 @@ class Metrics:
         dict[tuple[str, tuple[tuple[str, str], ...]], float],
     ]:
         with self._lock:
-            return dict(self._counters), dict(self._gauges)
+            counters, gauges, functions = (
+                dict(self._counters),
+                dict(self._gauges),
+                dict(self._functions),
+            )
+        for name, fn in functions.items():
+            v = fn()
+            if v is not None:
+                gauges[(name, ())] = v
+        return counters, gauges
 
     def reset(self) -> None:
         with self._lock:
             self._counters.clear()
             self._gauges.clear()
+            self._functions.clear()
 
 
 METRICS = Metrics()
+
+
+def retry_summary(metrics: Metrics | None = None) -> str:
+    """Retries by cause and endpoint, e.g. 'throttling 12 (source 5, target 7)'; '' if none."""
+    by_cause: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for labels, n in (metrics or METRICS).counters("retries_total").items():
+        d = dict(labels)
+        by_cause[d.get("cause", "other")][d.get("endpoint", "?")] += n
+    parts = []
+    for cause, eps in sorted(by_cause.items()):
+        detail = ", ".join(f"{ep} {int(n)}" for ep, n in sorted(eps.items()))
+        parts.append(f"{cause} {int(sum(eps.values()))} ({detail})")
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- Prometheus
+
+_HELP = {
+    "items_scanned_total": ("counter", "Items read from the source by the snapshot scan."),
+    "items_written_total": ("counter", "Items the target acknowledged (snapshot and replay)."),
+    "items_copied_total": ("counter", "Snapshot items acknowledged by the target."),
+    "segments_done_total": ("counter", "Scan segments finished in this run."),
+    "segments_total": ("gauge", "Scan segments of the snapshot."),
+    "segments_done": ("gauge", "Scan segments finished, including earlier runs."),
+    "stream_records_applied_total": ("counter", "Stream records applied to the target, by type."),
+    "retries_total": ("counter", "Retried requests, by cause and endpoint."),
+    "replay_lag_seconds": ("gauge", "Age of the newest applied stream record."),
+    "replay_shard_lag_seconds": ("gauge", "Age of the newest applied record, per shard."),
+    "stream_shards_open": ("gauge", "Stream shards not yet read to their end."),
+    "savepoint_age_seconds": ("gauge", "Seconds since the savepoint was last written."),
+    "phase": ("gauge", "1 for the phase the migration is in."),
+}
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def render_prometheus(metrics: Metrics | None = None, prefix: str = "alternator_migrator_") -> str:
+    """The text exposition format (version 0.0.4)."""
+    counters, gauges = (metrics or METRICS).snapshot()
+    series: dict[str, list[tuple[tuple[tuple[str, str], ...], float]]] = defaultdict(list)
+    for (name, labels), v in [*counters.items(), *gauges.items()]:
+        series[name].append((labels, v))
+    lines: list[str] = []
+    for name in sorted(series):
+        kind, text = _HELP.get(name, ("counter" if name.endswith("_total") else "gauge", name))
+        lines += [f"# HELP {prefix}{name} {text}", f"# TYPE {prefix}{name} {kind}"]
+        for labels, v in sorted(series[name]):
+            lbl = ",".join(f'{k}="{_escape(x)}"' for k, x in labels)
+            lines.append(f"{prefix}{name}{{{lbl}}} {v:g}" if lbl else f"{prefix}{name} {v:g}")
+    return "\n".join(lines) + "\n"
+
+
+class MetricsServer:
+    """Serves /metrics for Prometheus from a daemon thread."""
+
+    def __init__(self, port: int, host: str = "0.0.0.0", metrics: Metrics | None = None) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        source = metrics or METRICS
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] not in ("/metrics", "/"):
+                    self.send_error(404)
+                    return
+                body = render_prometheus(source).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # scrapes are not news
+                return
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics", daemon=True
+        )
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from .checkpoint import Savepoint, SavepointStore
 from .clients import DynamoClient, source_client, target_client
 from .config import ON_DEMAND_DEFAULT_CAPACITY, Config
+from .metrics import retry_summary
 from .progress import SnapshotProgress
 from .replay import Replayer, ReplayStats
 from .schema import describe_source, ensure_target, key_names
@@ -31,21 +32,32 @@ class MigrationResult:
     stopped: bool
 
 
-def make_sink(cfg: Config, target: DynamoClient, src: dict[str, Any], tgt: dict[str, Any]) -> Sink:
+def write_budget(cfg: Config, tgt: dict[str, Any]) -> float | None:
+    """The target's write budget in WCU/s (None: unlimited)."""
     t = cfg.target
     wcu = (
         int(tgt.get("ProvisionedThroughput", {}).get("WriteCapacityUnits") or 0)
         or ON_DEMAND_DEFAULT_CAPACITY
     )
+    return budget(t.write_throughput, t.throughput_write_percent, wcu)
+
+
+def build_sink(cfg: Config, target: DynamoClient, keys: list[str], limiter: RateLimiter) -> Sink:
+    """A sink from plain inputs (the Spark engine builds one per executor task)."""
+    t = cfg.target
     return Sink(
         target,
         t.table,
-        key_names(src),
+        keys,
         max_batch=t.max_items_per_batch,
-        limiter=RateLimiter(budget(t.write_throughput, t.throughput_write_percent, wcu)),
+        limiter=limiter,
         consumed_capacity=not t.remove_consumed_capacity,
         renames=cfg.rename_map(),
     )
+
+
+def make_sink(cfg: Config, target: DynamoClient, src: dict[str, Any], tgt: dict[str, Any]) -> Sink:
+    return build_sink(cfg, target, key_names(src), RateLimiter(write_budget(cfg, tgt)))
 
 
 def run_snapshot(
@@ -79,6 +91,49 @@ def run_snapshot(
     finally:
         if progress:
             progress.close()
+        log.info("Snapshot retries by cause: %s", retry_summary() or "none")
+
+
+@dataclass
+class Job:
+    """What the engine-independent steps set up, for the engine's snapshot and replay steps."""
+
+    cfg: Config
+    source: DynamoClient
+    target: DynamoClient
+    src: dict[str, Any]  # DescribeTable of the source
+    tgt: dict[str, Any]  # DescribeTable of the target
+    store: SavepointStore
+    sp: Savepoint
+    sink: Sink
+    stop: threading.Event
+    out: TextIO | None
+    show_progress: bool
+
+
+class Engine(Protocol):
+    """Runs the two data-moving steps; everything else in ``migrate`` is shared."""
+
+    def snapshot(self, job: Job) -> bool:
+        """Copy the unfinished segments; True when every segment is done."""
+        ...
+
+    def replay(self, job: Job, stream_arn: str, stop_when_caught_up: float | None) -> ReplayStats:
+        """Apply the stream until ``job.stop`` is set (or caught up)."""
+        ...
+
+
+class LocalEngine:
+    """Threads in this process."""
+
+    def snapshot(self, job: Job) -> bool:
+        return run_snapshot(
+            job.cfg, job.source, job.sink, job.src, job.store, job.sp, job.stop, job.show_progress
+        )
+
+    def replay(self, job: Job, stream_arn: str, stop_when_caught_up: float | None) -> ReplayStats:
+        replayer = Replayer(job.source, job.sink, stream_arn, job.store, job.sp, out=job.out)
+        return replayer.run(job.stop, stop_when_caught_up)
 
 
 def migrate(
@@ -90,14 +145,19 @@ def migrate(
     out: TextIO | None = None,
     stream_poll_seconds: float = 5.0,
     show_progress: bool = True,
+    engine: Engine | None = None,
 ) -> MigrationResult:
     """Run the whole migration; returns when done, caught up, or ``stop`` is set."""
     stop = stop or threading.Event()
+    engine = engine or LocalEngine()
     source, target = source_client(cfg.source), target_client(cfg.target)
     src = describe_source(source, cfg.source.table)
     tgt = ensure_target(source, target, src, cfg)
     store = SavepointStore(cfg)
     sp = store.load_or_new(fresh)
+    spec = src.get("StreamSpecification") or {}
+    if fresh and not (spec.get("StreamEnabled") and src.get("LatestStreamArn") == sp.stream_arn):
+        sp.stream_arn = None  # the stream we had is gone: starting over enables a new one
     if sp.total_segments is None and sp.stream_arn is None:
         store.save(sp)  # fail early on an unwritable savepoint directory
 
@@ -111,12 +171,13 @@ def migrate(
             store.save(sp)
 
     sink = make_sink(cfg, target, src, tgt)
+    job = Job(cfg, source, target, src, tgt, store, sp, sink, stop, out, show_progress)
     complete = sp.snapshot_done
     if cfg.target.skip_initial_snapshot_transfer:
         log.info("Skipping the initial snapshot transfer (skipInitialSnapshotTransfer)")
         complete = True
     elif not sp.snapshot_done:
-        complete = run_snapshot(cfg, source, sink, src, store, sp, stop, show_progress)
+        complete = engine.snapshot(job)
         if complete:
             sp.snapshot_done = True
             store.save(sp)
@@ -130,5 +191,5 @@ def migrate(
         log.info("Done transferring table snapshot")
         return MigrationResult(True, None, None, False)
     log.info(DONE_SNAPSHOT)
-    stats = Replayer(source, sink, arn, store, sp, out=out).run(stop, stop_when_caught_up)
+    stats = engine.replay(job, arn, stop_when_caught_up)
     return MigrationResult(True, arn, stats, stop.is_set())

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from .checkpoint import Savepoint, SavepointStore, ShardPosition
 from .clients import DynamoClient
-from .metrics import METRICS
+from .metrics import METRICS, retry_summary
 from .sink import Request, Sink, key_id
 from .streams import ShardReader, _trimmed, list_shards
 
@@ -118,11 +118,15 @@ class Replayer:
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=parallel_reads, thread_name_prefix="replay")
         self._last_refresh = 0.0
+        self._retries_logged = ""
 
     # -- shard tree
     def refresh(self) -> None:
         shards = list_shards(self.source, self.arn)
         listed = {s.shard_id for s in shards}
+        # Anything already recorded means we have read this stream before (this run or a
+        # previous one); from then on every new shard's parent must be one we know.
+        seen_before = bool(self.sp.shards)
         for sid, known in self.sp.shards.items():
             if not known.finished and sid not in listed:
                 raise _trimmed(sid, "the shard is no longer in the stream")
@@ -132,6 +136,18 @@ class Replayer:
             pos = self.sp.shards.get(s.shard_id)
             if pos is not None and pos.finished:
                 continue
+            if (
+                pos is None
+                and seen_before
+                and s.parent is not None
+                and s.parent not in listed
+                and s.parent not in self.sp.shards
+            ):
+                # The parent opened, closed and aged out while we were not reading (a run
+                # stopped for over a day): its records were never applied.
+                raise _trimmed(
+                    s.shard_id, f"its parent shard {s.parent} expired before it was read"
+                )
             self.readers[s.shard_id] = ShardReader(
                 self.source, self.arn, s, pos.sequence_number if pos else None
             )
@@ -157,6 +173,28 @@ class Replayer:
         if time.monotonic() - self._last_refresh > self.refresh_seconds:
             self.refresh()
         ready = self.ready()
+        result = self.apply(ready)
+        closed_any = False
+        with self.store.lock:
+            for reader in ready:
+                pos = self.sp.shards.setdefault(
+                    reader.shard.shard_id, ShardPosition(parent=reader.shard.parent)
+                )
+                pos.sequence_number = reader.position
+                if reader.closed:
+                    pos.finished = True
+                    closed_any = True
+                    del self.readers[reader.shard.shard_id]
+        if closed_any:
+            self.refresh()  # children of a closed shard become readable now
+        self._account(result)
+        return result
+
+    def apply(self, ready: list[ShardReader]) -> BatchResult:
+        """Read once from each shard, write the changes, then advance each reader's position.
+
+        The one step an engine swaps out (the Spark engine runs it on executors).
+        """
         fetched = list(self._pool.map(lambda r: (r, r.read()), ready))
         records = [rec for _, recs in fetched for rec in recs]
         result = BatchResult(len(records), 0, Counter(rec["eventName"] for rec in records), None)
@@ -173,22 +211,9 @@ class Replayer:
             times = [t for t in (record_time(r) for r in records) if t is not None]
             if times:
                 result.lag_seconds = max(0.0, self.clock() - max(times))
-        closed_any = False
-        with self.store.lock:
-            for reader, recs in fetched:
-                if recs:
-                    reader.position = recs[-1]["dynamodb"]["SequenceNumber"]
-                pos = self.sp.shards.setdefault(
-                    reader.shard.shard_id, ShardPosition(parent=reader.shard.parent)
-                )
-                pos.sequence_number = reader.position
-                if reader.closed:
-                    pos.finished = True
-                    closed_any = True
-                    del self.readers[reader.shard.shard_id]
-        if closed_any:
-            self.refresh()  # children of a closed shard become readable now
-        self._account(result)
+        for reader, recs in fetched:
+            if recs:
+                reader.position = recs[-1]["dynamodb"]["SequenceNumber"]
         return result
 
     def _account(self, result: BatchResult) -> None:
@@ -208,6 +233,10 @@ class Replayer:
                 result.writes,
                 f"{result.lag_seconds:.1f}s" if result.lag_seconds is not None else "unknown",
             )
+            retries = retry_summary()
+            if retries != self._retries_logged:
+                self._retries_logged = retries
+                log.info("Retries so far by cause: %s", retries)
         self.store.maybe_save(self.sp)
 
     def caught_up(self) -> bool:
@@ -242,4 +271,5 @@ class Replayer:
         finally:
             self.store.save(self.sp)
             self._pool.shutdown(wait=True)
+            log.info("Replay ended; retries by cause: %s", retry_summary() or "none")
         return self.stats

@@ -201,13 +201,15 @@ class SnapshotCopier:
             self.errors.append(e)
         self._failed.set()
 
-    def run(self) -> bool:
-        """Copy every unfinished segment. True when the snapshot is complete."""
-        todo = [n for n in range(self.plan.total_segments) if n not in self.sp.segments_done]
+    def run(self, segments: list[int] | None = None) -> bool:
+        """Copy every unfinished segment (or only the unfinished ones of ``segments``, as a Spark
+        task does). True when the whole snapshot is complete."""
+        wanted = range(self.plan.total_segments) if segments is None else segments
+        todo = [n for n in wanted if n not in self.sp.segments_done]
         for n in todo:
             self.segments.put(n)
         METRICS.set("segments_total", self.plan.total_segments)
-        if todo and len(todo) < self.plan.total_segments:
+        if segments is None and todo and len(todo) < self.plan.total_segments:
             log.info(
                 "Resuming snapshot: %d of %d segments already done, %d partially",
                 self.plan.total_segments - len(todo),

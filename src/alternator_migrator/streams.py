@@ -57,6 +57,13 @@ def ensure_stream(
         log.info("Resuming with the stream this migration enabled: %s", arn)
     else:
         log.info("Source is a Dynamo table and change streaming requested; enabling Dynamo Stream")
+        lost_answers: list[DynamoError] = []
+
+        def note(err: DynamoError, attempt: int) -> None:
+            # A throttling answer means "not done"; a reset or a 5xx may hide a done.
+            if err.code == "ConnectionError" or (err.status or 0) >= 500:
+                lost_answers.append(err)
+
         try:
             resp = client.call(
                 "UpdateTable",
@@ -64,6 +71,7 @@ def ensure_stream(
                     "TableName": table,
                     "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
                 },
+                on_retry=note,
             )
             arn = resp["TableDescription"].get("LatestStreamArn")
         except DynamoError as e:
@@ -71,7 +79,18 @@ def ensure_stream(
             if e.code not in ("ResourceInUseException", "ValidationException"):
                 raise
             d = client.call("DescribeTable", {"TableName": table})["Table"]
-            raise _existing_stream_error(table, d.get("LatestStreamArn")) from None
+            dspec = d.get("StreamSpecification") or {}
+            # After a lost answer (reset, timeout, 5xx) our own first attempt may have enabled
+            # it: a NEW_IMAGE stream that appeared exactly then is ours.
+            if not (
+                lost_answers
+                and dspec.get("StreamEnabled")
+                and dspec.get("StreamViewType") in NEW_IMAGE_VIEWS
+                and d.get("LatestStreamArn")
+            ):
+                raise _existing_stream_error(table, d.get("LatestStreamArn")) from None
+            arn = d["LatestStreamArn"]
+            log.info("Our stream enable was answered late; using the stream it created: %s", arn)
         if not arn:
             d = client.call("DescribeTable", {"TableName": table})["Table"]
             arn = d.get("LatestStreamArn")

@@ -1,0 +1,141 @@
+"""Where a migration stands, from its savepoint and a read-only look at the source stream."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from .checkpoint import Savepoint, SavepointStore
+from .clients import DynamoClient, DynamoError, source_client
+from .config import Config
+from .streams import list_shards
+
+PROBE_CALLS = 5  # GetRecords pages to look through: DynamoDB may answer empty pages mid-shard
+
+
+@dataclass
+class ShardStatus:
+    shard_id: str
+    parent: str | None
+    sequence_number: str | None
+    finished: bool
+    lag_seconds: float | None
+    pending: bool | None  # records after the savepoint position; None: not checked
+
+
+@dataclass
+class Status:
+    phase: str  # not started | snapshot | replay | done
+    savepoint_file: str
+    savepoint_age_seconds: float | None = None
+    segments_done: int = 0
+    segments_total: int | None = None
+    segments_partial: int = 0
+    stream_arn: str | None = None
+    shards: list[ShardStatus] = field(default_factory=list)
+
+    @property
+    def caught_up(self) -> bool | None:
+        """All shards read to their end; None when there is no replay to be caught up in."""
+        if self.phase != "replay":
+            return None
+        return all(s.finished or s.pending is False for s in self.shards)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "savepoint": self.savepoint_file,
+            "savepointAgeSeconds": self.savepoint_age_seconds,
+            "segmentsDone": self.segments_done,
+            "segmentsTotal": self.segments_total,
+            "segmentsPartial": self.segments_partial,
+            "streamArn": self.stream_arn,
+            "caughtUp": self.caught_up,
+            "shards": [s.__dict__ for s in self.shards],
+        }
+
+
+def _pending(client: DynamoClient, arn: str, shard_id: str, position: str | None) -> bool:
+    body: dict[str, Any] = {"StreamArn": arn, "ShardId": shard_id}
+    if position is None:
+        body["ShardIteratorType"] = "TRIM_HORIZON"
+    else:
+        body.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=position)
+    it = client.call("GetShardIterator", body, streams=True).get("ShardIterator")
+    for _ in range(PROBE_CALLS):
+        if not it:
+            return False
+        r = client.call("GetRecords", {"ShardIterator": it, "Limit": 1}, streams=True)
+        if r.get("Records"):
+            return True
+        it = r.get("NextShardIterator")
+    return False
+
+
+def _shards(client: DynamoClient, sp: Savepoint, now: float) -> list[ShardStatus]:
+    assert sp.stream_arn is not None
+    out: list[ShardStatus] = []
+    listed = {s.shard_id: s for s in list_shards(client, sp.stream_arn)}
+    for sid in sorted(set(listed) | set(sp.shards)):
+        pos = sp.shards.get(sid)
+        finished = bool(pos and pos.finished)
+        seq = pos.sequence_number if pos else None
+        pending: bool | None = None
+        if not finished and sid in listed:
+            try:
+                pending = _pending(client, sp.stream_arn, sid, seq)
+            except DynamoError:
+                pending = None
+        lag = now - pos.last_record_time if pos and pos.last_record_time else None
+        parent = pos.parent if pos else listed[sid].parent
+        out.append(ShardStatus(sid, parent, seq, finished, lag, pending))
+    return out
+
+
+def status(cfg: Config, *, probe_stream: bool = True) -> Status:
+    store = SavepointStore(cfg)
+    sp = store.load()
+    if sp is None:
+        return Status("not started", str(store.file))
+    now = time.time()
+    st = Status(
+        phase="snapshot" if not sp.snapshot_done else ("replay" if sp.stream_arn else "done"),
+        savepoint_file=str(store.file),
+        savepoint_age_seconds=now - sp.updated_at if sp.updated_at else None,
+        segments_done=len(sp.segments_done),
+        segments_total=sp.total_segments,
+        segments_partial=len(sp.segment_keys),
+        stream_arn=sp.stream_arn,
+    )
+    if sp.stream_arn and probe_stream:
+        st.shards = _shards(source_client(cfg.source, pool_size=2), sp, now)
+    return st
+
+
+def _age(seconds: float | None) -> str:
+    return "unknown" if seconds is None else f"{seconds:.1f}s"
+
+
+def print_status(st: Status, out: TextIO | None = None) -> None:
+    w = (out or sys.stdout).write
+    w(f"Phase: {st.phase}\n")
+    w(f"Savepoint: {st.savepoint_file} (written {_age(st.savepoint_age_seconds)} ago)\n")
+    if st.phase == "not started":
+        return
+    total = st.segments_total if st.segments_total is not None else "?"
+    w(f"Snapshot: {st.segments_done}/{total} segments done, {st.segments_partial} in progress\n")
+    if st.stream_arn:
+        open_shards = [s for s in st.shards if not s.finished]
+        w(f"Stream: {st.stream_arn} ({len(st.shards)} shards, {len(open_shards)} open)\n")
+        for s in st.shards:
+            state = (
+                "finished"
+                if s.finished
+                else {True: "behind", False: "caught up", None: "unknown"}[s.pending]
+            )
+            w(
+                f"  {s.shard_id}  {state:<9}  lag {_age(s.lag_seconds):>8}  at {s.sequence_number or 'start'}\n"
+            )
+        w(f"Caught up: {'yes' if st.caught_up else 'no'}\n")
