@@ -81,6 +81,7 @@ attribute_value: st.SearchStrategy[dict[str, Any]] = st.recursive(
     max_leaves=12,
 )
 
+
 def items(keys: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, Any]]:
     return st.builds(
         lambda k, attrs: {"pk": {"S": k}, **attrs},

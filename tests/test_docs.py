@@ -19,7 +19,9 @@ MINIMAL = {
 
 
 def test_committed_reference_is_current() -> None:
-    assert DOC.read_text() == config_reference(), "run: python -m alternator_migrator.docgen > docs/config-reference.md"
+    assert DOC.read_text() == config_reference(), (
+        "run: python -m alternator_migrator.docgen > docs/config-reference.md"
+    )
 
 
 def _accepted_keys(section: str) -> set[str]:

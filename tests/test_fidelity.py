@@ -112,7 +112,11 @@ def live(
 @FIDELITY
 @given(batch=st.lists(items(unique_keys()), min_size=1, max_size=6), data=st.data())
 def test_replay_preserves_values(
-    live: tuple[str, list[BaseException]], src: Any, dst: Any, batch: list[dict[str, Any]], data: st.DataObject
+    live: tuple[str, list[BaseException]],
+    src: Any,
+    dst: Any,
+    batch: list[dict[str, Any]],
+    data: st.DataObject,
 ) -> None:
     table, errors = live
     for item in batch:

@@ -1,0 +1,166 @@
+"""Snapshot throughput: the local engine against the Spark engine on local[N], same table.
+
+dynalite serves both sides (moto's Scan slows down past ~20k items); each engine copies the
+same source table into its own target table. Spark's session start is reported apart from
+the copy, since a cluster job pays it once whatever the table size.
+
+    .venv/bin/python bench/spark_vs_local.py [--items 100000] [--master local[2]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from alternator_migrator.clients import CredentialSource, DynamoClient
+from alternator_migrator.config import Credentials, load
+from alternator_migrator.localservers import start_dynalite
+from alternator_migrator.migrate import migrate
+from alternator_migrator.sink import Sink
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".bench" / "spark_vs_local"
+
+
+def client(url: str) -> DynamoClient:
+    return DynamoClient(
+        url, "us-east-1", CredentialSource(Credentials("bench", "bench"), None, None)
+    )
+
+
+def create(c: DynamoClient, table: str) -> None:
+    c.call(
+        "CreateTable",
+        {
+            "TableName": table,
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "BillingMode": "PAY_PER_REQUEST",
+        },
+    )
+
+
+def fill(c: DynamoClient, table: str, n: int, item_bytes: int) -> None:
+    sink = Sink(c, table, ["pk"])
+    pad = "x" * max(0, item_bytes - 60)
+
+    def chunk(start: int) -> None:
+        sink.put_items(
+            {"pk": {"S": f"item-{i:08d}"}, "n": {"N": str(i)}, "pad": {"S": pad}}
+            for i in range(start, min(n, start + 1000))
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(chunk, range(0, n, 1000)))
+
+
+def count(c: DynamoClient, table: str) -> int:
+    total, start = 0, None
+    while True:
+        body: dict[str, Any] = {"TableName": table, "Select": "COUNT"}
+        if start:
+            body["ExclusiveStartKey"] = start
+        r = c.call("Scan", body)
+        total += int(r["Count"])
+        start = r.get("LastEvaluatedKey")
+        if not start:
+            return total
+
+
+def config(src_url: str, dst_url: str, target: str, segments: int, tasks: int | None) -> Path:
+    def side(url: str, table: str) -> dict[str, Any]:
+        host, port = url.rsplit(":", 1)
+        return {
+            "type": "dynamodb",
+            "table": table,
+            "region": "us-east-1",
+            "endpoint": {"host": host, "port": int(port)},
+            "credentials": {"accessKey": "bench", "secretKey": "bench"},
+        }
+
+    source = {**side(src_url, "source"), "scanSegments": segments}
+    if tasks:
+        source["maxMapTasks"] = tasks
+    cfg = {
+        "source": source,
+        "target": {**side(dst_url, target), "streamChanges": False},
+        "savepoints": {"path": str(WORK / "savepoints"), "intervalSeconds": 5},
+    }
+    path = WORK / f"{target}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--item-bytes", type=int, default=1000)
+    ap.add_argument("--segments", type=int, default=16, help="scanSegments for both engines")
+    ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--max-map-tasks", type=int, default=None, help="maxMapTasks for both")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    WORK.mkdir(parents=True, exist_ok=True)
+
+    source = start_dynalite(WORK)
+    target = start_dynalite(WORK)
+    try:
+        src, dst = client(source.url), client(target.url)
+        create(src, "source")
+        t = time.monotonic()
+        fill(src, "source", args.items, args.item_bytes)
+        print(f"loaded {args.items:,} items of ~{args.item_bytes} B in {time.monotonic() - t:.1f}s")
+
+        segs, tasks = args.segments, args.max_map_tasks
+        t = time.monotonic()
+        migrate(
+            load(config(source.url, target.url, "local", segs, tasks)),
+            fresh=True,
+            show_progress=False,
+        )
+        local_s = time.monotonic() - t
+        local_n = count(dst, "local")
+
+        from alternator_migrator.spark import migrate_spark, spark_session
+
+        t = time.monotonic()
+        spark = spark_session(args.master, {"spark.ui.enabled": "false"})
+        spark.sparkContext.parallelize([0], 1).count()  # start the JVM and a Python worker
+        startup_s = time.monotonic() - t
+        t = time.monotonic()
+        migrate_spark(
+            load(config(source.url, target.url, "spark", segs, tasks)),
+            spark=spark,
+            fresh=True,
+            show_progress=False,
+        )
+        spark_s = time.monotonic() - t
+        spark.stop()
+        spark_n = count(dst, "spark")
+
+        print(f"segments: {segs}, maxMapTasks: {tasks or 'default'}")
+        print(
+            f"local engine       : {local_n:,} items in {local_s:6.1f}s = {local_n / local_s:8,.0f} items/s"
+        )
+        print(
+            f"spark {args.master:<13}: {spark_n:,} items in {spark_s:6.1f}s = "
+            f"{spark_n / spark_s:8,.0f} items/s (plus {startup_s:.1f}s session start)"
+        )
+        if local_n != args.items or spark_n != args.items:
+            print("MISMATCH: a target does not hold every source item", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        source.stop()
+        target.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""The Spark engine: ``migrate``'s own pipeline, with the snapshot and replay steps on executors.
+
+The driver does what is small and stateful: schema, stream, shard tree, savepoint. Executors
+do the heavy part with the local engine's code (see ``tasks``) and return positions and counts.
+
+Snapshot: each scan segment is one Spark task (one single-partition job), submitted by
+``slots`` driver threads, so at most ``slots`` tasks run at once (``maxMapTasks``, else the
+cluster's default parallelism) and each one's completion is saved the moment it comes back.
+Replay: one Spark job per micro-batch, a partition per group of ready shards.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+from collections import Counter, deque
+from typing import Any, TextIO
+
+from ..config import Config
+from ..errors import MigratorError
+from ..metrics import METRICS, retry_summary
+from ..migrate import Job, MigrationResult, migrate, write_budget
+from ..progress import SnapshotProgress
+from ..replay import BatchResult, Replayer, ReplayStats
+from ..schema import key_names
+from ..snapshot import plan_scan
+from ..streams import ShardReader
+from .tasks import (
+    ReplayContext,
+    SegmentResult,
+    SegmentTask,
+    ShardTask,
+    copy_segment,
+    forward,
+    replay_shards,
+)
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_GROUP = "alternator-migrator-snapshot"
+WRITERS_PER_TASK = 4  # writer threads per task: a task's one scanner keeps about four busy
+RECORDS_PER_SHARD = 5000  # stream records one task reads from a shard per micro-batch
+IDLE_SLEEP = 1.0  # longest pause between empty micro-batches (each one is a Spark job)
+
+
+class SparkUnavailableError(MigratorError):
+    """pyspark (or Java) is missing."""
+
+
+def _share(rate: float | None, slots: int) -> float | None:
+    return None if rate is None else rate / slots
+
+
+def spark_session(master: str | None = None, conf: dict[str, str] | None = None) -> Any:
+    """A SparkSession: spark-submit's own, or a new one on ``master`` (default ``local[*]``)."""
+    try:
+        from pyspark import SparkConf, SparkContext
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise SparkUnavailableError(
+            "--engine spark needs pyspark: pip install 'alternator-migrator[spark]' (and Java 17)"
+        ) from None
+    # spark-submit starts the JVM before us and passes its port; its settings then stand.
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
+    SparkContext._ensure_initialized()
+    sconf = SparkConf()  # spark-submit's (or pyspark's own launcher's) settings
+    if master:
+        sconf.setMaster(master)
+    elif not submitted:
+        sconf.setMaster("local[*]")
+    if not submitted:
+        sconf.setAppName("alternator-migrator")
+        # pyspark's launcher turns Spark's stage bar on; ours says more and they would interleave.
+        sconf.set("spark.ui.showConsoleProgress", "false")
+    if str(sconf.get("spark.master")).startswith("local"):
+        # Local workers are forked on this machine: use this interpreter, which has the
+        # package and its dependencies, rather than whatever `python3` is first on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    for k, v in (conf or {}).items():
+        sconf.set(k, v)
+    previous = signal.getsignal(signal.SIGINT)
+    session = SparkSession.builder.config(conf=sconf).getOrCreate()
+    if threading.current_thread() is threading.main_thread() and previous is not None:
+        # SparkContext installs a SIGINT handler that cancels every job and raises
+        # KeyboardInterrupt; put back the CLI's, which finishes in-flight work and saves.
+        signal.signal(signal.SIGINT, previous)
+    return session
+
+
+class SparkEngine:
+    """The snapshot and replay steps of ``migrate``, on a Spark cluster."""
+
+    def __init__(
+        self,
+        spark: Any,
+        *,
+        writers_per_task: int = WRITERS_PER_TASK,
+        records_per_shard: int = RECORDS_PER_SHARD,
+    ) -> None:
+        self.spark = spark
+        self.sc = spark.sparkContext
+        self.writers_per_task = writers_per_task
+        self.records_per_shard = records_per_shard
+
+    def slots(self, job: Job, work: int) -> int:
+        """Concurrent tasks: ``maxMapTasks``, else the cluster's cores; never more than work."""
+        cap = job.cfg.source.max_map_tasks or int(self.sc.defaultParallelism)
+        return max(1, min(cap, work))
+
+    # -- snapshot
+    def snapshot(self, job: Job) -> bool:
+        cfg, sp, store = job.cfg, job.sp, job.store
+        plan = plan_scan(cfg, job.src, sp.total_segments)
+        total = sp.total_segments = plan.total_segments
+        todo = deque(n for n in range(total) if n not in sp.segments_done)
+        slots = self.slots(job, len(todo))
+        read_rate, write_rate = (
+            _share(plan.read_rate, slots),
+            _share(write_budget(cfg, job.tgt), slots),
+        )
+        log.info(
+            "Snapshot on Spark: %d segments (%d to copy), up to %d concurrent tasks, "
+            "per task: read budget %s RCU/s, write budget %s WCU/s",
+            total,
+            len(todo),
+            slots,
+            f"{read_rate:.0f}" if read_rate is not None else "unlimited",
+            f"{write_rate:.0f}" if write_rate is not None else "unlimited",
+        )
+        keys = tuple(key_names(job.src))
+        progress = (
+            SnapshotProgress(total, len(sp.segments_done), int(job.src.get("ItemCount") or 0))
+            if job.show_progress
+            else None
+        )
+        results: queue.Queue[SegmentResult | BaseException | None] = queue.Queue()
+        take = threading.Lock()
+        failed = threading.Event()
+
+        def submitter() -> None:
+            try:
+                self.sc.setJobGroup(SNAPSHOT_GROUP, "alternator-migrator snapshot", True)
+                while not job.stop.is_set() and not failed.is_set():
+                    with take:
+                        if not todo:
+                            return
+                        n = todo.popleft()
+                    with store.lock:
+                        start_key = sp.segment_keys.get(n)
+                    task = SegmentTask(
+                        cfg, keys, total, n, start_key, read_rate, write_rate, self.writers_per_task
+                    )
+                    self.sc.setJobDescription(f"snapshot segment {n} of {total}")
+                    results.put(self.sc.parallelize([task], 1).map(copy_segment).collect()[0])
+            except BaseException as e:
+                results.put(e)
+            finally:
+                results.put(None)
+
+        threads = [
+            threading.Thread(target=submitter, name=f"spark-snapshot-{i}", daemon=True)
+            for i in range(slots if todo else 0)
+        ]
+        if progress:
+            progress.start()
+        for t in threads:
+            t.start()
+        running, error, told = len(threads), None, False
+        try:
+            while running:
+                try:
+                    r = results.get(timeout=0.5)
+                except queue.Empty:
+                    if job.stop.is_set() and not told:
+                        log.info(
+                            "Stop requested: waiting for the segments in flight to finish "
+                            "(a second Ctrl-C abandons them; they are copied again on restart)"
+                        )
+                        told = True
+                    continue
+                if r is None:
+                    running -= 1
+                    continue
+                if isinstance(r, SegmentResult):
+                    self._record(job, r, progress)
+                    if r.error is None:
+                        continue
+                    exc: BaseException = r.error.exception()
+                else:
+                    exc = r
+                if error is None:
+                    error = exc
+                    failed.set()
+                    self.sc.cancelJobGroup(SNAPSHOT_GROUP)  # fail fast, as the local engine
+        finally:
+            store.save(sp)
+            if progress:
+                progress.close()
+            log.info("Snapshot retries by cause: %s", retry_summary() or "none")
+        if error is not None:
+            raise error
+        return len(sp.segments_done) >= total
+
+    @staticmethod
+    def _record(job: Job, r: SegmentResult, progress: SnapshotProgress | None) -> None:
+        with job.store.lock:
+            if r.done:
+                job.sp.segments_done.add(r.segment)
+                job.sp.segment_keys.pop(r.segment, None)
+            elif r.last_key is not None:
+                job.sp.segment_keys[r.segment] = r.last_key
+        job.store.save(job.sp)  # as each task completes: a restart skips this segment
+        forward(r.counters)
+        METRICS.inc("items_copied_total", r.items)
+        if r.done:
+            METRICS.inc("segments_done_total")
+        if progress:
+            progress.add_items(r.items)
+            if r.done:
+                progress.segment_done()
+
+    # -- replay
+    def replay(self, job: Job, stream_arn: str, stop_when_caught_up: float | None) -> ReplayStats:
+        return SparkReplayer(self, job, stream_arn).run(job.stop, stop_when_caught_up)
+
+
+class SparkReplayer(Replayer):
+    """The local Replayer's rounds, shard tree and checkpoints; ``apply`` runs on executors."""
+
+    def __init__(self, engine: SparkEngine, job: Job, stream_arn: str) -> None:
+        super().__init__(
+            job.source,
+            job.sink,
+            stream_arn,
+            job.store,
+            job.sp,
+            out=job.out,
+            max_idle_sleep=IDLE_SLEEP,
+        )
+        self.engine = engine
+        self.job = job
+        self.keys = tuple(key_names(job.src))
+        self.write_rate = write_budget(job.cfg, job.tgt)
+        self.batches = 0
+
+    def apply(self, ready: list[ShardReader]) -> BatchResult:
+        if not ready:
+            return BatchResult(0, 0, Counter(), None)
+        slots = self.engine.slots(self.job, len(ready))
+        ctx = ReplayContext(
+            self.job.cfg,
+            self.keys,
+            self.arn,
+            _share(self.write_rate, slots),
+            self.engine.records_per_shard,
+        )
+        tasks = [ShardTask(r.shard, r.position, r.iterator) for r in ready]
+        self.batches += 1
+        sc = self.engine.sc
+        sc.setJobDescription(f"replay batch {self.batches}: {len(tasks)} shards")
+        results = (
+            sc.parallelize(tasks, slots)
+            .mapPartitions(functools.partial(replay_shards, ctx))
+            .collect()
+        )
+        for res in results:
+            forward(res.counters)
+        for res in results:
+            if res.error is not None:
+                # Nothing of this batch is checkpointed; what others applied is idempotent.
+                raise res.error.exception()
+        by_shard = {res.shard_id: res for res in results}
+        out = BatchResult(0, 0, Counter(), None)
+        newest: float | None = None
+        for reader in ready:
+            res = by_shard[reader.shard.shard_id]
+            reader.position, reader.iterator = res.position, res.iterator
+            reader.closed, reader.drained = res.closed, res.drained
+            out.records += res.records
+            out.writes += res.writes
+            out.counts.update(res.counts)
+            if res.newest is not None:
+                newest = res.newest if newest is None else max(newest, res.newest)
+        if newest is not None:
+            out.lag_seconds = max(0.0, self.clock() - newest)
+        return out
+
+
+def migrate_spark(
+    cfg: Config,
+    stop: threading.Event | None = None,
+    *,
+    master: str | None = None,
+    fresh: bool = False,
+    stop_when_caught_up: float | None = None,
+    spark: Any = None,
+    out: TextIO | None = None,
+    show_progress: bool = True,
+    stream_poll_seconds: float = 5.0,
+) -> MigrationResult:
+    """``migrate`` on Spark. Uses ``spark`` if given (and leaves it running), else its own."""
+    own = spark is None
+    session = spark if spark is not None else spark_session(master)
+    try:
+        return migrate(
+            cfg,
+            stop,
+            fresh=fresh,
+            stop_when_caught_up=stop_when_caught_up,
+            out=out,
+            stream_poll_seconds=stream_poll_seconds,
+            show_progress=show_progress,
+            engine=SparkEngine(session),
+        )
+    finally:
+        if own:
+            session.stop()

@@ -1,0 +1,244 @@
+"""What runs on Spark executors: plain functions of picklable inputs, and no pyspark import.
+
+Executors write straight to the target with the local engine's own code (``SnapshotCopier``,
+``ShardReader``, ``collapse``, ``Sink``) and hand back only small results: positions, counts,
+and an error description. The savepoint file belongs to the driver alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import errors
+from ..checkpoint import Savepoint, SavepointStore
+from ..clients import DynamoClient, DynamoError, source_client, target_client
+from ..config import Config
+from ..metrics import METRICS
+from ..migrate import build_sink
+from ..progress import SnapshotProgress
+from ..replay import collapse, record_time
+from ..snapshot import ScanPlan, SnapshotCopier
+from ..streams import Shard, ShardReader
+from ..throttle import RateLimiter
+
+
+@dataclass(frozen=True)
+class TaskError:
+    """A permanent error raised on an executor, carried back to the driver as data.
+
+    Our errors are operator-facing and final (transient ones were already retried), so they
+    are returned rather than raised: Spark would only retry the task and then bury the message
+    in a Java stack trace.
+    """
+
+    kind: str  # a class name from ``errors``, or "DynamoError"
+    message: str
+    op: str = ""
+    code: str = ""
+    status: int | None = None
+
+    @classmethod
+    def of(cls, e: errors.MigratorError | DynamoError) -> TaskError:
+        if isinstance(e, DynamoError):
+            return cls("DynamoError", e.message, e.op, e.code, e.status)
+        return cls(type(e).__name__, str(e))
+
+    def exception(self) -> Exception:
+        if self.kind == "DynamoError":
+            return DynamoError(self.op, self.code, self.message, self.status)
+        kind = getattr(errors, self.kind, errors.MigratorError)
+        if not (isinstance(kind, type) and issubclass(kind, errors.MigratorError)):
+            kind = errors.MigratorError
+        return kind(self.message)
+
+
+@functools.lru_cache(maxsize=4)
+def _clients(cfg: Config) -> tuple[DynamoClient, DynamoClient]:
+    # Spark reuses Python workers between tasks: keep their connection pools warm.
+    return source_client(cfg.source), target_client(cfg.target)
+
+
+@functools.lru_cache(maxsize=16)
+def _write_limiter(cfg: Config, rate: float | None) -> RateLimiter:
+    # Shared by the short replay tasks one worker runs in turn, so that each one does not
+    # start with a fresh burst allowance and overshoot the budget.
+    return RateLimiter(rate)
+
+
+# Counters an executor's code keeps that the driver's metrics and logs should include.
+_FORWARDED = ("retries_total", "items_scanned_total", "items_written_total")
+Counters = tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]
+
+
+def _counters() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {k: v for k, v in METRICS.snapshot()[0].items() if k[0] in _FORWARDED}
+
+
+def _since(before: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> Counters:
+    # A Python worker runs one task at a time, so the difference is this task's own.
+    return tuple(
+        (name, labels, v - before.get((name, labels), 0.0))
+        for (name, labels), v in _counters().items()
+        if v != before.get((name, labels), 0.0)
+    )
+
+
+def forward(counters: Counters) -> None:
+    """On the driver: add an executor task's counters to this process's metrics."""
+    for name, labels, n in counters:
+        METRICS.inc(name, n, **dict(labels))
+
+
+class _TaskStore(SavepointStore):
+    """Executors never write the savepoint file: the driver records what tasks return."""
+
+    def save(self, sp: Savepoint) -> None:
+        return None
+
+    def maybe_save(self, sp: Savepoint) -> bool:
+        return False
+
+
+# --------------------------------------------------------------------------- snapshot
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    cfg: Config
+    keys: tuple[str, ...]
+    total_segments: int
+    segment: int
+    start_key: Any  # last acknowledged key of a partly copied segment; None: from the start
+    read_rate: float | None  # this task's share of the read budget (RCU/s)
+    write_rate: float | None  # this task's share of the write budget (WCU/s)
+    writers: int
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    segment: int
+    done: bool
+    last_key: Any  # when not done: the last key the target acknowledged, if any
+    items: int
+    error: TaskError | None = None
+    counters: Counters = ()
+
+
+def copy_segment(task: SegmentTask) -> SegmentResult:
+    """Scan one segment and write it to the target, pipelined, exactly as the local engine."""
+    cfg = task.cfg
+    source, target = _clients(cfg)
+    sink = build_sink(cfg, target, list(task.keys), RateLimiter(task.write_rate))
+    plan = ScanPlan(task.total_segments, 1, task.writers, task.read_rate)
+    store = _TaskStore(cfg)
+    sp = store.new()
+    sp.total_segments = task.total_segments
+    if task.start_key is not None:
+        sp.segment_keys[task.segment] = task.start_key
+    counter = SnapshotProgress(task.total_segments)  # never started: just counts items
+    before = _counters()
+    error: TaskError | None = None
+    try:
+        SnapshotCopier(source, sink, cfg, plan, store, sp, threading.Event(), counter).run(
+            [task.segment]
+        )
+    except (errors.MigratorError, DynamoError) as e:
+        error = TaskError.of(e)
+    return SegmentResult(
+        task.segment,
+        task.segment in sp.segments_done,
+        sp.segment_keys.get(task.segment),
+        counter.items,
+        error,
+        _since(before),
+    )
+
+
+# --------------------------------------------------------------------------- replay
+
+
+@dataclass(frozen=True)
+class ReplayContext:
+    cfg: Config
+    keys: tuple[str, ...]
+    stream_arn: str
+    write_rate: float | None  # per task
+    max_records: int  # per shard and batch
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    shard: Shard
+    position: str | None  # last applied sequence number
+    iterator: str | None  # the previous batch's NextShardIterator, saves a GetShardIterator
+
+
+@dataclass
+class ShardResult:
+    shard_id: str
+    position: str | None
+    iterator: str | None
+    closed: bool
+    drained: bool
+    records: int = 0
+    writes: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    newest: float | None = None  # ApproximateCreationDateTime of the newest record applied
+    error: TaskError | None = None
+    counters: Counters = ()
+
+
+def replay_shard(ctx: ReplayContext, task: ShardTask) -> ShardResult:
+    """Read one shard from its position, apply the changes in order, return the new position."""
+    source, target = _clients(ctx.cfg)
+    sink = build_sink(ctx.cfg, target, list(ctx.keys), _write_limiter(ctx.cfg, ctx.write_rate))
+    reader = ShardReader(source, ctx.stream_arn, task.shard, task.position)
+    reader.iterator = task.iterator
+    records: list[dict[str, Any]] = []
+    before = _counters()
+    try:
+        # Several pages per batch: a Spark job costs far more than one GetRecords call.
+        while len(records) < ctx.max_records:
+            page = reader.read()
+            records.extend(page)
+            if not page or reader.closed:
+                break
+        writes = sink.write(collapse(records, sink)) if records else 0
+    except (errors.MigratorError, DynamoError) as e:
+        return ShardResult(
+            task.shard.shard_id,
+            task.position,
+            None,
+            False,
+            False,
+            error=TaskError.of(e),
+            counters=_since(before),
+        )
+    times = [t for t in (record_time(r) for r in records) if t is not None]
+    return ShardResult(
+        task.shard.shard_id,
+        records[-1]["dynamodb"]["SequenceNumber"] if records else task.position,
+        reader.iterator,
+        reader.closed,
+        reader.drained,
+        len(records),
+        writes,
+        dict(Counter(r["eventName"] for r in records)),
+        max(times) if times else None,
+        counters=_since(before),
+    )
+
+
+def replay_shards(ctx: ReplayContext, tasks: Iterable[ShardTask]) -> Iterator[ShardResult]:
+    """One Spark partition: its shards one after the other.
+
+    Shards in other partitions run at the same time; per-key order still holds, because a
+    key's changes in one batch are all in one shard (a child is never ready with its parent).
+    """
+    for task in tasks:
+        yield replay_shard(ctx, task)
