@@ -21,13 +21,41 @@ from .errors import MigratorError
 log = logging.getLogger("alternator_migrator")
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("botocore", "boto3", "urllib3"):
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors (and anything not on a terminal)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime as dt
+
+        import orjson
+
+        entry = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def _setup_logging(verbose: bool, fmt: str = "auto") -> None:
+    from . import progress
+
+    json_logs = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    handler = logging.StreamHandler(sys.stderr)
+    if json_logs:
+        handler.setFormatter(JsonFormatter())
+        progress.PLAIN = True  # no bar redrawn in place between JSON lines
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("botocore", "boto3", "urllib3", "py4j"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -49,9 +77,30 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     from .config import load
     from .migrate import migrate
 
+    if args.master and args.engine != "spark":
+        raise MigratorError("--master applies only to --engine spark")
     cfg = load(args.config)
     stop = threading.Event()
     _install_stop_handlers(stop)
+    if args.metrics_port is not None:
+        from .metrics import MetricsServer
+
+        server = MetricsServer(args.metrics_port, args.metrics_host).start()
+        log.info(
+            "Serving Prometheus metrics on http://%s:%d/metrics", args.metrics_host, server.port
+        )
+    if args.engine == "spark":
+        from .spark import migrate_spark  # imports pyspark only when asked for
+
+        migrate_spark(
+            cfg,
+            stop,
+            master=args.master,
+            fresh=args.fresh,
+            stop_when_caught_up=args.stop_when_caught_up,
+            show_progress=not args.no_progress,
+        )
+        return 0
     migrate(
         cfg,
         stop,
@@ -62,6 +111,56 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .config import load
+    from .status import print_status, status
+
+    st = status(load(args.config), probe_stream=not args.no_stream)
+    if args.json:
+        import orjson
+
+        print(orjson.dumps(st.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print_status(st)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .config import load
+    from .validate import validate
+
+    # Exit 1 means "differences found", so every failure to compare is a 2.
+    try:
+        report = validate(load(args.config), repair=args.repair)
+    except (MigratorError, DynamoError) as e:
+        print(f"alternator-migrator: error: {e}", file=sys.stderr)
+        return 2
+    return 0 if report.identical else 1
+
+
+def _cmd_loadgen(args: argparse.Namespace) -> int:
+    from .loadgen import LoadgenOptions, parse_mix, parse_rate, run
+
+    opts = LoadgenOptions(
+        endpoint=args.endpoint,
+        table=args.table,
+        keys=args.keys,
+        rate=parse_rate(args.rate),
+        duration=args.duration,
+        seed=args.seed,
+        mix=parse_mix(args.mix),
+        create=args.create,
+        region=args.region,
+        access_key=args.access_key,
+        secret_key=args.secret_key,
+        writers=args.writers,
+    )
+    stop = threading.Event()
+    _install_stop_handlers(stop)
+    stats = run(opts, stop)
+    return 1 if stats.errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="alternator-migrator",
@@ -70,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument(
+        "--log-format",
+        choices=("auto", "text", "json"),
+        default="auto",
+        help="auto (default): text on a terminal, JSON lines otherwise",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     m = sub.add_parser("migrate", help="copy the table and replay its changes until stopped")
@@ -86,14 +191,90 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--fresh", action="store_true", help="ignore the savepoint and start over")
     m.add_argument("--no-progress", action="store_true", help="no snapshot progress output")
+    m.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local: threads in this process (default); spark: on a Spark cluster "
+        "(needs the [spark] extra; see docs/spark.md)",
+    )
+    m.add_argument(
+        "--master",
+        metavar="URL",
+        help="Spark master for --engine spark (e.g. spark://host:7077, yarn, local[4]); "
+        "default: spark-submit's, else local[*]",
+    )
+    m.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics on PORT (0: any free port, logged)",
+    )
+    m.add_argument(
+        "--metrics-host", default="0.0.0.0", metavar="ADDR", help="address for --metrics-port"
+    )
     m.set_defaults(func=_cmd_migrate)
+
+    st = sub.add_parser(
+        "status", help="where a migration stands: phase, segments, shards, lag, caught up"
+    )
+    st.add_argument("--config", required=True, help="the migration's YAML config")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    st.add_argument(
+        "--no-stream", action="store_true", help="read only the savepoint, not the source stream"
+    )
+    st.set_defaults(func=_cmd_status)
+
+    v = sub.add_parser(
+        "validate",
+        help="compare source and target both ways (exit 0 identical, 1 differences, 2 error)",
+    )
+    v.add_argument("--config", required=True, help="the migration's YAML config")
+    v.add_argument(
+        "--repair",
+        action="store_true",
+        help="copy missing and differing items from the source and delete target-only items "
+        "(exit status still reports the differences found; validate again to confirm)",
+    )
+    v.set_defaults(func=_cmd_validate)
+
+    lg = sub.add_parser("loadgen", help="random puts/updates/deletes at a given rate")
+    lg.add_argument("--endpoint", required=True, help="DynamoDB-API URL, e.g. http://host:8000")
+    lg.add_argument("--table", required=True)
+    lg.add_argument("--keys", type=int, default=10_000, help="size of the key space")
+    lg.add_argument("--rate", default="10-25", help="operations per second, LOW-HIGH or N")
+    lg.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after SECONDS (default: until Ctrl-C; 0: only --create)",
+    )
+    lg.add_argument("--seed", type=int, default=None)
+    lg.add_argument("--mix", default="put=40,update=30,delete=30", help="operation weights")
+    lg.add_argument(
+        "--create",
+        action="store_true",
+        help="create the table if missing and prepopulate every key",
+    )
+    lg.add_argument(
+        "--writers",
+        type=int,
+        default=1,
+        help="concurrent writers (default 1: moto's stream ordering needs one)",
+    )
+    lg.add_argument("--region", default="us-east-1")
+    lg.add_argument("--access-key", default="dummy", help="default suits local servers")
+    lg.add_argument("--secret-key", default="dummy", help="default suits local servers")
+    lg.set_defaults(func=_cmd_loadgen)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.log_format)
     try:
         rc: int = args.func(args)
         return rc

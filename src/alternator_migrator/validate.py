@@ -1,0 +1,652 @@
+"""Two-way comparison of source and target, with an opt-in repair.
+
+Neither table is ever held whole: pass one scans the source and looks each page's keys up on
+the target with BatchGetItem; pass two scans the target's keys and looks them up on the source.
+Memory is bounded by the pages in flight (one of at most 1,000 items per scanner), however
+large the tables are.
+
+A live source may change while it is scanned, so every difference is re-read once, with
+consistent reads on both sides, before it is reported (or repaired).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, TextIO
+
+import orjson
+
+from .clients import DynamoClient, DynamoError, preflight, source_client, target_client
+from .config import ON_DEMAND_DEFAULT_CAPACITY, Config
+from .errors import MigratorError, SchemaError
+from .migrate import make_sink
+from .schema import key_names
+from .sink import Request, Sink, item_key, rename_item
+from .snapshot import plan_scan
+from .throttle import RateLimiter, budget
+
+log = logging.getLogger(__name__)
+
+Item = dict[str, Any]
+KeyId = tuple[tuple[str, Any], ...]
+
+MISSING = "missing"  # in the source, not in the target
+EXTRA = "extra"  # only in the target
+DIFFER = "differ"  # in both, some attribute differs
+KIND_LABELS = {MISSING: "missing in target", EXTRA: "only in target", DIFFER: "attributes differ"}
+
+BATCH_GET_MAX = 100
+SCAN_PAGE_ITEMS = 1000
+SHORT = 120
+
+
+class ValidationError(MigratorError):
+    """Validation could not run to the end (exit 2, unlike 'differences found')."""
+
+
+# --------------------------------------------------------------------------- comparing values
+
+
+def _num(text: str) -> Decimal | str:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return text  # not a number we can read: fall back to comparing the text
+
+
+def _bytes(b64: str) -> bytes | str:
+    try:
+        return base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return b64
+
+
+def _num_equal(a: str, b: str, tol: float) -> bool:
+    x, y = _num(a), _num(b)
+    if isinstance(x, str) or isinstance(y, str):
+        return x == y
+    if x == y:
+        return True
+    return tol > 0 and abs(x - y) <= Decimal(str(tol))
+
+
+def _ns_equal(a: Sequence[str], b: Sequence[str], tol: float) -> bool:
+    if len(a) != len(b):
+        return False
+    if tol <= 0:
+        return {_num(x) for x in a} == {_num(y) for y in b}
+    # Sorted pairing is exact for tolerances below half the gap between set members, which is
+    # what a tolerance for float round-off is meant for.
+    xs = sorted(a, key=lambda s: (isinstance(_num(s), str), _num(s)))
+    ys = sorted(b, key=lambda s: (isinstance(_num(s), str), _num(s)))
+    return all(_num_equal(x, y, tol) for x, y in zip(xs, ys, strict=True))
+
+
+def _diff(a: Any, b: Any, tol: float, path: str, out: list[AttrDiff]) -> None:
+    """Append where two wire-format values differ (nested paths for maps and lists)."""
+    if not (isinstance(a, dict) and isinstance(b, dict) and len(a) == 1 and len(b) == 1):
+        if a != b:
+            out.append(AttrDiff(path, a, b))
+        return
+    (ta, va), (tb, vb) = next(iter(a.items())), next(iter(b.items()))
+    if ta != tb:
+        out.append(AttrDiff(path, a, b))
+        return
+    if ta == "M":
+        for name in sorted(set(va) | set(vb)):
+            sub = f"{path}.{name}"
+            if name not in va or name not in vb:
+                out.append(AttrDiff(sub, va.get(name), vb.get(name)))
+            else:
+                _diff(va[name], vb[name], tol, sub, out)
+        return
+    if ta == "L":
+        if len(va) != len(vb):
+            out.append(AttrDiff(path, a, b))
+            return
+        for i, (x, y) in enumerate(zip(va, vb, strict=True)):
+            _diff(x, y, tol, f"{path}[{i}]", out)
+        return
+    if ta == "N":
+        same = _num_equal(va, vb, tol)
+    elif ta == "NS":
+        same = _ns_equal(va, vb, tol)
+    elif ta == "B":
+        same = _bytes(va) == _bytes(vb)
+    elif ta == "BS":
+        same = {_bytes(x) for x in va} == {_bytes(y) for y in vb}
+    elif ta == "SS":
+        same = set(va) == set(vb)
+    else:  # S, BOOL, NULL, and anything newer compare as they are
+        same = va == vb
+    if not same:
+        out.append(AttrDiff(path, a, b))
+
+
+def compare_items(source: Item, target: Item, tol: float = 0.0) -> list[AttrDiff]:
+    """Differences between a (renamed) source item and a target item; empty when equal."""
+    if source == target:  # the common case, checked at C speed
+        return []
+    out: list[AttrDiff] = []
+    for name in sorted(set(source) | set(target)):
+        if name not in source or name not in target:
+            out.append(AttrDiff(name, source.get(name), target.get(name)))
+        else:
+            _diff(source[name], target[name], tol, name, out)
+    return out
+
+
+def _canon(value: Any) -> Any:
+    """A hashable identity for a key value: numbers by value, binary by bytes."""
+    t, v = next(iter(value.items()))
+    if t == "N":
+        return ("N", _num(v))
+    if t == "B":
+        return ("B", _bytes(v))
+    return (t, v if isinstance(v, str) else orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
+
+
+def key_identity(item: Item, names: Sequence[str]) -> KeyId:
+    return tuple((n, _canon(item[n])) for n in names if n in item)
+
+
+def shorten(value: Any, limit: int = SHORT) -> str:
+    if value is None:
+        return "(absent)"
+    text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class AttrDiff:
+    path: str
+    source: Any  # wire value, or None when the attribute is absent
+    target: Any
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: str
+    key: Item  # the key as the target names it (renames applied)
+    attrs: tuple[AttrDiff, ...] = ()
+
+
+@dataclass
+class ValidationReport:
+    source_table: str
+    target_table: str
+    source_items: int = 0
+    target_items: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {MISSING: 0, EXTRA: 0, DIFFER: 0})
+    cleared_on_recheck: int = 0
+    samples: list[Difference] = field(default_factory=list)
+    repaired: dict[str, int] = field(default_factory=lambda: {"put": 0, "delete": 0})
+    repairs: list[tuple[str, Item]] = field(default_factory=list)  # the first few, for the log
+    seconds: float = 0.0
+
+    @property
+    def differences(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def identical(self) -> bool:
+        return self.differences == 0
+
+    def format(self, repair: bool = False) -> str:
+        lines = [
+            f"Validation of source {self.source_table!r} against target {self.target_table!r} "
+            f"in {self.seconds:.1f}s",
+            f"  source items scanned : {self.source_items:>10,}",
+            f"  target items scanned : {self.target_items:>10,}",
+        ]
+        for kind in (MISSING, EXTRA, DIFFER):
+            lines.append(f"  {KIND_LABELS[kind]:<21}: {self.counts[kind]:>10,}")
+        if self.cleared_on_recheck:
+            lines.append(
+                f"  ({self.cleared_on_recheck:,} differences cleared when re-read: changed mid-scan)"
+            )
+        if self.samples:
+            shown = len(self.samples)
+            lines.append(f"First {shown} of {self.differences:,} differences:")
+            for d in self.samples:
+                lines.append(f"  {KIND_LABELS[d.kind]:<18} key {shorten(d.key)}")
+                for a in d.attrs:
+                    lines.append(
+                        f"      {a.path}: source={shorten(a.source, 80)} "
+                        f"target={shorten(a.target, 80)}"
+                    )
+        if repair:
+            lines.append(
+                f"Repaired: {self.repaired['put']:,} items put, "
+                f"{self.repaired['delete']:,} target-only items deleted"
+            )
+            for op, key in self.repairs:
+                lines.append(f"  {op:<6} {shorten(key)}")
+            more = self.repaired["put"] + self.repaired["delete"] - len(self.repairs)
+            if more > 0:
+                lines.append(f"  ... and {more:,} more")
+        if self.identical:
+            lines.append("Result: source and target are identical")
+        else:
+            lines.append(f"Result: {self.differences:,} differences")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- one side
+
+
+class _Side:
+    """One table: segmented scans and batched point reads, within its read budget."""
+
+    def __init__(
+        self,
+        label: str,
+        client: DynamoClient,
+        table: str,
+        keys: list[str],
+        limiter: RateLimiter,
+        consumed_capacity: bool,
+    ) -> None:
+        self.label = label
+        self.client = client
+        self.table = table
+        self.keys = keys
+        self.limiter = limiter
+        self.consumed_capacity = consumed_capacity
+        # Key names can be reserved words; always go through placeholders.
+        self._names = {f"#k{i}": k for i, k in enumerate(keys)}
+        self._projection = ", ".join(self._names)
+
+    def _charge(self, resp: dict[str, Any], payload: Any, consistent: bool) -> None:
+        cc = resp.get("ConsumedCapacity")
+        if isinstance(cc, dict):
+            used: float | None = float(cc.get("CapacityUnits") or 0)
+        elif isinstance(cc, list) and cc:
+            used = sum(float(c.get("CapacityUnits") or 0) for c in cc)
+        else:
+            used = None
+        if used is None and not self.limiter.unlimited:
+            # Alternator reports no capacity: charge what the bytes read would cost.
+            used = len(orjson.dumps(payload)) / 4096 * (1.0 if consistent else 0.5)
+        self.limiter.acquire(used or 0.0)
+
+    def scan(self, segment: int, total: int, keys_only: bool) -> Iterator[list[Item]]:
+        start: Any = None
+        while True:
+            req: dict[str, Any] = {"TableName": self.table, "Segment": segment}
+            req["TotalSegments"] = total
+            # A 1 MB page of small nested items is ~2,500 items and ~25 MB as Python objects;
+            # capping the count keeps memory flat and small whatever the item shape.
+            req["Limit"] = SCAN_PAGE_ITEMS
+            if self.consumed_capacity:
+                req["ReturnConsumedCapacity"] = "TOTAL"
+            if keys_only:
+                req["ProjectionExpression"] = self._projection
+                req["ExpressionAttributeNames"] = self._names
+            if start is not None:
+                req["ExclusiveStartKey"] = start
+            resp = self.client.call("Scan", req)
+            start = resp.get("LastEvaluatedKey")
+            items: list[Item] = resp.pop("Items", [])
+            self._charge(resp, items, consistent=False)
+            del resp
+            yield items
+            del items  # not alive while the next page is fetched
+            if start is None:
+                return
+
+    def batch_get(self, keys: Sequence[Item], *, consistent: bool, keys_only: bool) -> list[Item]:
+        """Items present for ``keys`` (side's own names), in no particular order."""
+        found: list[Item] = []
+        for i in range(0, len(keys), BATCH_GET_MAX):
+            found.extend(self._batch_get(keys[i : i + BATCH_GET_MAX], consistent, keys_only))
+        return found
+
+    def _batch_get(self, keys: Sequence[Item], consistent: bool, keys_only: bool) -> list[Item]:
+        spec: dict[str, Any] = {"Keys": list(keys), "ConsistentRead": consistent}
+        if keys_only:
+            spec["ProjectionExpression"] = self._projection
+            spec["ExpressionAttributeNames"] = self._names
+        found: list[Item] = []
+        attempt = 0
+        while True:
+            req: dict[str, Any] = {"RequestItems": {self.table: spec}}
+            if self.consumed_capacity:
+                req["ReturnConsumedCapacity"] = "TOTAL"
+            resp = self.client.call("BatchGetItem", req)
+            got: list[Item] = resp.get("Responses", {}).get(self.table, [])
+            self._charge(resp, got, consistent)
+            found.extend(got)
+            left = resp.get("UnprocessedKeys", {}).get(self.table)
+            if not left or not left.get("Keys"):
+                return found
+            attempt += 1
+            if attempt >= self.client.retry.max_attempts:
+                raise ValidationError(
+                    f"{self.label} left {len(left['Keys'])} keys of a BatchGetItem unprocessed "
+                    f"after {attempt} retries; lower the read load or raise the table's capacity"
+                )
+            spec = {**spec, "Keys": left["Keys"]}
+            time.sleep(self.client.retry.delay(attempt))
+
+
+# --------------------------------------------------------------------------- the two passes
+
+
+class Validator:
+    def __init__(self, cfg: Config, *, repair: bool = False) -> None:
+        self.cfg = cfg
+        self.repair = repair
+        self.tol = cfg.validation.floating_point_tolerance
+        self.limit = cfg.validation.failures_to_fetch
+        self.renames = cfg.rename_map()
+        self.unrename = {v: k for k, v in self.renames.items()}
+        self.report = ValidationReport(cfg.source.table, cfg.target.table)
+        self._lock = threading.Lock()
+        self._failed = threading.Event()
+        self.sink: Sink | None = None
+
+    # -- setup
+    def _describe(self, client: DynamoClient, table: str, setting: str) -> dict[str, Any]:
+        try:
+            desc: dict[str, Any] = preflight(client, "DescribeTable", {"TableName": table})["Table"]
+        except DynamoError as e:
+            if e.code == "ResourceNotFoundException":
+                raise SchemaError(
+                    f"{client.label} table {table!r} does not exist at {client.url}; "
+                    f"check `{setting}`"
+                ) from None
+            raise
+        return desc
+
+    def open(self) -> None:
+        cfg = self.cfg
+        self.source_client = source_client(cfg.source)
+        self.target_client = target_client(cfg.target)
+        self.src_desc = self._describe(self.source_client, cfg.source.table, "source.table")
+        self.tgt_desc = self._describe(self.target_client, cfg.target.table, "target.table")
+        skeys = key_names(self.src_desc)
+        tkeys = [self.renames.get(k, k) for k in skeys]
+        if sorted(tkeys) != sorted(key_names(self.tgt_desc)):
+            raise SchemaError(
+                f"target table {cfg.target.table!r} has keys {key_names(self.tgt_desc)} but the "
+                f"source's keys (renames applied) are {tkeys}; they cannot be compared"
+            )
+        self.src_plan = plan_scan(cfg, self.src_desc)
+        tgt_plan = plan_scan(cfg, self.tgt_desc)
+        # The config has no target read budget: apply the source's percentage to the target's
+        # own capacity, as the migrator does for writes.
+        rcu = (
+            int(self.tgt_desc.get("ProvisionedThroughput", {}).get("ReadCapacityUnits") or 0)
+            or ON_DEMAND_DEFAULT_CAPACITY
+        )
+        self.tgt_plan = dataclasses.replace(
+            tgt_plan, read_rate=budget(None, cfg.source.throughput_read_percent, rcu)
+        )
+        self.source = _Side(
+            "source",
+            self.source_client,
+            cfg.source.table,
+            skeys,
+            RateLimiter(self.src_plan.read_rate),
+            True,
+        )
+        self.target = _Side(
+            "target",
+            self.target_client,
+            cfg.target.table,
+            tkeys,
+            RateLimiter(self.tgt_plan.read_rate),
+            not cfg.target.remove_consumed_capacity,
+        )
+        if self.repair:
+            self.sink = make_sink(cfg, self.target_client, self.src_desc, self.tgt_desc)
+
+    def close(self) -> None:
+        self.source_client.close()
+        self.target_client.close()
+
+    # -- helpers
+    def _tid(self, target_item: Item) -> KeyId:
+        return key_identity(target_item, self.target.keys)
+
+    def _to_target(self, source_item: Item) -> Item:
+        return rename_item(source_item, self.renames)
+
+    def _to_source(self, target_item: Item) -> Item:
+        return rename_item(target_item, self.unrename)
+
+    def _found(
+        self, side: _Side, keys: Sequence[Item], consistent: bool, keys_only: bool
+    ) -> dict[KeyId, Item]:
+        """Look up target-named keys on either side; results keyed and named as the target."""
+        if side is self.source:
+            items = side.batch_get(
+                [self._to_source(k) for k in keys], consistent=consistent, keys_only=keys_only
+            )
+            items = [self._to_target(i) for i in items]
+        else:
+            items = side.batch_get(keys, consistent=consistent, keys_only=keys_only)
+        return {self._tid(i): i for i in items}
+
+    def _record(self, diffs: list[Difference], repairs: list[Request], cleared: int) -> None:
+        if self.sink is not None and repairs:
+            self.sink.write(repairs)
+        with self._lock:
+            r = self.report
+            r.cleared_on_recheck += cleared
+            for d in diffs:
+                r.counts[d.kind] += 1
+                if len(r.samples) < self.limit:
+                    r.samples.append(d)
+            for req in repairs:
+                op, key = (
+                    ("put", item_key(req["PutRequest"]["Item"], self.target.keys))
+                    if "PutRequest" in req
+                    else ("delete", req["DeleteRequest"]["Key"])
+                )
+                r.repaired[op] += 1
+                if len(r.repairs) < self.limit:
+                    r.repairs.append((op.upper(), key))
+
+    # -- pass 1: every source item has an equal target item
+    def check_source_page(self, items: list[Item]) -> None:
+        # One BatchGetItem's worth at a time: only a page plus 100 target items are in memory.
+        for i in range(0, len(items), BATCH_GET_MAX):
+            renamed = [self._to_target(it) for it in items[i : i + BATCH_GET_MAX]]
+            keys = [item_key(r, self.target.keys) for r in renamed]
+            there = self._found(self.target, keys, consistent=False, keys_only=False)
+            suspects = [
+                k
+                for k, r in zip(keys, renamed, strict=True)
+                if (t := there.get(self._tid(k))) is None or compare_items(r, t, self.tol)
+            ]
+            del there
+            with self._lock:
+                self.report.source_items += len(renamed)
+            if suspects:
+                self._recheck_forward(suspects)
+
+    def _recheck_forward(self, keys: list[Item]) -> None:
+        src_now = self._found(self.source, keys, consistent=True, keys_only=False)
+        tgt_now = self._found(self.target, keys, consistent=True, keys_only=False)
+        diffs: list[Difference] = []
+        repairs: list[Request] = []
+        cleared = 0
+        for k in keys:
+            kid = self._tid(k)
+            s, t = src_now.get(kid), tgt_now.get(kid)
+            if s is None:
+                cleared += 1  # deleted from the source meanwhile; pass 2 sees a leftover
+                continue
+            if t is None:
+                diffs.append(Difference(MISSING, k))
+            elif attrs := compare_items(s, t, self.tol):
+                diffs.append(Difference(DIFFER, k, tuple(attrs)))
+            else:
+                cleared += 1
+                continue
+            repairs.append({"PutRequest": {"Item": s}})
+        self._record(diffs, repairs, cleared)
+
+    # -- pass 2: every target key exists on the source
+    def check_target_page(self, keys: list[Item]) -> None:
+        there = self._found(self.source, keys, consistent=False, keys_only=True)
+        suspects = [k for k in keys if self._tid(k) not in there]
+        with self._lock:
+            self.report.target_items += len(keys)
+        if suspects:
+            self._recheck_backward(suspects)
+
+    def _recheck_backward(self, keys: list[Item]) -> None:
+        src_now = self._found(self.source, keys, consistent=True, keys_only=True)
+        tgt_now = self._found(self.target, keys, consistent=True, keys_only=True)
+        diffs: list[Difference] = []
+        repairs: list[Request] = []
+        cleared = 0
+        for k in keys:
+            kid = self._tid(k)
+            if kid in src_now or kid not in tgt_now:
+                cleared += 1
+                continue
+            diffs.append(Difference(EXTRA, k))
+            repairs.append({"DeleteRequest": {"Key": tgt_now[kid]}})
+        self._record(diffs, repairs, cleared)
+
+    # -- running a pass
+    def run_pass(
+        self,
+        side: _Side,
+        total_segments: int,
+        workers: int,
+        keys_only: bool,
+        handle: Callable[[list[Item]], None],
+    ) -> None:
+        segments: queue.Queue[int] = queue.Queue()
+        for n in range(total_segments):
+            segments.put(n)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                while not self._failed.is_set():
+                    try:
+                        seg = segments.get_nowait()
+                    except queue.Empty:
+                        return
+                    for page in side.scan(seg, total_segments, keys_only):
+                        if self._failed.is_set():
+                            return
+                        if page:
+                            handle(page)
+                        del page
+            except BaseException as e:
+                errors.append(e)
+                self._failed.set()
+
+        threads = [
+            threading.Thread(target=work, name=f"validate-{side.label}-{i}", daemon=True)
+            for i in range(max(1, min(workers, total_segments)))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    def run(self) -> ValidationReport:
+        started = time.monotonic()
+        ticker = _Ticker(self.report, started)
+        ticker.start()
+        try:
+            self.run_pass(
+                self.source,
+                self.src_plan.total_segments,
+                self.src_plan.workers,
+                False,
+                self.check_source_page,
+            )
+            self.run_pass(
+                self.target,
+                self.tgt_plan.total_segments,
+                self.tgt_plan.workers,
+                True,
+                self.check_target_page,
+            )
+        finally:
+            ticker.close()
+        self.report.seconds = time.monotonic() - started
+        return self.report
+
+
+class _Ticker:
+    """A progress line every few seconds for long validations."""
+
+    def __init__(self, report: ValidationReport, started: float, interval: float = 10.0) -> None:
+        self.report = report
+        self.started = started
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="validate-progress", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            r = self.report
+            elapsed = time.monotonic() - self.started
+            done = r.source_items + r.target_items
+            log.info(
+                "Validating: %s source and %s target items checked (%s items/s), "
+                "%s differences so far",
+                f"{r.source_items:,}",
+                f"{r.target_items:,}",
+                f"{done / elapsed:,.0f}",
+                f"{r.differences:,}",
+            )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def validate(cfg: Config, *, repair: bool = False, out: TextIO | None = None) -> ValidationReport:
+    """Compare source and target both ways; with ``repair``, make the target match the source.
+
+    Prints the report to ``out`` (stdout by default) and returns it.
+    """
+    out = out or sys.stdout
+    v = Validator(cfg, repair=repair)
+    v.open()
+    try:
+        log.info(
+            "Validating %r (%s) against %r (%s): %d source segments, %d target segments%s",
+            cfg.source.table,
+            v.source_client.url,
+            cfg.target.table,
+            v.target_client.url,
+            v.src_plan.total_segments,
+            v.tgt_plan.total_segments,
+            "; repairing differences" if repair else "",
+        )
+        report = v.run()
+    finally:
+        v.close()
+    out.write(report.format(repair) + "\n")
+    out.flush()
+    return report
