@@ -43,6 +43,11 @@ class Metrics:
         with self._lock:
             return self._counters.get(key, 0.0)
 
+    def gauges(self, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+        """All label sets of one gauge."""
+        with self._lock:
+            return {lbl: v for (n, lbl), v in self._gauges.items() if n == name}
+
     def counters(self, name: str) -> dict[tuple[tuple[str, str], ...], float]:
         """All label sets of one counter."""
         with self._lock:

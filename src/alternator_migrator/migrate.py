@@ -10,7 +10,7 @@ from typing import Any, Protocol, TextIO
 from .checkpoint import Savepoint, SavepointStore
 from .clients import DynamoClient, source_client, target_client
 from .config import ON_DEMAND_DEFAULT_CAPACITY, Config
-from .metrics import retry_summary
+from .metrics import METRICS, retry_summary
 from .progress import SnapshotProgress
 from .replay import Replayer, ReplayStats
 from .schema import describe_source, ensure_target, key_names
@@ -136,6 +136,52 @@ class LocalEngine:
         return replayer.run(job.stop, stop_when_caught_up)
 
 
+PHASES = ("schema", "snapshot", "replay", "done")
+
+
+def _phase(name: str) -> None:
+    for p in PHASES:
+        METRICS.set("phase", 1.0 if p == name else 0.0, phase=p)
+
+
+def _open_savepoint(
+    cfg: Config, src: dict[str, Any], fresh: bool
+) -> tuple[SavepointStore, Savepoint]:
+    store = SavepointStore(cfg)
+    sp = store.load_or_new(fresh)
+    spec = src.get("StreamSpecification") or {}
+    if fresh and not (spec.get("StreamEnabled") and src.get("LatestStreamArn") == sp.stream_arn):
+        sp.stream_arn = None  # the stream we had is gone: starting over enables a new one
+    if sp.total_segments is None and sp.stream_arn is None:
+        store.save(sp)  # fail early on an unwritable savepoint directory
+    return store, sp
+
+
+def _enable_stream(
+    source: DynamoClient, src: dict[str, Any], store: SavepointStore, sp: Savepoint, poll: float
+) -> str:
+    arn = ensure_stream(source, src, sp.stream_arn, poll_seconds=poll)
+    if sp.stream_arn != arn:
+        sp.stream_arn = arn
+        sp.shards.clear()
+        store.save(sp)
+    return arn
+
+
+def _snapshot(job: Job, engine: Engine) -> bool:
+    """Copy the snapshot unless done or skipped. True when the replay may start."""
+    sp, store = job.sp, job.store
+    if job.cfg.target.skip_initial_snapshot_transfer:
+        log.info("Skipping the initial snapshot transfer (skipInitialSnapshotTransfer)")
+    elif sp.snapshot_done:
+        log.info("Snapshot already done according to the savepoint %s", store.file)
+    elif not engine.snapshot(job) or job.stop.is_set():
+        return False
+    sp.snapshot_done = True
+    store.save(sp)
+    return True
+
+
 def migrate(
     cfg: Config,
     stop: threading.Event | None = None,
@@ -150,46 +196,39 @@ def migrate(
     """Run the whole migration; returns when done, caught up, or ``stop`` is set."""
     stop = stop or threading.Event()
     engine = engine or LocalEngine()
+    _phase("schema")
     source, target = source_client(cfg.source), target_client(cfg.target)
     src = describe_source(source, cfg.source.table)
     tgt = ensure_target(source, target, src, cfg)
-    store = SavepointStore(cfg)
-    sp = store.load_or_new(fresh)
-    spec = src.get("StreamSpecification") or {}
-    if fresh and not (spec.get("StreamEnabled") and src.get("LatestStreamArn") == sp.stream_arn):
-        sp.stream_arn = None  # the stream we had is gone: starting over enables a new one
-    if sp.total_segments is None and sp.stream_arn is None:
-        store.save(sp)  # fail early on an unwritable savepoint directory
-
-    arn = None
-    if cfg.target.stream_changes:
-        # Before the scan: every write made while copying is then in the stream.
-        arn = ensure_stream(source, src, sp.stream_arn, poll_seconds=stream_poll_seconds)
-        if sp.stream_arn != arn:
-            sp.stream_arn = arn
-            sp.shards.clear()
-            store.save(sp)
-
-    sink = make_sink(cfg, target, src, tgt)
-    job = Job(cfg, source, target, src, tgt, store, sp, sink, stop, out, show_progress)
-    complete = sp.snapshot_done
-    if cfg.target.skip_initial_snapshot_transfer:
-        log.info("Skipping the initial snapshot transfer (skipInitialSnapshotTransfer)")
-        complete = True
-    elif not sp.snapshot_done:
-        complete = engine.snapshot(job)
-        if complete:
-            sp.snapshot_done = True
-            store.save(sp)
-    else:
-        log.info("Snapshot already done according to the savepoint %s", store.file)
-    if not complete or stop.is_set():
+    store, sp = _open_savepoint(cfg, src, fresh)
+    # The stream comes before the scan: every write made while copying is then in it.
+    arn = (
+        _enable_stream(source, src, store, sp, stream_poll_seconds)
+        if cfg.target.stream_changes
+        else None
+    )
+    job = Job(
+        cfg,
+        source,
+        target,
+        src,
+        tgt,
+        store,
+        sp,
+        make_sink(cfg, target, src, tgt),
+        stop,
+        out,
+        show_progress,
+    )
+    _phase("snapshot")
+    if not _snapshot(job, engine):
         log.info("Stopped before the snapshot finished; savepoint saved to %s", store.file)
         return MigrationResult(False, arn, None, True)
-
     if arn is None:
+        _phase("done")
         log.info("Done transferring table snapshot")
         return MigrationResult(True, None, None, False)
     log.info(DONE_SNAPSHOT)
+    _phase("replay")
     stats = engine.replay(job, arn, stop_when_caught_up)
     return MigrationResult(True, arn, stats, stop.is_set())

@@ -14,6 +14,9 @@ from typing import TextIO
 
 log = logging.getLogger("alternator_migrator.progress")
 
+# Set by the CLI for JSON logs: progress becomes log lines even on a terminal.
+PLAIN = False
+
 
 def _fmt_duration(seconds: float) -> str:
     seconds = int(seconds)
@@ -38,7 +41,7 @@ class SnapshotProgress:
         self._lock = threading.Lock()
         self._start = time.monotonic()
         self._stream = stream or sys.stderr
-        self._tty = self._stream.isatty()
+        self._tty = self._stream.isatty() and not PLAIN
         self._interval = interval if interval is not None else (0.5 if self._tty else 10.0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -104,6 +104,7 @@ class Replayer:
         max_idle_sleep: float = 0.5,
         parallel_reads: int = 8,
         clock: Callable[[], float] = time.time,
+        status_seconds: float = 5.0,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -119,6 +120,9 @@ class Replayer:
         self._pool = ThreadPoolExecutor(max_workers=parallel_reads, thread_name_prefix="replay")
         self._last_refresh = 0.0
         self._retries_logged = ""
+        self.status_seconds = status_seconds
+        self._status_at = time.monotonic()
+        self._status_records = 0
 
     # -- shard tree
     def refresh(self) -> None:
@@ -175,12 +179,17 @@ class Replayer:
         ready = self.ready()
         result = self.apply(ready)
         closed_any = False
+        now = self.clock()
         with self.store.lock:
             for reader in ready:
-                pos = self.sp.shards.setdefault(
-                    reader.shard.shard_id, ShardPosition(parent=reader.shard.parent)
-                )
+                sid = reader.shard.shard_id
+                pos = self.sp.shards.setdefault(sid, ShardPosition(parent=reader.shard.parent))
                 pos.sequence_number = reader.position
+                if reader.newest is not None:
+                    pos.last_record_time = reader.newest
+                # Lag: how far behind the source this shard is; none once it is drained.
+                lag = 0.0 if reader.drained or reader.newest is None else now - reader.newest
+                METRICS.set("replay_shard_lag_seconds", max(0.0, lag), shard=sid)
                 if reader.closed:
                     pos.finished = True
                     closed_any = True
@@ -214,6 +223,7 @@ class Replayer:
         for reader, recs in fetched:
             if recs:
                 reader.position = recs[-1]["dynamodb"]["SequenceNumber"]
+                reader.newest = record_time(recs[-1]) or reader.newest
         return result
 
     def _account(self, result: BatchResult) -> None:
@@ -227,7 +237,7 @@ class Replayer:
         if result.records:
             self.out.write(format_op_table(result.counts) + "\n")
             self.out.flush()
-            log.info(
+            log.debug(
                 "Applied %d stream records as %d writes; lag %s",
                 result.records,
                 result.writes,
@@ -245,12 +255,30 @@ class Replayer:
             not self._parent_done(r) for r in self.readers.values()
         )
 
+    def _status_line(self, now: float) -> None:
+        """One line every few seconds, whether or not records flow."""
+        elapsed = now - self._status_at
+        rate = (self.stats.records - self._status_records) / elapsed if elapsed > 0 else 0.0
+        lags = list(METRICS.gauges("replay_shard_lag_seconds").values())
+        log.info(
+            "Replay: %.1f records/s, lag %s, shards %d open (%d readable), caught up: %s",
+            rate,
+            f"{max(lags):.1f}s" if lags else "unknown",
+            len(self.readers),
+            len(self.ready()),
+            "yes" if self.caught_up() else "no",
+        )
+        self._status_at, self._status_records = now, self.stats.records
+
     def run(self, stop: threading.Event, stop_when_caught_up: float | None = None) -> ReplayStats:
         self.refresh()
         idle_sleep = 0.0
         quiet_since: float | None = None
+        self._status_at, self._status_records = time.monotonic(), 0
         try:
             while not stop.is_set():
+                if time.monotonic() - self._status_at >= self.status_seconds:
+                    self._status_line(time.monotonic())
                 result = self.round()
                 if result.records:
                     idle_sleep = 0.0

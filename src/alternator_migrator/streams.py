@@ -167,6 +167,7 @@ class ShardReader:
         self.iterator: str | None = None
         self.closed = False  # read to its end (no NextShardIterator)
         self.drained = False  # last read returned nothing
+        self.newest: float | None = None  # creation time of the newest applied record
 
     def _acquire(self) -> str:
         body: dict[str, Any] = {"StreamArn": self.arn, "ShardId": self.shard.shard_id}

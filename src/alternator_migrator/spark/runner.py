@@ -281,6 +281,7 @@ class SparkReplayer(Replayer):
             res = by_shard[reader.shard.shard_id]
             reader.position, reader.iterator = res.position, res.iterator
             reader.closed, reader.drained = res.closed, res.drained
+            reader.newest = res.newest if res.newest is not None else reader.newest
             out.records += res.records
             out.writes += res.writes
             out.counts.update(res.counts)
