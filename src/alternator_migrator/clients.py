@@ -1,4 +1,4 @@
-"""A lean DynamoDB / DynamoDB Streams JSON client: SigV4 + pooled urllib3 + orjson.
+"""A lean DynamoDB / DynamoDB Streams JSON client: SigV4 + a minimal pooled HTTP/1.1 + orjson.
 
 botocore parses every response into typed shapes and back, which costs about a core per
 7k items/s; this client sends and returns the wire JSON as plain dicts, so items stay in
@@ -19,15 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
-import urllib3
-from urllib3.exceptions import HTTPError as Urllib3Error
 
 from .config import AssumeRole, Credentials, SourceConfig, TargetConfig
 from .errors import EndpointError
 from .metrics import METRICS
+from .transport import HttpPool, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -274,12 +272,15 @@ class DynamoClient:
         self.retry = retry or RetryPolicy()
         self._creds = creds
         self._signer = _Signer(region)
-        self._http = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=pool_size,
-            block=False,
-            retries=False,
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+
+        def pool_for(url: str) -> HttpPool:
+            return HttpPool(
+                url, connect_timeout=connect_timeout, read_timeout=read_timeout, max_idle=pool_size
+            )
+
+        self._pool = pool_for(self.url)
+        self._streams_pool = (
+            self._pool if self.streams_url == self.url else pool_for(self.streams_url)
         )
 
     def __repr__(self) -> str:
@@ -287,17 +288,17 @@ class DynamoClient:
 
     # -- one attempt
     def _send(self, op: str, payload: bytes, streams: bool) -> dict[str, Any]:
-        url = self.streams_url if streams else self.url
+        pool = self._streams_pool if streams else self._pool
         target = f"{STREAMS if streams else DYNAMODB}.{op}"
-        host = urlsplit(url).netloc
         headers = self._signer.headers(
-            host, target, payload, self._creds.get(), dt.datetime.now(dt.UTC)
+            pool.netloc, target, payload, self._creds.get(), dt.datetime.now(dt.UTC)
         )
+        del headers["host"]  # signed, and sent by the transport itself
         try:
-            resp = self._http.request("POST", url + "/", body=payload, headers=headers)
-        except Urllib3Error as e:
-            raise DynamoError(op, "ConnectionError", f"{url}: {e}") from None
-        data = resp.data
+            resp = pool.post(headers, payload)
+        except TransportError as e:
+            raise DynamoError(op, "ConnectionError", f"{pool.netloc}: {e}") from None
+        data = resp.body
         if resp.status == 200:
             out: dict[str, Any] = orjson.loads(data) if data else {}
             return out
@@ -362,7 +363,8 @@ class DynamoClient:
                 time.sleep(pause)
 
     def close(self) -> None:
-        self._http.clear()
+        self._pool.close()
+        self._streams_pool.close()
 
 
 def _client_for(side: SourceConfig | TargetConfig, label: str, pool_size: int) -> DynamoClient:

@@ -1,8 +1,9 @@
 """Segmented parallel Scan of the source, pipelined into batched writes on the target.
 
-Scanner threads (at most ``maxMapTasks``) put pages on a bounded queue; writer threads drain
-it. Memory stays flat however large the table: at most ``queue size`` pages are in flight. A
-segment's position advances only over pages the target acknowledged, in page order, so the
+Scanner threads (at most ``maxMapTasks``) cut each page into BatchWriteItem-sized batches on a
+bounded queue; writer threads drain it. Memory stays flat however large the table: at most one
+page per scanner plus the queued batches are in flight. A segment's position advances only
+over pages whose every batch the target acknowledged, in page order, so the
 savepoint never claims an item that was not written.
 """
 
@@ -72,8 +73,14 @@ class _Segment:
 class _Page:
     segment: _Segment
     number: int
-    items: list[dict[str, Any]]
+    size: int  # items on the page
     last_key: Any
+    pending: int  # batches not yet acknowledged by the target
+
+
+# A writer's unit of work: one BatchWriteItem's worth of a page. Pages are split so that the
+# queue bounds memory in items, not in (up to 1 MB) pages, and all writers share a page.
+_Batch = tuple[_Page, list[dict[str, Any]]]
 
 
 class _Abort(Exception):
@@ -101,7 +108,7 @@ class SnapshotCopier:
         self.stop = stop
         self.progress = progress
         self.read_limiter = RateLimiter(plan.read_rate)
-        self.pages: queue.Queue[_Page | None] = queue.Queue(maxsize=plan.writers * 2)
+        self.batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=plan.writers * 2)
         self.segments: queue.Queue[int] = queue.Queue()
         self.errors: list[BaseException] = []
         self._failed = threading.Event()
@@ -129,18 +136,23 @@ class SnapshotCopier:
             self.read_limiter.acquire(float(used or 0))
             METRICS.inc("items_scanned_total", len(items))
             start_key = resp.get("LastEvaluatedKey")
-            page = _Page(seg, seg.next_page, items, start_key)
+            step = self.sink.max_batch
+            chunks = [items[i : i + step] for i in range(0, len(items), step)]
+            page = _Page(seg, seg.next_page, len(items), start_key, len(chunks))
             seg.next_page += 1
-            self._put(page)
+            if not chunks:
+                self._ack(page)  # an empty page still moves the segment's position
+            for chunk in chunks:
+                self._put((page, chunk))
             if start_key is None:
                 return
 
-    def _put(self, page: _Page) -> None:
+    def _put(self, batch: _Batch) -> None:
         while True:
             if self._failed.is_set():
                 raise _Abort()
             try:
-                self.pages.put(page, timeout=0.2)
+                self.batches.put(batch, timeout=0.2)
                 return
             except queue.Full:
                 continue
@@ -162,14 +174,18 @@ class SnapshotCopier:
     def _writer(self) -> None:
         try:
             while True:
-                page = self.pages.get()
-                if page is None:
+                batch = self.batches.get()
+                if batch is None:
                     return
                 if self._failed.is_set():
                     continue  # drain so scanners never block; nothing more is acknowledged
-                if page.items:
-                    self.sink.put_items(page.items)
-                self._ack(page)
+                page, items = batch
+                self.sink.put_items(items)
+                with self.store.lock:
+                    page.pending -= 1
+                    done = page.pending == 0
+                if done:
+                    self._ack(page)
         except BaseException as e:
             self._fail(e)
 
@@ -188,10 +204,10 @@ class SnapshotCopier:
                 else:
                     self.sp.segment_keys[seg.number] = key
         if self.progress is not None:
-            self.progress.add_items(len(page.items))
+            self.progress.add_items(page.size)
             if finished:
                 self.progress.segment_done()
-        METRICS.inc("items_copied_total", len(page.items))
+        METRICS.inc("items_copied_total", page.size)
         if finished:
             METRICS.inc("segments_done_total")
         self.store.maybe_save(self.sp)
@@ -229,7 +245,7 @@ class SnapshotCopier:
         for t in scanners:
             t.join()
         for _ in writers:
-            self.pages.put(None)
+            self.batches.put(None)
         for t in writers:
             t.join()
         self.store.save(self.sp)
