@@ -182,3 +182,40 @@ def table_diff(
     out += [f"only in target: {k}" for k in b.keys() - a.keys()]
     out += [f"differs: {k}: {a[k]} != {b[k]}" for k in a.keys() & b.keys() if a[k] != b[k]]
     return sorted(out)
+
+
+class BackgroundMigration:
+    """``migrate`` in a thread, as a test drives a live migration; errors are kept to assert on."""
+
+    def __init__(self, cfg: Any, **kwargs: Any) -> None:
+        import threading
+
+        self.stop = threading.Event()
+        self.results: list[Any] = []
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(
+            target=self._run, args=(cfg, kwargs), name="migrate", daemon=True
+        )
+
+    def _run(self, cfg: Any, kwargs: dict[str, Any]) -> None:
+        from alternator_migrator.migrate import migrate
+
+        try:
+            self.results.append(migrate(cfg, self.stop, show_progress=False, **kwargs))
+        except BaseException as e:
+            self.errors.append(e)
+
+    def start(self) -> BackgroundMigration:
+        self.thread.start()
+        return self
+
+    def check(self) -> None:
+        assert not self.errors, f"the migration stopped: {self.errors}"
+
+    def finish(self, timeout: float = 60) -> Any:
+        """Stop (or wait for a self-stopping run), then return its MigrationResult."""
+        self.stop.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the migration did not stop"
+        self.check()
+        return self.results[0]

@@ -6,7 +6,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,16 @@ import orjson
 from alternator_migrator.checkpoint import SavepointStore
 from alternator_migrator.config import load
 from alternator_migrator.localservers import Server
-from alternator_migrator.migrate import MigrationResult, migrate
 
-from .helpers import batch_put, boto_client, create_table, eventually, table_diff, write_config
+from .helpers import (
+    BackgroundMigration,
+    batch_put,
+    boto_client,
+    create_table,
+    eventually,
+    table_diff,
+    write_config,
+)
 
 KEYS = ("pk", "sk")
 GSI = {
@@ -131,22 +137,11 @@ def test_live_migration_converges(
         )
     )
     store = SavepointStore(cfg)
-    stop = threading.Event()
-    results: list[MigrationResult] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            results.append(migrate(cfg, stop, show_progress=False))
-        except BaseException as e:
-            errors.append(e)
-
-    t = threading.Thread(target=run)
-    t.start()
+    run = BackgroundMigration(cfg).start()
     mut = Mutator(src, table_name, seed=7)
 
     def snapshot_done() -> bool:
-        assert not errors, errors
+        run.check()
         sp = store.load()
         return sp is not None and sp.snapshot_done
 
@@ -164,12 +159,8 @@ def test_live_migration_converges(
         timeout=120,
         message="target converges to source",
     )
-    stop.set()
-    t.join(60)
-    assert not t.is_alive()
-    assert not errors, errors
+    result = run.finish()
     assert during > 0, "no change was made during the snapshot"
-    result = results[0]
     assert result.snapshot_complete and result.replay is not None
     assert result.replay.records >= 300  # every post-snapshot change came through the stream
     desc = dst.describe_table(TableName=table_name)["Table"]

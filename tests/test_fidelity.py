@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from alternator_migrator.config import Config, load
 from alternator_migrator.localservers import Server
 from alternator_migrator.migrate import migrate
 
-from .helpers import create_table, eventually, normalize, write_config
+from .helpers import BackgroundMigration, create_table, eventually, normalize, write_config
 from .strategies import items
 
 _tables = itertools.count()
@@ -86,27 +85,15 @@ def live(
     table = f"fid-live-{next(_tables)}"
     create_table(src, table)
     cfg = _config(tmp_path_factory.mktemp("fid-live"), moto, dynalite, table, stream=True)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            migrate(cfg, stop, show_progress=False)
-        except BaseException as e:
-            errors.append(e)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
+    run = BackgroundMigration(cfg).start()
     store = SavepointStore(cfg)
     eventually(
         lambda: (s := store.load()) is not None and s.snapshot_done,
         timeout=30,
         message="replay started",
     )
-    yield table, errors
-    stop.set()
-    t.join(30)
-    assert not errors, errors
+    yield table, run.errors
+    run.finish(30)
 
 
 @FIDELITY

@@ -20,7 +20,7 @@ from alternator_migrator.migrate import migrate
 from alternator_migrator.status import print_status, status
 from alternator_migrator.validate import validate
 
-from .helpers import batch_put, create_table, eventually, write_config
+from .helpers import BackgroundMigration, batch_put, create_table, eventually, write_config
 
 
 def _items(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -195,26 +195,14 @@ def test_renames_apply_in_snapshot_replay_and_validate(
             top_extra={"renames": [{"from": "colour", "to": "color"}]},
         )
     )
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            migrate(cfg, stop, show_progress=False)
-        except BaseException as e:
-            errors.append(e)
-
-    t = threading.Thread(target=run)
-    t.start()
+    run = BackgroundMigration(cfg).start()
     eventually(lambda: table_name in dst.list_tables()["TableNames"], 30, message="target created")
     eventually(lambda: dst.get_item(TableName=table_name, Key={"pk": {"S": "k49"}}).get("Item"), 60)
     src.put_item(TableName=table_name, Item={"pk": {"S": "live"}, "colour": {"S": "blue"}})
     got = eventually(
         lambda: dst.get_item(TableName=table_name, Key={"pk": {"S": "live"}}).get("Item"), 30
     )
-    stop.set()
-    t.join(60)
-    assert not errors, errors
+    run.finish()
     assert got == {"pk": {"S": "live"}, "color": {"S": "blue"}}
     snap = dst.get_item(TableName=table_name, Key={"pk": {"S": "k3"}})["Item"]
     assert "colour" not in snap and snap["color"] == {"S": "red"}

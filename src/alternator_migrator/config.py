@@ -369,19 +369,26 @@ def _region(r: _Reader, endpoint: Endpoint | None) -> str | None:
     return region
 
 
-def _source(r: _Reader) -> SourceConfig:
+def _side(r: _Reader) -> dict[str, Any]:
+    """The keys a source and a target share."""
     kind = _side_type(r)
     table = r.str_("table", required=True)
     endpoint = _endpoint(r)
     region = _region(r, endpoint)
     creds, role = _credentials(r)
+    return {
+        "table": table or "",
+        "type": kind,
+        "region": region,
+        "endpoint": endpoint,
+        "credentials": creds,
+        "assume_role": role,
+    }
+
+
+def _source(r: _Reader) -> SourceConfig:
     cfg = SourceConfig(
-        table=table or "",
-        type=kind,
-        region=region,
-        endpoint=endpoint,
-        credentials=creds,
-        assume_role=role,
+        **_side(r),
         scan_segments=r.int_("scanSegments", minimum=1, maximum=1_000_000),
         read_throughput=r.int_("readThroughput", minimum=1),
         throughput_read_percent=r.float_("throughputReadPercent", minimum=0.1, maximum=1.5),
@@ -392,22 +399,13 @@ def _source(r: _Reader) -> SourceConfig:
 
 
 def _target(r: _Reader) -> TargetConfig:
-    kind = _side_type(r)
-    table = r.str_("table", required=True)
-    endpoint = _endpoint(r)
-    region = _region(r, endpoint)
-    creds, role = _credentials(r)
+    common = _side(r)
     billing = r.str_("billingMode")
     if billing is not None and billing.upper() not in ("PROVISIONED", "PAY_PER_REQUEST"):
         r.fail(r.key("billingMode"), f"is {billing!r}", "use PROVISIONED or PAY_PER_REQUEST")
     batch = r.int_("maxItemsPerBatch", minimum=1, maximum=100)
     cfg = TargetConfig(
-        table=table or "",
-        type=kind,
-        region=region,
-        endpoint=endpoint,
-        credentials=creds,
-        assume_role=role,
+        **common,
         stream_changes=r.bool_("streamChanges", False),
         skip_initial_snapshot_transfer=r.bool_("skipInitialSnapshotTransfer", False),
         write_throughput=r.int_("writeThroughput", minimum=1),

@@ -16,15 +16,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from .checkpoint import Savepoint, SavepointStore
 from .clients import DynamoClient
 from .config import ON_DEMAND_DEFAULT_CAPACITY, Config
 from .metrics import METRICS
 from .progress import SnapshotProgress
 from .sink import Sink
-from .throttle import RateLimiter, budget
+from .throttle import RateLimiter, budget, charge_read
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +127,7 @@ class SnapshotCopier:
                 req["ExclusiveStartKey"] = start_key
             resp = self.source.call("Scan", req)
             items: list[dict[str, Any]] = resp.get("Items", [])
-            used = resp.get("ConsumedCapacity", {}).get("CapacityUnits")
-            if used is None and not self.read_limiter.unlimited:
-                # Alternator reports nothing: charge eventually-consistent reads of the bytes read.
-                used = len(orjson.dumps(items)) / 4096 * 0.5
-            self.read_limiter.acquire(float(used or 0))
+            charge_read(self.read_limiter, resp, items, consistent=False)
             METRICS.inc("items_scanned_total", len(items))
             start_key = resp.get("LastEvaluatedKey")
             step = self.sink.max_batch

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
+
+import orjson
 
 
 class RateLimiter:
@@ -66,3 +69,20 @@ def budget(
     if base is None:
         return None
     return base * (percent if percent is not None else default_percent)
+
+
+def charge_read(limiter: RateLimiter, resp: dict[str, Any], items: Any, consistent: bool) -> None:
+    """Pay for a read: the server's ConsumedCapacity, or, where it reports none (Alternator),
+    what the bytes read would cost (4 KB per unit, half for eventually consistent reads)."""
+    cc = resp.get("ConsumedCapacity")
+    if isinstance(cc, dict):
+        used: float | None = float(cc.get("CapacityUnits") or 0)
+    elif isinstance(cc, list) and cc:
+        used = sum(float(c.get("CapacityUnits") or 0) for c in cc)
+    else:
+        used = None
+    if used is None:
+        if limiter.unlimited:
+            return
+        used = len(orjson.dumps(items)) / 4096 * (1.0 if consistent else 0.5)
+    limiter.acquire(used)

@@ -33,7 +33,7 @@ from .migrate import make_sink
 from .schema import key_names
 from .sink import Request, Sink, item_key, rename_item
 from .snapshot import plan_scan
-from .throttle import RateLimiter, budget
+from .throttle import RateLimiter, budget, charge_read
 
 log = logging.getLogger(__name__)
 
@@ -271,17 +271,7 @@ class _Side:
         self._projection = ", ".join(self._names)
 
     def _charge(self, resp: dict[str, Any], payload: Any, consistent: bool) -> None:
-        cc = resp.get("ConsumedCapacity")
-        if isinstance(cc, dict):
-            used: float | None = float(cc.get("CapacityUnits") or 0)
-        elif isinstance(cc, list) and cc:
-            used = sum(float(c.get("CapacityUnits") or 0) for c in cc)
-        else:
-            used = None
-        if used is None and not self.limiter.unlimited:
-            # Alternator reports no capacity: charge what the bytes read would cost.
-            used = len(orjson.dumps(payload)) / 4096 * (1.0 if consistent else 0.5)
-        self.limiter.acquire(used or 0.0)
+        charge_read(self.limiter, resp, payload, consistent)
 
     def scan(self, segment: int, total: int, keys_only: bool) -> Iterator[list[Item]]:
         start: Any = None
