@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -23,7 +23,7 @@ from .checkpoint import Savepoint, SavepointStore, ShardPosition
 from .clients import DynamoClient
 from .metrics import METRICS, retry_summary
 from .sink import Request, Sink, key_id
-from .streams import ShardReader, _trimmed, list_shards
+from .streams import Page, ShardReader, _trimmed, list_shards
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,10 @@ class Replayer:
         self.stats = ReplayStats()
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=parallel_reads, thread_name_prefix="replay")
+        self._reads = ThreadPoolExecutor(
+            max_workers=parallel_reads, thread_name_prefix="replay-read"
+        )
+        self._prefetched: dict[str, Future[Page]] = {}
         self._last_refresh = 0.0
         self._retries_logged = ""
         self.status_seconds = status_seconds
@@ -204,8 +208,22 @@ class Replayer:
 
         The one step an engine swaps out (the Spark engine runs it on executors).
         """
-        fetched = list(self._pool.map(lambda r: (r, r.read()), ready))
+        pages = {}
+        for r in ready:
+            ahead = self._prefetched.pop(r.shard.shard_id, None)
+            pages[r] = ahead if ahead is not None else self._reads.submit(r.fetch, r.iterator)
+        fetched = []
+        for r, page in pages.items():
+            recs, nxt = page.result()
+            r.commit(recs, nxt)
+            fetched.append((r, recs))
         records = [rec for _, recs in fetched for rec in recs]
+        if records:
+            # Read the next pages while this batch is written: reads and writes overlap, and
+            # nothing read ahead is applied or checkpointed before its turn.
+            for r in ready:
+                if not r.closed:
+                    self._prefetched[r.shard.shard_id] = self._reads.submit(r.fetch, r.iterator)
         result = BatchResult(len(records), 0, Counter(rec["eventName"] for rec in records), None)
         if records:
             requests = collapse(records, self.sink)
@@ -299,5 +317,6 @@ class Replayer:
         finally:
             self.store.save(self.sp)
             self._pool.shutdown(wait=True)
+            self._reads.shutdown(wait=True, cancel_futures=True)
             log.info("Replay ended; retries by cause: %s", retry_summary() or "none")
         return self.stats

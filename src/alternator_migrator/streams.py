@@ -156,6 +156,10 @@ def _trimmed(shard_id: str, detail: str) -> StreamTrimmedError:
     )
 
 
+# One GetRecords answer: the records and the next iterator (None: the shard is closed).
+Page = tuple[list[dict[str, Any]], str | None]
+
+
 class ShardReader:
     """Reads one shard in order, from TRIM_HORIZON or after the last applied record."""
 
@@ -164,24 +168,28 @@ class ShardReader:
         self.arn = arn
         self.shard = shard
         self.position = position  # last applied sequence number
+        # Last record handed out. Read-ahead pages are applied in order or not at all (the run
+        # stops), so an expired iterator resumes after this one: nothing skipped, nothing twice.
+        self.read_to = position
         self.iterator: str | None = None
         self.closed = False  # read to its end (no NextShardIterator)
         self.drained = False  # last read returned nothing
         self.newest: float | None = None  # creation time of the newest applied record
 
-    def _acquire(self) -> str:
+    def _acquire(self) -> str | None:
         body: dict[str, Any] = {"StreamArn": self.arn, "ShardId": self.shard.shard_id}
-        if self.position is None:
+        after = self.read_to
+        if after is None:
             body["ShardIteratorType"] = "TRIM_HORIZON"
         else:
             start = self.shard.starting_sequence
-            if start is not None and int(start) > int(self.position) + 1:
+            if start is not None and int(start) > int(after) + 1:
                 raise _trimmed(
                     self.shard.shard_id,
-                    f"the oldest record is {start}, the savepoint is at {self.position}",
+                    f"the oldest record is {start}, the savepoint is at {after}",
                 )
             body["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
-            body["SequenceNumber"] = self.position
+            body["SequenceNumber"] = after
         try:
             r = self.client.call("GetShardIterator", body, streams=True)
         except DynamoError as e:
@@ -191,40 +199,47 @@ class ShardReader:
                 raise _trimmed(self.shard.shard_id, "the shard no longer exists") from None
             raise
         it = r.get("ShardIterator")
-        if not it:
-            self.closed = True
-            return ""
-        return str(it)
+        return str(it) if it else None
 
-    def read(self) -> list[dict[str, Any]]:
-        """One GetRecords call. The caller applies the records, then calls ``advance``."""
+    def fetch(self, iterator: str | None) -> Page:
+        """One GetRecords call from ``iterator``: the records and the next iterator (None once
+        the shard is closed). Changes no state, so it may run ahead of the records being
+        applied; ``commit`` then moves the reader on."""
         if self.closed:
-            return []
+            return [], None
         for _ in range(3):
-            if self.iterator is None:
-                self.iterator = self._acquire()
-                if self.closed:
-                    return []
+            if iterator is None:
+                iterator = self._acquire()
+                if iterator is None:
+                    return [], None
             try:
                 r = self.client.call(
                     "GetRecords",
-                    {"ShardIterator": self.iterator, "Limit": GET_RECORDS_LIMIT},
+                    {"ShardIterator": iterator, "Limit": GET_RECORDS_LIMIT},
                     streams=True,
                 )
             except DynamoError as e:
                 if e.code == "ExpiredIteratorException":
-                    # Iterators last 15 minutes; re-acquire after the last applied record.
+                    # Iterators last 15 minutes; re-acquire after the last record read.
                     log.info("Shard %s: iterator expired; re-acquiring", self.shard.shard_id)
-                    self.iterator = None
+                    iterator = None
                     continue
                 if e.code == "TrimmedDataAccessException":
                     raise _trimmed(self.shard.shard_id, e.message) from None
                 raise
             records: list[dict[str, Any]] = r.get("Records", [])
-            nxt = r.get("NextShardIterator")
-            self.iterator = nxt
-            if not nxt:
-                self.closed = True
-            self.drained = not records
-            return records
+            return records, r.get("NextShardIterator")
         raise StreamError(f"shard {self.shard.shard_id}: iterator kept expiring")
+
+    def commit(self, records: list[dict[str, Any]], next_iterator: str | None) -> None:
+        if records:
+            self.read_to = records[-1]["dynamodb"]["SequenceNumber"]
+        self.iterator = next_iterator
+        self.closed = next_iterator is None
+        self.drained = not records
+
+    def read(self) -> list[dict[str, Any]]:
+        """One GetRecords call. The caller applies the records, then records the position."""
+        records, nxt = self.fetch(self.iterator)
+        self.commit(records, nxt)
+        return records
