@@ -101,3 +101,19 @@ def test_wire_format_round_trip(dynalite: Server, table_name: str) -> None:
     )
     assert got["Item"]["m"] == item["m"]
     assert got["Item"]["b"] == item["b"]
+
+
+def test_assume_role_credentials_are_used(moto: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    # STS on the loopback moto server (botocore's per-service endpoint variable), never AWS.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto.url)
+    from alternator_migrator.config import AssumeRole
+
+    source = CredentialSource(
+        Credentials("AKIDBASE", "base-secret"),
+        AssumeRole("arn:aws:iam::123456789012:role/migrator", "mig-test"),
+        "us-east-1",
+    )
+    creds = source.get()
+    assert creds.access_key != "AKIDBASE" and creds.token  # temporary credentials of the role
+    c = DynamoClient(moto.url, "us-east-1", source)
+    assert "TableNames" in c.call("ListTables", {})

@@ -14,6 +14,7 @@ import orjson
 from alternator_migrator.checkpoint import SavepointStore
 from alternator_migrator.config import load
 from alternator_migrator.localservers import Server
+from alternator_migrator.migrate import migrate
 
 from .helpers import (
     BackgroundMigration,
@@ -231,3 +232,37 @@ def test_cli_migration_logs_and_stops_when_caught_up(
     for secret in (b"source-secret-do-not-log", b"target-secret-do-not-log"):
         assert secret not in out and secret not in err and secret not in saved
     assert all((p.stat().st_mode & 0o777) == 0o600 for p in sp_file.glob("savepoint-*.json"))
+
+
+def test_ttl_is_copied_or_warned_about(
+    moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str, tmp_path: Path, caplog: Any
+) -> None:
+    create_table(src, table_name)
+    src.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"}
+    )
+    cfg = load(
+        write_config(
+            tmp_path / "c.yaml",
+            source_url=moto.url,
+            source_table=table_name,
+            target_url=dynalite.url,
+            target_table=table_name,
+            savepoints=tmp_path / "sp",
+            stream=False,
+            target_extra={"billingMode": "PROVISIONED"},
+        )
+    )
+    caplog.set_level("INFO")
+    assert migrate(cfg, show_progress=False).snapshot_complete
+    # dynalite has no UpdateTimeToLive: a warning, not a crash.
+    assert any(
+        "Target does not support TTL" in r.getMessage() and "'expires'" in r.getMessage()
+        for r in caplog.records
+    )
+    assert (
+        dst.describe_table(TableName=table_name)["Table"]["ProvisionedThroughput"][
+            "ReadCapacityUnits"
+        ]
+        >= 1
+    )
