@@ -110,3 +110,14 @@ def test_writes_are_limited_without_consumed_capacity(clock: FakeClock) -> None:
     assert target.items == 200
     # ~1 WCU per item of ~1 KB: 200 units at 50/s, 50 of them from the burst: ~3 s.
     assert 2.5 < clock.slept < 4.5
+
+
+def test_table_capacity_defaults() -> None:
+    from alternator_migrator.throttle import table_capacity
+
+    provisioned = {"ProvisionedThroughput": {"ReadCapacityUnits": 50, "WriteCapacityUnits": 7}}
+    on_demand = {"ProvisionedThroughput": {"ReadCapacityUnits": 0, "WriteCapacityUnits": 0}}
+    assert table_capacity(provisioned, "WriteCapacityUnits", "dynamodb") == 7
+    assert table_capacity(on_demand, "WriteCapacityUnits", "dynamodb") == 40000
+    # Alternator accepts and ignores provisioning: a table created with 7 WCU is not slow.
+    assert table_capacity(provisioned, "WriteCapacityUnits", "alternator") == 40000

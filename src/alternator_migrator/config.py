@@ -106,7 +106,7 @@ class SourceConfig:
     read_throughput: int | None = _doc(
         "readThroughput",
         "Read capacity units per second the migration may use on the source (scan and validate).",
-        shown="the table's provisioned RCU; 40000 when on-demand",
+        shown="the table's provisioned RCU; 40000 when on-demand or Alternator",
     )
     throughput_read_percent: float | None = _doc(
         "throughputReadPercent", "Share of `readThroughput` to use, 0.1-1.5.", shown="0.5"
@@ -137,7 +137,7 @@ class TargetConfig:
     write_throughput: int | None = _doc(
         "writeThroughput",
         "Write capacity units per second the migration may use on the target. Enforced on the client, so it also holds for Alternator, which reports no consumed capacity.",
-        shown="the table's provisioned WCU; 40000 when on-demand",
+        shown="the table's provisioned WCU; 40000 when on-demand or Alternator",
     )
     throughput_write_percent: float | None = _doc(
         "throughputWritePercent", "Share of `writeThroughput` to use, 0.1-1.5.", shown="0.5"

@@ -9,7 +9,7 @@ from typing import Any, Protocol, TextIO
 
 from .checkpoint import Savepoint, SavepointStore
 from .clients import DynamoClient, source_client, target_client
-from .config import ON_DEMAND_DEFAULT_CAPACITY, Config
+from .config import Config
 from .metrics import METRICS, retry_summary
 from .progress import SnapshotProgress
 from .replay import Replayer, ReplayStats
@@ -17,7 +17,7 @@ from .schema import describe_source, ensure_target, key_names
 from .sink import Sink
 from .snapshot import ScanPlan, SnapshotCopier, plan_scan
 from .streams import ensure_stream
-from .throttle import RateLimiter, budget
+from .throttle import RateLimiter, budget, table_capacity
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,7 @@ class MigrationResult:
 def write_budget(cfg: Config, tgt: dict[str, Any]) -> float | None:
     """The target's write budget in WCU/s (None: unlimited)."""
     t = cfg.target
-    wcu = (
-        int(tgt.get("ProvisionedThroughput", {}).get("WriteCapacityUnits") or 0)
-        or ON_DEMAND_DEFAULT_CAPACITY
-    )
+    wcu = table_capacity(tgt, "WriteCapacityUnits", t.type)
     return budget(t.write_throughput, t.throughput_write_percent, wcu)
 
 

@@ -18,11 +18,11 @@ from typing import Any
 
 from .checkpoint import Savepoint, SavepointStore
 from .clients import DynamoClient
-from .config import ON_DEMAND_DEFAULT_CAPACITY, Config
+from .config import Config
 from .metrics import METRICS
 from .progress import SnapshotProgress
 from .sink import Sink
-from .throttle import RateLimiter, budget, charge_read
+from .throttle import RateLimiter, budget, charge_read, table_capacity
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,7 @@ def plan_scan(cfg: Config, src: dict[str, Any], saved_segments: int | None = Non
         total = max(DEFAULT_MIN_SEGMENTS, math.ceil(size / SEGMENT_BYTES))
     workers = min(total, s.max_map_tasks or DEFAULT_MAX_WORKERS)
     writers = max(2, min(16, workers * 2))
-    rcu = (
-        int(src.get("ProvisionedThroughput", {}).get("ReadCapacityUnits") or 0)
-        or ON_DEMAND_DEFAULT_CAPACITY
-    )
+    rcu = table_capacity(src, "ReadCapacityUnits", s.type)
     return ScanPlan(
         total, workers, writers, budget(s.read_throughput, s.throughput_read_percent, rcu)
     )

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from .config import ON_DEMAND_DEFAULT_CAPACITY
+
 
 class RateLimiter:
     """A token bucket that may go into debt: a large request waits for its own cost."""
@@ -53,6 +55,16 @@ class RateLimiter:
             self._refill(time.monotonic())
             self._tokens -= delta
             self._tokens = min(self._tokens, self._burst)
+
+
+def table_capacity(desc: dict[str, Any], units: str, server_type: str) -> int:
+    """A table's provisioned ``ReadCapacityUnits`` or ``WriteCapacityUnits``, the base of its
+    default budget. On-demand tables report 0, and Alternator accepts and ignores provisioning:
+    both get the on-demand default, as the Scylla Migrator assumes."""
+    provisioned = int(desc.get("ProvisionedThroughput", {}).get(units) or 0)
+    if server_type == "alternator" or not provisioned:
+        return ON_DEMAND_DEFAULT_CAPACITY
+    return provisioned
 
 
 def budget(

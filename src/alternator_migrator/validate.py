@@ -27,13 +27,13 @@ from typing import Any, TextIO
 import orjson
 
 from .clients import DynamoClient, DynamoError, preflight, source_client, target_client
-from .config import ON_DEMAND_DEFAULT_CAPACITY, Config
+from .config import Config
 from .errors import MigratorError, SchemaError
 from .migrate import make_sink
 from .schema import key_names
 from .sink import Request, Sink, item_key, rename_item
 from .snapshot import plan_scan
-from .throttle import RateLimiter, budget, charge_read
+from .throttle import RateLimiter, budget, charge_read, table_capacity
 
 log = logging.getLogger(__name__)
 
@@ -379,10 +379,7 @@ class Validator:
         tgt_plan = plan_scan(cfg, self.tgt_desc)
         # The config has no target read budget: apply the source's percentage to the target's
         # own capacity, as the migrator does for writes.
-        rcu = (
-            int(self.tgt_desc.get("ProvisionedThroughput", {}).get("ReadCapacityUnits") or 0)
-            or ON_DEMAND_DEFAULT_CAPACITY
-        )
+        rcu = table_capacity(self.tgt_desc, "ReadCapacityUnits", cfg.target.type)
         self.tgt_plan = dataclasses.replace(
             tgt_plan, read_rate=budget(None, cfg.source.throughput_read_percent, rcu)
         )
