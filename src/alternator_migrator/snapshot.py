@@ -163,22 +163,22 @@ class SnapshotCopier:
 
     # -- writing
     def _writer(self) -> None:
-        try:
-            while True:
-                batch = self.batches.get()
-                if batch is None:
-                    return
-                if self._failed.is_set():
-                    continue  # drain so scanners never block; nothing more is acknowledged
-                page, items = batch
+        while True:
+            batch = self.batches.get()
+            if batch is None:
+                return
+            if self._failed.is_set():
+                continue  # keep draining until the end marker: nothing more is acknowledged
+            page, items = batch
+            try:
                 self.sink.put_items(items)
                 with self.store.lock:
                     page.pending -= 1
                     done = page.pending == 0
                 if done:
                     self._ack(page)
-        except BaseException as e:
-            self._fail(e)
+            except BaseException as e:
+                self._fail(e)
 
     def _ack(self, page: _Page) -> None:
         seg = page.segment

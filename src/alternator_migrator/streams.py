@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 
 NEW_IMAGE_VIEWS = ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")
 GET_RECORDS_LIMIT = 1000
+# DynamoDB Streams allows about 5 GetRecords calls per second per shard; polling a busy shard
+# faster only gets throttled (and costs the source). A fuller page per call loses nothing.
+MIN_GET_RECORDS_INTERVAL = 0.2
 
 
 def _stream_status(client: DynamoClient, arn: str) -> str:
@@ -175,6 +178,8 @@ class ShardReader:
         self.closed = False  # read to its end (no NextShardIterator)
         self.drained = False  # last read returned nothing
         self.newest: float | None = None  # creation time of the newest applied record
+        self.min_interval = MIN_GET_RECORDS_INTERVAL
+        self._next_call = 0.0
 
     def _acquire(self) -> str | None:
         body: dict[str, Any] = {"StreamArn": self.arn, "ShardId": self.shard.shard_id}
@@ -212,6 +217,10 @@ class ShardReader:
                 iterator = self._acquire()
                 if iterator is None:
                     return [], None
+            wait = self._next_call - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self._next_call = time.monotonic() + self.min_interval
             try:
                 r = self.client.call(
                     "GetRecords",
