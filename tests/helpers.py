@@ -219,3 +219,21 @@ class BackgroundMigration:
         assert not self.thread.is_alive(), "the migration did not stop"
         self.check()
         return self.results[0]
+
+
+def local_config(tmp: Path, source: Any, target: Any, table: str, **kwargs: Any) -> Any:
+    """A loaded Config from ``source`` (moto) to ``target`` (dynalite) servers, same table name
+    on both sides unless ``target_table`` is given; other keywords as ``write_config``."""
+    from alternator_migrator.config import load
+
+    return load(
+        write_config(
+            tmp / kwargs.pop("file", "c.yaml"),
+            source_url=source.url,
+            source_table=table,
+            target_url=target.url,
+            target_table=kwargs.pop("target_table", table),
+            savepoints=tmp / "sp",
+            **kwargs,
+        )
+    )

@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 
 from alternator_migrator.checkpoint import SavepointStore
-from alternator_migrator.config import load
 from alternator_migrator.localservers import Server
 from alternator_migrator.migrate import migrate
 
@@ -22,6 +21,7 @@ from .helpers import (
     boto_client,
     create_table,
     eventually,
+    local_config,
     table_diff,
     write_config,
 )
@@ -126,16 +126,8 @@ def test_live_migration_converges(
     moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str, tmp_path: Path
 ) -> None:
     make_source(src, table_name, 3000)
-    cfg = load(
-        write_config(
-            tmp_path / "c.yaml",
-            source_url=moto.url,
-            source_table=table_name,
-            target_url=dynalite.url,
-            target_table=table_name,
-            savepoints=tmp_path / "sp",
-            source_extra={"scanSegments": 4, "maxMapTasks": 2},
-        )
+    cfg = local_config(
+        tmp_path, moto, dynalite, table_name, source_extra={"scanSegments": 4, "maxMapTasks": 2}
     )
     store = SavepointStore(cfg)
     run = BackgroundMigration(cfg).start()
@@ -241,17 +233,13 @@ def test_ttl_is_copied_or_warned_about(
     src.update_time_to_live(
         TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"}
     )
-    cfg = load(
-        write_config(
-            tmp_path / "c.yaml",
-            source_url=moto.url,
-            source_table=table_name,
-            target_url=dynalite.url,
-            target_table=table_name,
-            savepoints=tmp_path / "sp",
-            stream=False,
-            target_extra={"billingMode": "PROVISIONED"},
-        )
+    cfg = local_config(
+        tmp_path,
+        moto,
+        dynalite,
+        table_name,
+        stream=False,
+        target_extra={"billingMode": "PROVISIONED"},
     )
     caplog.set_level("INFO")
     assert migrate(cfg, show_progress=False).snapshot_complete

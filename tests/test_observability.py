@@ -14,13 +14,19 @@ from typing import Any
 
 import orjson
 
-from alternator_migrator.config import load
 from alternator_migrator.localservers import Server, free_port
 from alternator_migrator.migrate import migrate
 from alternator_migrator.status import print_status, status
 from alternator_migrator.validate import validate
 
-from .helpers import BackgroundMigration, batch_put, create_table, eventually, write_config
+from .helpers import (
+    BackgroundMigration,
+    batch_put,
+    create_table,
+    eventually,
+    local_config,
+    write_config,
+)
 
 
 def _items(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -124,17 +130,7 @@ def test_status_at_each_phase(
 ) -> None:
     create_table(src, table_name)
     batch_put(src, table_name, _items(100))
-    cfg = load(
-        write_config(
-            tmp_path / "c.yaml",
-            source_url=moto.url,
-            source_table=table_name,
-            target_url=dynalite.url,
-            target_table=table_name,
-            savepoints=tmp_path / "sp",
-            source_extra={"scanSegments": 4},
-        )
-    )
+    cfg = local_config(tmp_path, moto, dynalite, table_name, source_extra={"scanSegments": 4})
     assert status(cfg).phase == "not started"
 
     stopped = threading.Event()
@@ -164,16 +160,14 @@ def test_status_at_each_phase(
     migrate(cfg, stop_when_caught_up=1, show_progress=False)
     assert status(cfg).caught_up is True
 
-    snapshot_only = load(
-        write_config(
-            tmp_path / "c2.yaml",
-            source_url=moto.url,
-            source_table=table_name,
-            target_url=dynalite.url,
-            target_table=table_name + "-2",
-            savepoints=tmp_path / "sp",
-            stream=False,
-        )
+    snapshot_only = local_config(
+        tmp_path,
+        moto,
+        dynalite,
+        table_name,
+        file="c2.yaml",
+        target_table=table_name + "-2",
+        stream=False,
     )
     migrate(snapshot_only, show_progress=False)
     assert status(snapshot_only).phase == "done"
@@ -184,16 +178,12 @@ def test_renames_apply_in_snapshot_replay_and_validate(
 ) -> None:
     create_table(src, table_name)
     batch_put(src, table_name, _items(50))
-    cfg = load(
-        write_config(
-            tmp_path / "c.yaml",
-            source_url=moto.url,
-            source_table=table_name,
-            target_url=dynalite.url,
-            target_table=table_name,
-            savepoints=tmp_path / "sp",
-            top_extra={"renames": [{"from": "colour", "to": "color"}]},
-        )
+    cfg = local_config(
+        tmp_path,
+        moto,
+        dynalite,
+        table_name,
+        top_extra={"renames": [{"from": "colour", "to": "color"}]},
     )
     run = BackgroundMigration(cfg).start()
     eventually(lambda: table_name in dst.list_tables()["TableNames"], 30, message="target created")
