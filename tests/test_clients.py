@@ -24,6 +24,8 @@ from alternator_migrator.config import Credentials
 from alternator_migrator.errors import EndpointError
 from alternator_migrator.localservers import Server, free_port
 
+from .helpers import eventually
+
 
 @pytest.mark.parametrize("token", [None, "session-token/with+chars="])
 def test_sigv4_matches_botocore(token: str | None) -> None:
@@ -88,6 +90,13 @@ def test_wire_format_round_trip(dynalite: Server, table_name: str) -> None:
             "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
             "BillingMode": "PAY_PER_REQUEST",
         },
+    )
+    # CreateTable is asynchronous on dynalite too, even with --createTableMs 0.
+    eventually(
+        lambda: (
+            c.call("DescribeTable", {"TableName": table_name})["Table"]["TableStatus"] == "ACTIVE"
+        ),
+        message="table active",
     )
     item = {
         "pk": {"S": "ü"},

@@ -237,6 +237,8 @@ class ShardReader:
                     raise _trimmed(self.shard.shard_id, e.message) from None
                 raise
             records: list[dict[str, Any]] = r.get("Records", [])
+            if len(records) >= GET_RECORDS_LIMIT:
+                self._next_call = 0.0  # a full page: more is waiting, read on at once
             return records, r.get("NextShardIterator")
         raise StreamError(f"shard {self.shard.shard_id}: iterator kept expiring")
 

@@ -23,7 +23,7 @@ from ..migrate import build_sink
 from ..progress import SnapshotProgress
 from ..replay import collapse, record_time
 from ..snapshot import ScanPlan, SnapshotCopier
-from ..streams import Shard, ShardReader
+from ..streams import GET_RECORDS_LIMIT, Shard, ShardReader
 from ..throttle import RateLimiter
 
 
@@ -206,7 +206,9 @@ def replay_shard(ctx: ReplayContext, task: ShardTask) -> ShardResult:
         while len(records) < ctx.max_records:
             page = reader.read()
             records.extend(page)
-            if not page or reader.closed:
+            # A page short of the limit reached the shard's current end: apply what we have
+            # rather than wait (at most 5 calls/s per shard) for a trickle to fill the batch.
+            if len(page) < GET_RECORDS_LIMIT or reader.closed:
                 break
         writes = sink.write(collapse(records, sink)) if records else 0
     except (errors.MigratorError, DynamoError) as e:
