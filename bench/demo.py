@@ -36,7 +36,8 @@ def banner(text: str) -> None:
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "alternator_migrator", *args]
+    # Text logs: the children write into a pipe, where the CLI would otherwise choose JSON.
+    return [sys.executable, "-m", "alternator_migrator", "--log-format", "text", *args]
 
 
 def _relay(stream: IO[str], prefix: str) -> None:
