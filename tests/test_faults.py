@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from alternator_migrator.config import load
 from alternator_migrator.errors import StreamTrimmedError
 from alternator_migrator.localservers import Server
 from alternator_migrator.metrics import METRICS
-from alternator_migrator.migrate import MigrationResult, migrate
 from alternator_migrator.replay import Replayer
 from alternator_migrator.streams import ensure_stream
 
@@ -35,7 +33,14 @@ from .fakes import (
     run_replay,
     target_values,
 )
-from .helpers import batch_put, create_table, eventually, table_diff, write_config
+from .helpers import (
+    BackgroundMigration,
+    batch_put,
+    create_table,
+    eventually,
+    table_diff,
+    write_config,
+)
 from .proxy import FaultProxy
 
 
@@ -234,46 +239,16 @@ def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
     return {k: int(after[k] - before.get(k, 0.0)) for k in after if after[k] > before.get(k, 0.0)}
 
 
-class Background:
+def _background(cfg_path: Path) -> BackgroundMigration:
     """``migrate()`` in a thread of this process, stopped like Ctrl-C would."""
-
-    def __init__(self, cfg_path: Path) -> None:
-        self.stop = threading.Event()
-        self.result: MigrationResult | None = None
-        self.error: BaseException | None = None
-        cfg = load(cfg_path)
-
-        def run() -> None:
-            try:
-                self.result = migrate(
-                    cfg, self.stop, out=io.StringIO(), stream_poll_seconds=0.1, show_progress=False
-                )
-            except BaseException as e:
-                self.error = e
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def alive(self) -> bool:
-        if self.error is not None:
-            raise AssertionError(f"migration failed: {self.error!r}")
-        return self.thread.is_alive()
-
-    def finish(self) -> MigrationResult:
-        self.stop.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive()
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
+    return BackgroundMigration(load(cfg_path), out=io.StringIO(), stream_poll_seconds=0.1).start()
 
 
 def _converged(
-    src: Any, src_table: str, dst: Any, dst_table: str, bg: Background | None = None
+    src: Any, src_table: str, dst: Any, dst_table: str, bg: BackgroundMigration | None = None
 ) -> bool:
     if bg is not None:
-        bg.alive()
+        bg.check()
     try:
         diff = table_diff(src, src_table, dst, dst_table, ("pk",))
     except Exception as e:  # target table not created yet
@@ -314,7 +289,7 @@ def test_injected_throttling_5xx_and_resets_on_both_sides_converge(
             source_extra={"scanSegments": 4},
         )
         before = _retries()
-        bg = Background(cfg)
+        bg = _background(cfg)
         rng = random.Random(5)
         kinds = ("throttle", "error500", "reset", "reset_after")
 
@@ -322,7 +297,7 @@ def test_injected_throttling_5xx_and_resets_on_both_sides_converge(
             # Keep the source changing until each proxy has injected each kind of fault at least
             # once (the draw is random; the assertion is not).
             _mutate(src, table_name, rng, 30)
-            bg.alive()
+            bg.check()
             return all(p.count(k) > 0 for p in (p_src, p_dst) for k in kinds)
 
         eventually(every_fault_seen, 150, 0, "every kind of fault injected on both sides")
@@ -357,7 +332,7 @@ def test_target_unreachable_for_30s_mid_replay(
             savepoints=tmp_path / "sp",
         )
         before = _retries()
-        bg = Background(cfg)
+        bg = _background(cfg)
         eventually(lambda: _savepoint(tmp_path).get("snapshotDone"), 60, 0.2, "snapshot done")
         p_dst.outage(30)
         _mutate(src, table_name, random.Random(7), 200)
