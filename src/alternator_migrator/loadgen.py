@@ -22,7 +22,8 @@ from typing import Any, TextIO
 
 from .clients import CredentialSource, DynamoClient, DynamoError, preflight
 from .config import Credentials
-from .errors import MigratorError
+from .errors import Interrupted, MigratorError
+from .retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -266,9 +267,9 @@ def random_update(rng: random.Random, key: Item, table: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- running
 
 
-def make_client(opts: LoadgenOptions) -> DynamoClient:
+def make_client(opts: LoadgenOptions, stop: threading.Event | None = None) -> DynamoClient:
     creds = CredentialSource(Credentials(opts.access_key, opts.secret_key), None, opts.region)
-    return DynamoClient(opts.endpoint, opts.region, creds, label="loadgen")
+    return DynamoClient(opts.endpoint, opts.region, creds, label="loadgen", stop=stop)
 
 
 def ensure_table(client: DynamoClient, opts: LoadgenOptions, out: TextIO) -> dict[str, Any]:
@@ -323,13 +324,17 @@ def prepopulate(
             {"PutRequest": {"Item": random_item(rng, space.key(n), opts.large_fraction)}}
             for n in range(lo, min(space.size, lo + 25))
         ]
-        attempt = 0
+        backoff = Backoff(
+            client.retry, stop=stop, endpoint=client.label, url=client.url, op="BatchWriteItem"
+        )
         while reqs:
             resp = client.call("BatchWriteItem", {"RequestItems": {opts.table: reqs}})
             reqs = resp.get("UnprocessedItems", {}).get(opts.table, [])
-            if reqs:
-                attempt += 1
-                time.sleep(client.retry.delay(attempt))
+            if reqs and not backoff.retry("unprocessed_items", f"{len(reqs)} items unprocessed"):
+                raise LoadgenError(
+                    f"prepopulating {opts.table!r}: {len(reqs)} items stayed unprocessed after "
+                    f"{backoff.attempt} retries; lower --keys or raise the table's capacity"
+                )
         written = min(space.size, lo + 25)
     out.write(f"loadgen: prepopulated {written:,} items in {time.monotonic() - started:.1f}s\n")
     out.flush()
@@ -366,6 +371,8 @@ class _Runner:
     def apply(self, op: str, call: str, body: dict[str, Any]) -> None:
         try:
             self.client.call(call, body)
+        except Interrupted:
+            return  # stopped while retrying: the operation is simply not counted
         except DynamoError as e:
             with self.lock:
                 self.stats.errors += 1
@@ -389,7 +396,7 @@ def run(
     if opts.writers < 1:
         raise LoadgenError("--writers must be at least 1")
     rng = random.Random(opts.seed)
-    client = make_client(opts)
+    client = make_client(opts, stop)
     try:
         desc = ensure_table(client, opts, out)
         space = KeySpace(desc, opts.keys)

@@ -194,7 +194,9 @@ def migrate(
     stop = stop or threading.Event()
     engine = engine or LocalEngine()
     _phase("schema")
-    source, target = source_client(cfg.source), target_client(cfg.target)
+    # The stop event cuts the clients' retry pauses short.
+    source = source_client(cfg.source, stop=stop)
+    target = target_client(cfg.target, stop=stop)
     src = describe_source(source, cfg.source.table)
     tgt = ensure_target(source, target, src, cfg)
     store, sp = _open_savepoint(cfg, src, fresh)

@@ -20,12 +20,22 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .checkpoint import Savepoint, SavepointStore, ShardPosition
-from .clients import DynamoClient
+from .clients import DynamoClient, DynamoError
+from .errors import (
+    Interrupted,
+    MigratorError,
+    StreamError,
+    StreamRecordError,
+    StreamTrimmedError,
+)
 from .metrics import METRICS, retry_summary
+from .retry import RetryPolicy
 from .sink import Request, Sink, key_id
 from .streams import Page, ShardReader, _trimmed, list_shards
 
 log = logging.getLogger(__name__)
+
+_ONE_TRY = RetryPolicy(max_attempts=1)
 
 # Labels of the op-count table, as the Scylla Migrator prints them.
 OP_LABELS = {"INSERT": "INSERT", "MODIFY": "MODIFY", "REMOVE": "DELETE"}
@@ -57,21 +67,47 @@ def record_time(record: dict[str, Any]) -> float | None:
             return None
 
 
-def collapse(records: Sequence[dict[str, Any]], sink: Sink) -> list[Request]:
+EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
+
+
+def check_record(rec: dict[str, Any], shard: str | None = None) -> None:
+    """Refuse a record we cannot apply exactly, naming it: skipping it would lose a change,
+    and guessing (a put without its image, a delete without its key) would corrupt one."""
+    d = rec.get("dynamodb")
+    d = d if isinstance(d, dict) else {}
+    name = rec.get("eventName")
+    problem = None
+    if name not in EVENT_NAMES:
+        problem = f"has an unknown eventName {name!r} (expected INSERT, MODIFY or REMOVE)"
+    elif not isinstance(d.get("SequenceNumber"), str):
+        problem = "has no SequenceNumber"
+    elif not isinstance(d.get("Keys"), dict) or not d["Keys"]:
+        problem = "has no Keys"
+    elif name != "REMOVE" and not isinstance(d.get("NewImage"), dict):
+        problem = "has no NewImage (the stream's view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES)"
+    if problem is None:
+        return
+    where = f" of shard {shard}" if shard else ""
+    raise StreamRecordError(
+        f"stream record {rec.get('eventID', '?')} (sequence number "
+        f"{d.get('SequenceNumber', '?')}){where} {problem}; stopped before applying it, and the "
+        "savepoint stays before it"
+    )
+
+
+def collapse(
+    records: Sequence[dict[str, Any]], sink: Sink, shard: str | None = None
+) -> list[Request]:
     """The last change per key, as BatchWriteItem requests; order across keys is irrelevant."""
     last: dict[bytes, Request] = {}
     for rec in records:
+        check_record(rec, shard)
         d = rec["dynamodb"]
         k = key_id(d["Keys"])
         if rec["eventName"] == "REMOVE":
             last[k] = sink.delete(d["Keys"])
         else:
-            image = d.get("NewImage")
-            if image is None:
-                raise ValueError(
-                    "a stream record carries no NewImage: the stream's view type must be NEW_IMAGE"
-                )
-            last[k] = sink.put(image)
+            last[k] = sink.put(d["NewImage"])
     return list(last.values())
 
 
@@ -215,6 +251,8 @@ class Replayer:
         fetched = []
         for r, page in pages.items():
             recs, nxt = page.result()
+            for rec in recs:  # before anything of this round is written or checkpointed
+                check_record(rec, r.shard.shard_id)
             r.commit(recs, nxt)
             fetched.append((r, recs))
         records = [rec for _, recs in fetched for rec in recs]
@@ -267,6 +305,20 @@ class Replayer:
                 log.info("Retries so far by cause: %s", retries)
         self.store.maybe_save(self.sp)
 
+    def _check_source_table(self, cause: Exception) -> None:
+        """A stream that fails to answer may belong to a table that was deleted: say so."""
+        try:
+            self.source.call("DescribeTable", {"TableName": self.sp.table}, retry=_ONE_TRY)
+        except DynamoError as e:
+            if e.code == "ResourceNotFoundException":
+                raise StreamError(
+                    f"the source table {self.sp.table!r} was deleted during the replay "
+                    f"({self.source.where}); its stream can no longer be read ({cause}), so "
+                    "changes after the last applied record may be missing from the target"
+                ) from None
+        except MigratorError:
+            pass  # the original error says more
+
     def caught_up(self) -> bool:
         """Every readable shard was read to its current end (or closed)."""
         return all(r.drained or r.closed for r in self.ready()) and not any(
@@ -297,7 +349,13 @@ class Replayer:
             while not stop.is_set():
                 if time.monotonic() - self._status_at >= self.status_seconds:
                     self._status_line(time.monotonic())
-                result = self.round()
+                try:
+                    result = self.round()
+                except Interrupted:
+                    break  # stopped mid-round: positions stay at the last applied round
+                except (DynamoError, StreamError, StreamTrimmedError) as e:
+                    self._check_source_table(e)
+                    raise
                 if result.records:
                     idle_sleep = 0.0
                     quiet_since = None

@@ -30,6 +30,7 @@ from .clients import DynamoClient, DynamoError, preflight, source_client, target
 from .config import Config
 from .errors import MigratorError, SchemaError
 from .migrate import make_sink
+from .retry import Backoff
 from .schema import key_names
 from .sink import Request, Sink, item_key, rename_item
 from .snapshot import plan_scan
@@ -311,7 +312,8 @@ class _Side:
             spec["ProjectionExpression"] = self._projection
             spec["ExpressionAttributeNames"] = self._names
         found: list[Item] = []
-        attempt = 0
+        c = self.client
+        backoff = Backoff(c.retry, stop=c.stop, endpoint=c.label, url=c.url, op="BatchGetItem")
         while True:
             req: dict[str, Any] = {"RequestItems": {self.table: spec}}
             if self.consumed_capacity:
@@ -323,14 +325,13 @@ class _Side:
             left = resp.get("UnprocessedKeys", {}).get(self.table)
             if not left or not left.get("Keys"):
                 return found
-            attempt += 1
-            if attempt >= self.client.retry.max_attempts:
+            if not backoff.retry("unprocessed_keys", f"{len(left['Keys'])} keys unprocessed"):
                 raise ValidationError(
                     f"{self.label} left {len(left['Keys'])} keys of a BatchGetItem unprocessed "
-                    f"after {attempt} retries; lower the read load or raise the table's capacity"
+                    f"after {backoff.attempt} retries; lower the read load or raise the table's "
+                    "capacity"
                 )
             spec = {**spec, "Keys": left["Keys"]}
-            time.sleep(self.client.retry.delay(attempt))
 
 
 # --------------------------------------------------------------------------- the two passes
