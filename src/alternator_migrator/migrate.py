@@ -192,11 +192,40 @@ def migrate(
 ) -> MigrationResult:
     """Run the whole migration; returns when done, caught up, or ``stop`` is set."""
     stop = stop or threading.Event()
+    # The stop event cuts the clients' retry pauses short; the clients close however it ends.
+    with (
+        source_client(cfg.source, stop=stop) as source,
+        target_client(cfg.target, stop=stop) as target,
+    ):
+        return _migrate(
+            cfg,
+            stop,
+            source,
+            target,
+            fresh=fresh,
+            stop_when_caught_up=stop_when_caught_up,
+            out=out,
+            stream_poll_seconds=stream_poll_seconds,
+            show_progress=show_progress,
+            engine=engine,
+        )
+
+
+def _migrate(
+    cfg: Config,
+    stop: threading.Event,
+    source: DynamoClient,
+    target: DynamoClient,
+    *,
+    fresh: bool,
+    stop_when_caught_up: float | None,
+    out: TextIO | None,
+    stream_poll_seconds: float,
+    show_progress: bool,
+    engine: Engine | None,
+) -> MigrationResult:
     engine = engine or LocalEngine()
     _phase("schema")
-    # The stop event cuts the clients' retry pauses short.
-    source = source_client(cfg.source, stop=stop)
-    target = target_client(cfg.target, stop=stop)
     src = describe_source(source, cfg.source.table)
     tgt = ensure_target(source, target, src, cfg)
     store, sp = _open_savepoint(cfg, src, fresh)

@@ -404,8 +404,10 @@ class Validator:
             self.sink = make_sink(cfg, self.target_client, self.src_desc, self.tgt_desc)
 
     def close(self) -> None:
-        self.source_client.close()
-        self.target_client.close()
+        # Also after a failed ``open``, which may have created only some of the clients.
+        for client in (getattr(self, "source_client", None), getattr(self, "target_client", None)):
+            if client is not None:
+                client.close()
 
     # -- helpers
     def _tid(self, target_item: Item) -> KeyId:
@@ -620,8 +622,8 @@ def validate(cfg: Config, *, repair: bool = False, out: TextIO | None = None) ->
     """
     out = out or sys.stdout
     v = Validator(cfg, repair=repair)
-    v.open()
     try:
+        v.open()
         log.info(
             "Validating %r (%s) against %r (%s): %d source segments, %d target segments%s",
             cfg.source.table,
