@@ -198,14 +198,14 @@ class CredentialSource:
         return FrozenCreds(f.access_key, f.secret_key, f.token)
 
     def _credential_error(self, e: Exception) -> EndpointError:
-        where = f"`{self._label}.credentials`"
+        where = f"{self._label}.credentials"
         if self._role is not None:
             return EndpointError(
                 f"cannot assume role {self._role.arn} through STS ({type(e).__name__}: {e}); "
-                f"check {where}.assumeRole, the base credentials and that STS is reachable"
+                f"check `{where}.assumeRole`, the base credentials and that STS is reachable"
             )
         return EndpointError(
-            f"cannot get AWS credentials ({type(e).__name__}: {e}); check {where} "
+            f"cannot get AWS credentials ({type(e).__name__}: {e}); check `{where}` "
             "or the AWS environment/profile"
         )
 

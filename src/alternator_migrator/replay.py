@@ -311,9 +311,10 @@ class Replayer:
             self.source.call("DescribeTable", {"TableName": self.sp.table}, retry=_ONE_TRY)
         except DynamoError as e:
             if e.code == "ResourceNotFoundException":
+                what = f"{cause.op}: {cause.code}" if isinstance(cause, DynamoError) else cause
                 raise StreamError(
                     f"the source table {self.sp.table!r} was deleted during the replay "
-                    f"({self.source.where}); its stream can no longer be read ({cause}), so "
+                    f"({self.source.where}); its stream can no longer be read ({what}), so "
                     "changes after the last applied record may be missing from the target"
                 ) from None
         except MigratorError:
