@@ -4,8 +4,10 @@ and a restart converges. Plus the retry helper's warning and interruption, one b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -14,6 +16,8 @@ from typing import Any
 import pytest
 
 from alternator_migrator import retry
+from alternator_migrator.clients import CredentialSource, DynamoClient
+from alternator_migrator.config import Credentials
 from alternator_migrator.errors import Interrupted
 from alternator_migrator.localservers import Server
 from alternator_migrator.metrics import METRICS
@@ -152,8 +156,7 @@ def _target_count(dst: Any, table: str) -> int:
 def test_a_long_retry_warns_naming_the_endpoint_and_the_stop_interrupts_it(
     moto: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(retry, "WARN_AFTER", 0.3)
-    monkeypatch.setattr(retry, "_warned", {})
+    _fast_watchdog(monkeypatch)
     stop = threading.Event()
     errors: list[BaseException] = []
     before = METRICS.counter("retries_total", cause="server_error", endpoint="source")
@@ -188,6 +191,72 @@ def test_a_long_retry_warns_naming_the_endpoint_and_the_stop_interrupts_it(
     # One line per endpoint and operation per WARN_EVERY, not one per attempt.
     assert sum("failing for" in r.getMessage() for r in caplog.records) == 1
     assert METRICS.counter("retries_total", cause="server_error", endpoint="source") > before
+
+
+def _fast_watchdog(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retry, "WARN_AFTER", 0.3)
+    monkeypatch.setattr(retry, "WATCH_PERIOD", 0.05)
+    monkeypatch.setattr(retry, "_warned", {})
+
+
+class _Hanging:
+    """Accepts connections and reads requests, but never answers (a hung target)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.conns.append(self.sock.accept()[0])
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_a_call_without_an_answer_is_reported_while_it_waits(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _fast_watchdog(monkeypatch)
+    hung = _Hanging()
+    stop = threading.Event()
+    client = DynamoClient(
+        hung.url,
+        "us-east-1",
+        CredentialSource(Credentials("AKIDTEST", "test-secret"), None, "us-east-1"),
+        label="target",
+        read_timeout=60,
+        stop=stop,
+    )
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            client.call("BatchWriteItem", {"RequestItems": {}})
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=call, daemon=True)
+    with caplog.at_level(logging.WARNING, logger="alternator_migrator.retry"):
+        t.start()
+        line = eventually(
+            lambda: [r.getMessage() for r in caplog.records if "no answer" in r.getMessage()],
+            20,
+            0.05,
+            "a warning about the unanswered call",
+        )[0]
+        stop.set()
+        hung.close()  # the connection drops; the retry that follows sees the stop
+        t.join(STOP_BOUND)
+    client.close()
+    assert not t.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], Interrupted), errors
+    assert line.startswith(f"target endpoint {hung.url}: BatchWriteItem has had no answer for")
 
 
 def test_budget_wait_is_interrupted_by_the_stop() -> None:

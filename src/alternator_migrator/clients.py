@@ -391,18 +391,18 @@ class DynamoClient:
         retry: RetryPolicy | None = None,
         on_retry: Callable[[DynamoError, int], None] | None = None,
     ) -> dict[str, Any]:
-        backoff = Backoff(
+        with Backoff(
             retry or self.retry, stop=self.stop, endpoint=self.label, url=self.url, op=op
-        )
-        while True:
-            try:
-                return self._send(op, payload, streams)
-            except DynamoError as e:
-                e.endpoint = self.where
-                if not e.retryable or not backoff.retry(_cause(e), f"{e.code}: {e.message}"):
-                    raise
-                if on_retry is not None:
-                    on_retry(e, backoff.attempt)
+        ) as backoff:
+            while True:
+                try:
+                    return self._send(op, payload, streams)
+                except DynamoError as e:
+                    e.endpoint = self.where
+                    if not e.retryable or not backoff.retry(_cause(e), f"{e.code}: {e.message}"):
+                        raise
+                    if on_retry is not None:
+                        on_retry(e, backoff.attempt)
 
     def close(self) -> None:
         self._pool.close()

@@ -324,17 +324,24 @@ def prepopulate(
             {"PutRequest": {"Item": random_item(rng, space.key(n), opts.large_fraction)}}
             for n in range(lo, min(space.size, lo + 25))
         ]
-        backoff = Backoff(
-            client.retry, stop=stop, endpoint=client.label, url=client.url, op="BatchWriteItem"
-        )
-        while reqs:
-            resp = client.call("BatchWriteItem", {"RequestItems": {opts.table: reqs}})
-            reqs = resp.get("UnprocessedItems", {}).get(opts.table, [])
-            if reqs and not backoff.retry("unprocessed_items", f"{len(reqs)} items unprocessed"):
-                raise LoadgenError(
-                    f"prepopulating {opts.table!r}: {len(reqs)} items stayed unprocessed after "
-                    f"{backoff.attempt} retries; lower --keys or raise the table's capacity"
-                )
+        with Backoff(
+            client.retry,
+            stop=stop,
+            endpoint=client.label,
+            url=client.url,
+            op="BatchWriteItem",
+            unanswered=False,
+        ) as backoff:
+            while reqs:
+                resp = client.call("BatchWriteItem", {"RequestItems": {opts.table: reqs}})
+                reqs = resp.get("UnprocessedItems", {}).get(opts.table, [])
+                if reqs and not backoff.retry(
+                    "unprocessed_items", f"{len(reqs)} items unprocessed"
+                ):
+                    raise LoadgenError(
+                        f"prepopulating {opts.table!r}: {len(reqs)} items stayed unprocessed after "
+                        f"{backoff.attempt} retries; lower --keys or raise the table's capacity"
+                    )
         written = min(space.size, lo + 25)
     out.write(f"loadgen: prepopulated {written:,} items in {time.monotonic() - started:.1f}s\n")
     out.flush()

@@ -110,39 +110,46 @@ class Sink:
     def _write_chunk(self, chunk: Sequence[Request]) -> None:
         pending: Sequence[Request] = chunk
         c = self.client
-        backoff = Backoff(self.retry, stop=c.stop, endpoint=c.label, url=c.url, op="BatchWriteItem")
-        while pending:
-            payload = self._body(pending)
-            # ~1 WCU per started KB per item; body size is a close, cheap upper estimate.
-            estimate = max(len(pending), len(payload) / 1024)
-            self.limiter.acquire(estimate, c.stop)
-            try:
-                resp = c.call_raw("BatchWriteItem", payload, retry=self.retry)
-            except DynamoError as e:
-                if e.retryable:  # the client's own retry budget ran out
+        with Backoff(
+            self.retry,
+            stop=c.stop,
+            endpoint=c.label,
+            url=c.url,
+            op="BatchWriteItem",
+            unanswered=False,
+        ) as backoff:
+            while pending:
+                payload = self._body(pending)
+                # ~1 WCU per started KB per item; body size is a close, cheap upper estimate.
+                estimate = max(len(pending), len(payload) / 1024)
+                self.limiter.acquire(estimate, c.stop)
+                try:
+                    resp = c.call_raw("BatchWriteItem", payload, retry=self.retry)
+                except DynamoError as e:
+                    if e.retryable:  # the client's own retry budget ran out
+                        raise WriteError(
+                            f"target unavailable: BatchWriteItem kept failing ({e.code}: {e.message}) "
+                            f"for {backoff.elapsed:.0f}s; first unwritten: {self.describe(pending[0])}"
+                        ) from None
+                    self._write_singly(pending, e)
+                    return
+                consumed = resp.get("ConsumedCapacity")
+                if consumed:
+                    used = sum(float(x.get("CapacityUnits", 0)) for x in consumed)
+                    self.limiter.settle(used - estimate)
+                unprocessed = resp.get("UnprocessedItems", {}).get(self.table, [])
+                done = len(pending) - len(unprocessed)
+                if done:
+                    METRICS.inc("items_written_total", done)
+                if not unprocessed:
+                    return
+                if not backoff.retry("unprocessed_items", f"{len(unprocessed)} items unprocessed"):
                     raise WriteError(
-                        f"target unavailable: BatchWriteItem kept failing ({e.code}: {e.message}) "
-                        f"for {backoff.elapsed:.0f}s; first unwritten: {self.describe(pending[0])}"
-                    ) from None
-                self._write_singly(pending, e)
-                return
-            consumed = resp.get("ConsumedCapacity")
-            if consumed:
-                used = sum(float(x.get("CapacityUnits", 0)) for x in consumed)
-                self.limiter.settle(used - estimate)
-            unprocessed = resp.get("UnprocessedItems", {}).get(self.table, [])
-            done = len(pending) - len(unprocessed)
-            if done:
-                METRICS.inc("items_written_total", done)
-            if not unprocessed:
-                return
-            if not backoff.retry("unprocessed_items", f"{len(unprocessed)} items unprocessed"):
-                raise WriteError(
-                    f"target left {len(unprocessed)} items unprocessed after {backoff.attempt} "
-                    f"retries over {backoff.elapsed:.0f}s; first unwritten: "
-                    f"{self.describe(unprocessed[0])}"
-                )
-            pending = unprocessed
+                        f"target left {len(unprocessed)} items unprocessed after {backoff.attempt} "
+                        f"retries over {backoff.elapsed:.0f}s; first unwritten: "
+                        f"{self.describe(unprocessed[0])}"
+                    )
+                pending = unprocessed
 
     def _write_singly(self, pending: Sequence[Request], batch_error: DynamoError) -> None:
         """A batch was refused as a whole: find and name the request that is at fault."""

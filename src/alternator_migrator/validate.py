@@ -313,25 +313,27 @@ class _Side:
             spec["ExpressionAttributeNames"] = self._names
         found: list[Item] = []
         c = self.client
-        backoff = Backoff(c.retry, stop=c.stop, endpoint=c.label, url=c.url, op="BatchGetItem")
-        while True:
-            req: dict[str, Any] = {"RequestItems": {self.table: spec}}
-            if self.consumed_capacity:
-                req["ReturnConsumedCapacity"] = "TOTAL"
-            resp = self.client.call("BatchGetItem", req)
-            got: list[Item] = resp.get("Responses", {}).get(self.table, [])
-            self._charge(resp, got, consistent)
-            found.extend(got)
-            left = resp.get("UnprocessedKeys", {}).get(self.table)
-            if not left or not left.get("Keys"):
-                return found
-            if not backoff.retry("unprocessed_keys", f"{len(left['Keys'])} keys unprocessed"):
-                raise ValidationError(
-                    f"{self.label} left {len(left['Keys'])} keys of a BatchGetItem unprocessed "
-                    f"after {backoff.attempt} retries; lower the read load or raise the table's "
-                    "capacity"
-                )
-            spec = {**spec, "Keys": left["Keys"]}
+        with Backoff(
+            c.retry, stop=c.stop, endpoint=c.label, url=c.url, op="BatchGetItem", unanswered=False
+        ) as backoff:
+            while True:
+                req: dict[str, Any] = {"RequestItems": {self.table: spec}}
+                if self.consumed_capacity:
+                    req["ReturnConsumedCapacity"] = "TOTAL"
+                resp = self.client.call("BatchGetItem", req)
+                got: list[Item] = resp.get("Responses", {}).get(self.table, [])
+                self._charge(resp, got, consistent)
+                found.extend(got)
+                left = resp.get("UnprocessedKeys", {}).get(self.table)
+                if not left or not left.get("Keys"):
+                    return found
+                if not backoff.retry("unprocessed_keys", f"{len(left['Keys'])} keys unprocessed"):
+                    raise ValidationError(
+                        f"{self.label} left {len(left['Keys'])} keys of a BatchGetItem unprocessed "
+                        f"after {backoff.attempt} retries; lower the read load or raise the table's "
+                        "capacity"
+                    )
+                spec = {**spec, "Keys": left["Keys"]}
 
 
 # --------------------------------------------------------------------------- the two passes
