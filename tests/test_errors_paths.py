@@ -12,10 +12,12 @@ import pytest
 
 from alternator_migrator import cli
 from alternator_migrator.checkpoint import SavepointStore
+from alternator_migrator.clients import DynamoError, RetryPolicy
 from alternator_migrator.localservers import Server, free_port
 from alternator_migrator.metrics import MetricsServer
+from alternator_migrator.transport import HttpPool, TransportError
 
-from .fakes import FakeStreams, fake_config
+from .fakes import FakeStreams, fake_config, lean_client
 from .helpers import (
     StaticHttpServer,
     create_table,
@@ -239,3 +241,24 @@ def test_metrics_listen_on_loopback_unless_asked() -> None:
         assert server._server.server_address[0] == "127.0.0.2"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "failure", [TransportError("bad status line 'HELLO'"), ConnectionResetError(104, "reset")]
+)
+def test_a_transport_failure_is_a_dynamo_error_naming_the_endpoint(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    # Whatever the transport raises (bad framing, a reset) becomes one retryable ConnectionError
+    # that the CLI prints as one line, never a traceback.
+    def post(self: HttpPool, headers: dict[str, str], body: bytes) -> None:
+        raise failure
+
+    monkeypatch.setattr(HttpPool, "post", post)
+    client = lean_client("http://127.0.0.1:9", retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(DynamoError) as e:
+        client.call("Scan", {"TableName": "t"})
+    client.close()
+    assert e.value.code == "ConnectionError" and e.value.retryable
+    assert e.value.exit_code == 2
+    assert str(e.value).startswith("source endpoint http://127.0.0.1:9: Scan: ConnectionError:")

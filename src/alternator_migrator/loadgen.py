@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from .clients import CredentialSource, DynamoClient, DynamoError, preflight
 from .config import Credentials
 from .errors import Interrupted, MigratorError
-from .retry import Backoff
+from .retry import Backoff, wait
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ def ensure_table(client: DynamoClient, opts: LoadgenOptions, out: TextIO) -> dic
             return desc
         if time.monotonic() > deadline:
             raise LoadgenError(f"table {opts.table!r} did not become ACTIVE within 60s")
-        time.sleep(0.5)
+        wait(client.stop, 0.5, "waiting for the table to become ACTIVE")
 
 
 def prepopulate(
