@@ -9,6 +9,7 @@ from typing import Any
 from .clients import DynamoClient, DynamoError, preflight
 from .config import Config
 from .errors import SchemaError
+from .retry import wait
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def _wait_active(client: DynamoClient, table: str, timeout: float = 600.0) -> di
             return desc
         if time.monotonic() > deadline:
             raise SchemaError(f"target table {table!r} did not become ACTIVE within {timeout:.0f}s")
-        time.sleep(1.0)
+        wait(client.stop, 1.0, "waiting for the target table to become ACTIVE")
 
 
 def _copy_ttl(source: DynamoClient, target: DynamoClient, src_table: str, cfg: Config) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .clients import DynamoClient, DynamoError
 from .errors import StreamError, StreamTrimmedError
+from .retry import wait
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,14 @@ def ensure_stream(
     our_arn: str | None,
     *,
     poll_seconds: float = 5.0,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> str:
     """Enable a NEW_IMAGE stream on the source (or reuse the one this migration enabled)."""
+    if sleep is None:  # by default the run's stop ends the wait for ENABLED
+
+        def sleep(seconds: float) -> None:
+            wait(client.stop, seconds, "waiting for the stream to be enabled")
+
     table = src["TableName"]
     spec = src.get("StreamSpecification") or {}
     arn = src.get("LatestStreamArn")
