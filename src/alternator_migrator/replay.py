@@ -342,21 +342,15 @@ class Replayer:
         self._status_at, self._status_records = now, self.stats.records
 
     def run(self, stop: threading.Event, stop_when_caught_up: float | None = None) -> ReplayStats:
-        self.refresh()
         idle_sleep = 0.0
         quiet_since: float | None = None
         self._status_at, self._status_records = time.monotonic(), 0
         try:
+            self.refresh()
             while not stop.is_set():
                 if time.monotonic() - self._status_at >= self.status_seconds:
                     self._status_line(time.monotonic())
-                try:
-                    result = self.round()
-                except Interrupted:
-                    break  # stopped mid-round: positions stay at the last applied round
-                except (DynamoError, StreamError, StreamTrimmedError) as e:
-                    self._check_source_table(e)
-                    raise
+                result = self.round()
                 if result.records:
                     idle_sleep = 0.0
                     quiet_since = None
@@ -373,6 +367,11 @@ class Replayer:
                 # Nothing new: back off so an idle source is not hammered with GetRecords.
                 idle_sleep = min(self.max_idle_sleep, max(0.05, idle_sleep * 2))
                 stop.wait(idle_sleep)
+        except Interrupted:
+            pass  # stopped mid-round: positions stay at the last applied round
+        except (DynamoError, StreamError, StreamTrimmedError) as e:
+            self._check_source_table(e)
+            raise
         finally:
             self.store.save(self.sp)
             self._pool.shutdown(wait=True)
