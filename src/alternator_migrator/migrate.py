@@ -10,6 +10,7 @@ from typing import Any, Protocol, TextIO
 from .checkpoint import Savepoint, SavepointStore
 from .clients import DynamoClient, source_client, target_client
 from .config import Config
+from .errors import Interrupted
 from .metrics import METRICS, retry_summary
 from .progress import SnapshotProgress
 from .replay import Replayer, ReplayStats
@@ -197,18 +198,22 @@ def migrate(
         source_client(cfg.source, stop=stop) as source,
         target_client(cfg.target, stop=stop) as target,
     ):
-        return _migrate(
-            cfg,
-            stop,
-            source,
-            target,
-            fresh=fresh,
-            stop_when_caught_up=stop_when_caught_up,
-            out=out,
-            stream_poll_seconds=stream_poll_seconds,
-            show_progress=show_progress,
-            engine=engine,
-        )
+        try:
+            return _migrate(
+                cfg,
+                stop,
+                source,
+                target,
+                fresh=fresh,
+                stop_when_caught_up=stop_when_caught_up,
+                out=out,
+                stream_poll_seconds=stream_poll_seconds,
+                show_progress=show_progress,
+                engine=engine,
+            )
+        except Interrupted as e:  # stopped while a call of the schema or stream step waited
+            log.info("Stopped (%s)", e)
+            return MigrationResult(False, None, None, True)
 
 
 def _migrate(

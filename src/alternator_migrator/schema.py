@@ -9,7 +9,6 @@ from typing import Any
 from .clients import DynamoClient, DynamoError, preflight
 from .config import Config
 from .errors import SchemaError
-from .retry import wait
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ def _wait_active(client: DynamoClient, table: str, timeout: float = 600.0) -> di
             return desc
         if time.monotonic() > deadline:
             raise SchemaError(f"target table {table!r} did not become ACTIVE within {timeout:.0f}s")
-        wait(client.stop, 1.0, "waiting for the target table to become ACTIVE")
+        time.sleep(1.0)
 
 
 def _copy_ttl(source: DynamoClient, target: DynamoClient, src_table: str, cfg: Config) -> None:
