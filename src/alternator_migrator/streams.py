@@ -10,7 +10,6 @@ from typing import Any
 
 from .clients import DynamoClient, DynamoError
 from .errors import StreamError, StreamTrimmedError
-from .retry import wait
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +41,9 @@ def ensure_stream(
     our_arn: str | None,
     *,
     poll_seconds: float = 5.0,
-    sleep: Callable[[float], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> str:
     """Enable a NEW_IMAGE stream on the source (or reuse the one this migration enabled)."""
-    if sleep is None:  # by default the run's stop ends the wait for ENABLED
-
-        def sleep(seconds: float) -> None:
-            wait(client.stop, seconds, "waiting for the stream to be enabled")
-
     table = src["TableName"]
     spec = src.get("StreamSpecification") or {}
     arn = src.get("LatestStreamArn")
@@ -185,6 +179,7 @@ class ShardReader:
         self.drained = False  # last read returned nothing
         self.newest: float | None = None  # creation time of the newest applied record
         self.min_interval = MIN_GET_RECORDS_INTERVAL
+        self.limit = GET_RECORDS_LIMIT  # GetRecords Limit (streamingMaxRecordsPerPoll)
         self._next_call = 0.0
 
     def _acquire(self) -> str | None:
@@ -230,7 +225,7 @@ class ShardReader:
             try:
                 r = self.client.call(
                     "GetRecords",
-                    {"ShardIterator": iterator, "Limit": GET_RECORDS_LIMIT},
+                    {"ShardIterator": iterator, "Limit": self.limit},
                     streams=True,
                 )
             except DynamoError as e:
@@ -243,7 +238,7 @@ class ShardReader:
                     raise _trimmed(self.shard.shard_id, e.message) from None
                 raise
             records: list[dict[str, Any]] = r.get("Records", [])
-            if len(records) >= GET_RECORDS_LIMIT:
+            if len(records) >= self.limit:
                 self._next_call = 0.0  # a full page: more is waiting, read on at once
             return records, r.get("NextShardIterator")
         raise StreamError(f"shard {self.shard.shard_id}: iterator kept expiring")
