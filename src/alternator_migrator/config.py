@@ -84,20 +84,34 @@ class Credentials:
 
 
 _TYPE_DOC = "`dynamodb` (also `dynamo`) or `alternator`. Required."
-_TABLE_DOC = "Table name. Required."
-_REGION_DOC = "AWS region. Required unless `endpoint` is set."
-_ENDPOINT_DOC = "`{host, port}` of a non-AWS server (Alternator, a DynamoDB-compatible API)."
-_CREDS_DOC = "`{accessKey, secretKey, sessionToken, assumeRole}`. Absent: the AWS default chain (environment, profile, instance role)."
 
 
 @dataclass(frozen=True)
-class SourceConfig:
-    table: str = _doc("table", _TABLE_DOC, "")
+class _Side:
+    """The keys a source and a target share, written once for both."""
+
+    table: str = _doc("table", "Table name. Required.", "")
     type: str = _doc("type", _TYPE_DOC, "dynamodb")
-    region: str | None = _doc("region", _REGION_DOC, shown="us-east-1 with an endpoint")
-    endpoint: Endpoint | None = _doc("endpoint", _ENDPOINT_DOC, shown="AWS")
-    credentials: Credentials | None = _doc("credentials", _CREDS_DOC, shown="default chain")
+    region: str | None = _doc(
+        "region",
+        "AWS region. Required unless `endpoint` is set.",
+        shown="us-east-1 with an endpoint",
+    )
+    endpoint: Endpoint | None = _doc(
+        "endpoint",
+        "`{host, port}` of a non-AWS server (Alternator, a DynamoDB-compatible API).",
+        shown="AWS",
+    )
+    credentials: Credentials | None = _doc(
+        "credentials",
+        "`{accessKey, secretKey, sessionToken, assumeRole}`. Absent: the AWS default chain (environment, profile, instance role).",
+        shown="default chain",
+    )
     assume_role: AssumeRole | None = None
+
+
+@dataclass(frozen=True)
+class SourceConfig(_Side):
     scan_segments: int | None = _doc(
         "scanSegments",
         "Number of parallel Scan segments, >= 1. Fixed for a migration once its snapshot started (a resumed snapshot keeps the saved count).",
@@ -119,13 +133,7 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
-class TargetConfig:
-    table: str = _doc("table", _TABLE_DOC, "")
-    type: str = _doc("type", _TYPE_DOC, "dynamodb")
-    region: str | None = _doc("region", _REGION_DOC, shown="us-east-1 with an endpoint")
-    endpoint: Endpoint | None = _doc("endpoint", _ENDPOINT_DOC, shown="AWS")
-    credentials: Credentials | None = _doc("credentials", _CREDS_DOC, shown="default chain")
-    assume_role: AssumeRole | None = None
+class TargetConfig(_Side):
     stream_changes: bool = _doc(
         "streamChanges",
         "Enable a NEW_IMAGE stream on the source before the snapshot and replay it afterwards, until stopped.",
@@ -207,7 +215,7 @@ class Config:
     def fingerprint(self) -> str:
         """Identifies this migration (source, target, tables) without any secret."""
 
-        def where(side: SourceConfig | TargetConfig) -> str:
+        def where(side: _Side) -> str:
             ep = side.endpoint.url if side.endpoint else f"aws:{side.region}"
             return f"{ep}/{side.table}"
 
