@@ -405,6 +405,7 @@ class _Reader:
         self.data: dict[str, Any] = data
         self.known: list[str] = []
         self.accepted: set[str] = set()  # ignored or handled elsewhere: neither known nor unknown
+        self.ignorable: list[str] = []  # their keys that mean nothing here (for typo hints)
 
     def key(self, name: str) -> str:
         return f"{self.where}.{name}" if self.where else name
@@ -481,6 +482,7 @@ class _Reader:
 
     def ignore(self, name: str) -> None:
         """Accept a key of the Scylla Migrator that means nothing here, with one warning line."""
+        self.ignorable.append(name)
         if name not in self.data:
             return
         self.accepted.add(name)
@@ -493,7 +495,9 @@ class _Reader:
         for k in self.data:
             if k in self.known or k in self.accepted:
                 continue
-            near = difflib.get_close_matches(str(k), self.known, n=1, cutoff=0.5)
+            # A glued `key=value` / `key value` is matched on its first word only.
+            stem = re.split(r"[\s=:]", str(k), maxsplit=1)[0]
+            near = difflib.get_close_matches(stem, self.known + self.ignorable, n=1, cutoff=0.5)
             hint = f"did you mean `{near[0]}`?" if near else f"valid keys: {', '.join(self.known)}"
             if self.secret or not isinstance(k, str) or not _PLAIN_KEY.fullmatch(k):
                 line, col = getattr(self.data, "marks", {}).get(k, (0, 0))
@@ -700,8 +704,11 @@ def _s3_export(r: _Reader) -> S3Export:
     return S3Export(bucket, manifest, desc, path_style)
 
 
+# Their source keys that mean nothing here (`maxItemsPerBatch` only for `type: alternator`).
 _SOURCE_IGNORED = [
-    k.split(".", 1)[1] for k in IGNORED_REASONS if k.count(".") == 1 and k.startswith("source.")
+    k.split(".", 1)[1]
+    for k in IGNORED_REASONS
+    if k.count(".") == 1 and k.startswith("source.") and k != "source.maxItemsPerBatch"
 ]
 
 
