@@ -397,7 +397,9 @@ def test_streamed_items_with_their_tuning_keys(
             },
         )
     )
-    assert cfg.target.max_items_per_batch == 10 and len(cfg.warnings) == 9  # 5 stream + 4 validation
+    assert (
+        cfg.target.max_items_per_batch == 10 and len(cfg.warnings) == 9
+    )  # 5 stream + 4 validation
     run = BackgroundMigration(cfg).start()
     _wait_for(dst, table_name, {f"old{i}" for i in range(10)})
     for i in range(40):
