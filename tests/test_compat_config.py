@@ -6,7 +6,10 @@ DynamoDB / Alternator / S3-export configs (our own values), together carrying ev
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -504,3 +507,34 @@ def test_every_ignored_key_has_a_reason_in_the_doc() -> None:
     for row in THEIR_KEYS:
         if row.fate == IGNORED:
             assert re.search(rf"\| `{re.escape(row.key)}` \| ignored \| .+ \|", doc), row.key
+
+
+# --------------------------------------------------------------------------- through the CLI
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alternator_migrator", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+    )
+
+
+@pytest.mark.parametrize("command", ["migrate", "validate", "status"])
+def test_cli_config_errors_are_one_line_without_the_secret(tmp_path: Path, command: str) -> None:
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(
+        "source:\n  type: dynamodb\n  table: t\n  region: r\n"
+        f"  credentials: {{accessKey: AKID, secretKey {SECRET}}}\n"
+        "target:\n  type: dynamodb\n  table: t\n  region: r\n"
+    )
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes(b"source:\n  table: caf\xe9\n")
+    for path, needle in ((bad, "line 5, column"), (latin, "is not UTF-8 text")):
+        p = _cli(command, "--config", str(path))
+        assert p.returncode == 2, p.stderr
+        assert "Traceback" not in p.stderr and SECRET not in p.stderr + p.stdout
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and needle in lines[0], p.stderr
