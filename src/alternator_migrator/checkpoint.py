@@ -99,6 +99,17 @@ class Savepoint:
         )
 
 
+_LAST_SAVE = 0.0  # monotonic time of this process's last savepoint write (0: none yet)
+
+
+def _age() -> float | None:
+    return time.monotonic() - _LAST_SAVE if _LAST_SAVE else None
+
+
+# One gauge per process, registered once (not per store): a process runs one migration.
+METRICS.set_function("savepoint_age_seconds", _age)
+
+
 class SavepointStore:
     """Owns the savepoint file of one migration; thread-safe saves."""
 
@@ -110,7 +121,6 @@ class SavepointStore:
         self.file = self.dir / f"savepoint-{cfg.source.table}-{self.fingerprint}.json"
         self.lock = threading.RLock()  # also held by code that mutates the savepoint
         self._last_save = 0.0
-        METRICS.set_function("savepoint_age_seconds", self.age)
 
     def age(self) -> float | None:
         """Seconds since this process last wrote the savepoint (None before the first write)."""
@@ -179,7 +189,8 @@ class SavepointStore:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
-            self._last_save = time.monotonic()
+            global _LAST_SAVE
+            self._last_save = _LAST_SAVE = time.monotonic()
 
     def maybe_save(self, sp: Savepoint) -> bool:
         if time.monotonic() - self._last_save >= self.interval:
