@@ -135,7 +135,6 @@ BAD = [
     ({"shards": [["s-1", {}]]}, "shards"),
     ({"shards": {"s-1": {"sequenceNumber": "abc"}}}, "shards.s-1.sequenceNumber"),
     ({"shards": {"s-1": {"sequenceNumber": 100}}}, "shards.s-1.sequenceNumber"),
-    ({"snapshotDone": True}, "snapshotDone"),  # 2 of 4 segments done
     ({"fingerprint": 7}, "fingerprint"),
 ]
 

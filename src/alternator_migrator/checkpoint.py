@@ -126,8 +126,6 @@ class Savepoint:
         snapshot_done = d.get("snapshotDone", False)
         if not isinstance(snapshot_done, bool):
             raise _bad("snapshotDone", snapshot_done, "true or false")
-        if snapshot_done and total is not None and len(done) != total:
-            raise _bad("snapshotDone", True, f"false while only {len(done)} of {total} are done")
         shards_raw = d.get("shards", {})
         if not isinstance(shards_raw, dict):
             raise _bad("shards", shards_raw, "an object of shard id -> position")

@@ -14,9 +14,9 @@ import math
 import queue
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from .checkpoint import Savepoint, SavepointStore
+from .checkpoint import Savepoint
 from .clients import DynamoClient
 from .config import Config
 from .metrics import METRICS
@@ -82,6 +82,25 @@ class _Abort(Exception):
     pass
 
 
+class Checkpointer(Protocol):
+    """Keeps the progress the copier records in its Savepoint (a SavepointStore writes it to
+    disk; a Spark task keeps it in memory and returns it to the driver)."""
+
+    def save(self, sp: Savepoint) -> None: ...
+
+    def maybe_save(self, sp: Savepoint) -> bool: ...
+
+
+class InMemory:
+    """A Checkpointer that keeps nothing beyond the Savepoint object itself."""
+
+    def save(self, sp: Savepoint) -> None:
+        return None
+
+    def maybe_save(self, sp: Savepoint) -> bool:
+        return False
+
+
 class SnapshotCopier:
     def __init__(
         self,
@@ -89,7 +108,7 @@ class SnapshotCopier:
         sink: Sink,
         cfg: Config,
         plan: ScanPlan,
-        store: SavepointStore,
+        store: Checkpointer,
         savepoint: Savepoint,
         stop: threading.Event,
         progress: SnapshotProgress | None = None,
@@ -107,6 +126,9 @@ class SnapshotCopier:
         self.segments: queue.Queue[int] = queue.Queue()
         self.errors: list[BaseException] = []
         self._failed = threading.Event()
+        # Guards the pages and the Savepoint; saves run under it too, so a save never reads
+        # the Savepoint while a writer changes it.
+        self._lock = threading.RLock()
 
     # -- scanning
     def _scan_segment(self, seg: _Segment) -> None:
@@ -172,7 +194,7 @@ class SnapshotCopier:
             page, items = batch
             try:
                 self.sink.put_items(items)
-                with self.store.lock:
+                with self._lock:
                     page.pending -= 1
                     done = page.pending == 0
                 if done:
@@ -183,7 +205,7 @@ class SnapshotCopier:
     def _ack(self, page: _Page) -> None:
         seg = page.segment
         finished = False
-        with self.store.lock:
+        with self._lock:
             seg.acked[page.number] = page.last_key
             while seg.committed in seg.acked:
                 key = seg.acked.pop(seg.committed)
@@ -194,6 +216,7 @@ class SnapshotCopier:
                     finished = True
                 else:
                     self.sp.segment_keys[seg.number] = key
+            self.store.maybe_save(self.sp)
         if self.progress is not None:
             self.progress.add_items(page.size)
             if finished:
@@ -201,10 +224,9 @@ class SnapshotCopier:
         METRICS.inc("items_copied_total", page.size)
         if finished:
             METRICS.inc("segments_done_total")
-        self.store.maybe_save(self.sp)
 
     def _fail(self, e: BaseException) -> None:
-        with self.store.lock:
+        with self._lock:
             self.errors.append(e)
         self._failed.set()
 
@@ -239,7 +261,8 @@ class SnapshotCopier:
             self.batches.put(None)
         for t in writers:
             t.join()
-        self.store.save(self.sp)
+        with self._lock:
+            self.store.save(self.sp)
         if self.errors:
             raise self.errors[0]
         complete = len(self.sp.segments_done) >= self.plan.total_segments
