@@ -15,17 +15,11 @@ from .errors import SavepointError
 from .metrics import METRICS, retry_summary
 from .progress import SnapshotProgress
 from .replay import Replayer, ReplayStats
-from .schema import (
-    describe_source,
-    ensure_target,
-    key_names,
-    refuse_same_identity,
-    refuse_same_table,
-)
+from .schema import describe_source, ensure_target, refuse_same_identity, refuse_same_table
 from .sink import Sink
+from .sink_factory import make_sink
 from .snapshot import ScanPlan, SnapshotCopier, plan_scan
 from .streams import ensure_stream
-from .throttle import RateLimiter, budget, table_capacity
 
 log = logging.getLogger(__name__)
 
@@ -38,31 +32,6 @@ class MigrationResult:
     stream_arn: str | None
     replay: ReplayStats | None
     stopped: bool
-
-
-def write_budget(cfg: Config, tgt: dict[str, Any]) -> float | None:
-    """The target's write budget in WCU/s (None: unlimited)."""
-    t = cfg.target
-    wcu = table_capacity(tgt, "WriteCapacityUnits", t.type)
-    return budget(t.write_throughput, t.throughput_write_percent, wcu)
-
-
-def build_sink(cfg: Config, target: DynamoClient, keys: list[str], limiter: RateLimiter) -> Sink:
-    """A sink from plain inputs (the Spark engine builds one per executor task)."""
-    t = cfg.target
-    return Sink(
-        target,
-        t.table,
-        keys,
-        max_batch=t.max_items_per_batch,
-        limiter=limiter,
-        consumed_capacity=not t.remove_consumed_capacity,
-        renames=cfg.rename_map(),
-    )
-
-
-def make_sink(cfg: Config, target: DynamoClient, src: dict[str, Any], tgt: dict[str, Any]) -> Sink:
-    return build_sink(cfg, target, key_names(src), RateLimiter(write_budget(cfg, tgt)))
 
 
 def run_snapshot(

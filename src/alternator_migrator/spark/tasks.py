@@ -21,7 +21,7 @@ from ..config import Config
 from ..metrics import METRICS
 from ..progress import SnapshotProgress
 from ..replay import collapse, record_time
-from ..migrate import build_sink
+from ..sink_factory import build_sink
 from ..snapshot import InMemory, ScanPlan, SnapshotCopier
 from ..streams import GET_RECORDS_LIMIT, Shard, ShardReader
 from ..throttle import RateLimiter
