@@ -372,3 +372,21 @@ def test_source_without_streams_says_so(
     p = run_cli("migrate", "--config", str(cfg))
     assert_clean_error(p, 2, "does not support DynamoDB Streams", "ValidationException")
     assert "already has a stream" not in p.stderr
+
+
+@pytest.mark.parametrize("side", ["source", "target"])
+def test_table_errors_say_which_side(
+    tmp_path: Path, moto: Server, dynalite: Server, src: Any, table_name: str, side: str
+) -> None:
+    create_table(src, table_name)
+    # A name the endpoint refuses outright (too short): not "missing", an error of its own.
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        source_url=dynalite.url if side == "source" else moto.url,
+        source_table="ab" if side == "source" else table_name,
+        target_url=dynalite.url,
+        target_table="ab" if side == "target" else table_name,
+        savepoints=tmp_path / "sp",
+        stream=False,
+    )
+    assert_clean_error(run_cli("migrate", "--config", str(cfg)), 2, f"{side} table 'ab'")
