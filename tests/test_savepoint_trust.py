@@ -337,7 +337,10 @@ def test_savepoint_directory_lost_mid_run_stops_and_resumes(
     assert table_diff(src, table_name, dst, table_name, ("pk",)) == []
 
 
-@pytest.mark.parametrize("table", ["../../escape", "a/b", "nul\0byte", "x" * 1000, "..", "é"])
+@pytest.mark.parametrize(
+    "table",
+    ["../../escape", "a/b", "nul\0byte", "x" * 1000, "..", "é", "Valid_name.v-2" + "x" * 200],
+)
 def test_savepoint_file_stays_inside_its_directory(tmp_path: Path, table: str) -> None:
     cfg = load(
         write_config(
@@ -351,10 +354,12 @@ def test_savepoint_file_stays_inside_its_directory(tmp_path: Path, table: str) -
     )
     store = SavepointStore(cfg)
     assert store.file.parent == tmp_path / "sp" and store.lock_file.parent == tmp_path / "sp"
-    assert len(store.file.name) < 200 and "\0" not in store.file.name
+    assert len(store.file.name) <= 255 and "\0" not in store.file.name
     sp = store.new()
     store.save(sp)
     assert [p.name for p in (tmp_path / "sp").iterdir()] == [store.file.name]
+    if table.startswith("Valid"):  # earlier versions' savepoints keep their names
+        assert store.file.name == f"savepoint-{table}-{cfg.fingerprint()}.json"
 
 
 def test_source_without_streams_says_so(

@@ -229,8 +229,10 @@ def _file_part(table: str) -> str:
     """The table name as a file-name part that stays inside the savepoint directory whatever
     the config holds (``../``, ``/``, NUL, a 1000-character name): the fingerprint next to it
     keeps names unique."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", table).lstrip(".")[:100]
-    return safe or "_"
+    # No "/" or NUL survives, so even ".." is only part of a name. Valid DynamoDB table names
+    # ([A-Za-z0-9_.-]) pass unchanged, and 223 characters is all that fits in NAME_MAX (255)
+    # next to the prefix and fingerprint: savepoints of earlier versions keep their names.
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", table)[:223]
 
 
 _LAST_SAVE = 0.0  # monotonic time of this process's last savepoint write (0: none yet)
