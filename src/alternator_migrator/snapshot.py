@@ -238,12 +238,14 @@ class SnapshotCopier:
         for n in todo:
             self.segments.put(n)
         METRICS.set("segments_total", self.plan.total_segments)
-        if segments is None and todo and len(todo) < self.plan.total_segments:
+        partial = sum(1 for n in todo if n in self.sp.segment_keys)
+        # A resume, also when only partly copied segments were saved (a kill in the first pages).
+        if segments is None and todo and (len(todo) < self.plan.total_segments or partial):
             log.info(
                 "Resuming snapshot: %d of %d segments already done, %d partially",
                 self.plan.total_segments - len(todo),
                 self.plan.total_segments,
-                sum(1 for n in todo if n in self.sp.segment_keys),
+                partial,
             )
         scanners = [
             threading.Thread(target=self._scanner, name=f"scan-{i}", daemon=True)
