@@ -237,3 +237,19 @@ def local_config(tmp: Path, source: Any, target: Any, table: str, **kwargs: Any)
             **kwargs,
         )
     )
+
+
+def cli_process(*args: str) -> Any:
+    """The CLI as a child process (``subprocess.Popen``, text pipes), for runs a test watches
+    or stops while they go on."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "alternator_migrator", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
