@@ -47,6 +47,11 @@ class Endpoint:
         "",
     )
     port: int | None = _doc("port", "TCP port, 1-65535.", shown="the scheme's default")
+    ca_bundle: str | None = _doc(
+        "caBundle",
+        "PEM file of the CA(s) that sign this endpoint's TLS certificate (a private CA). Applies to https endpoints only.",
+        shown="AWS_CA_BUNDLE, else the system's CAs",
+    )
 
     @property
     def url(self) -> str:
@@ -83,6 +88,23 @@ class Credentials:
         return f"Credentials(access_key='***', secret_key='***', assume_role={self.assume_role!r})"
 
 
+@dataclass(frozen=True)
+class AlternatorSettings:  # YAML keys in camelCase, as the Scylla Migrator spells them
+    datacenter: str | None = None  # datacenter
+    rack: str | None = None  # rack
+    active_refresh_interval_ms: int | None = None  # activeRefreshIntervalMs
+    idle_refresh_interval_ms: int | None = None  # idleRefreshIntervalMs
+    compression: bool | None = None  # compression
+    optimize_headers: bool | None = None  # optimizeHeaders
+    max_connections: int | None = None  # maxConnections
+    connection_max_idle_time_ms: int | None = None  # connectionMaxIdleTimeMs
+    connection_time_to_live_ms: int | None = None  # connectionTimeToLiveMs
+    connection_acquisition_timeout_ms: int | None = None  # connectionAcquisitionTimeoutMs
+    connection_timeout_ms: int | None = None  # connectionTimeoutMs
+    max_items_per_batch: int | None = None  # maxItemsPerBatch
+
+
+_ALTERNATOR_DOC = "Alternator node discovery and connections: `{datacenter, rack, activeRefreshIntervalMs, idleRefreshIntervalMs, compression, optimizeHeaders, maxConnections, connectionMaxIdleTimeMs, connectionTimeToLiveMs, connectionAcquisitionTimeoutMs, connectionTimeoutMs, maxItemsPerBatch}`. With it (or `type: alternator`) requests are spread over the live nodes `/localnodes` lists."
 _TYPE_DOC = "`dynamodb` (also `dynamo`) or `alternator`. Required."
 _TABLE_DOC = "Table name. Required."
 _REGION_DOC = "AWS region. Required unless `endpoint` is set."
@@ -98,6 +120,9 @@ class SourceConfig:
     endpoint: Endpoint | None = _doc("endpoint", _ENDPOINT_DOC, shown="AWS")
     credentials: Credentials | None = _doc("credentials", _CREDS_DOC, shown="default chain")
     assume_role: AssumeRole | None = None
+    alternator: AlternatorSettings | None = _doc(
+        "alternator", _ALTERNATOR_DOC, shown="none (discovery on with `type: alternator`)"
+    )
     scan_segments: int | None = _doc(
         "scanSegments",
         "Number of parallel Scan segments, >= 1. Fixed for a migration once its snapshot started (a resumed snapshot keeps the saved count).",
@@ -126,6 +151,9 @@ class TargetConfig:
     endpoint: Endpoint | None = _doc("endpoint", _ENDPOINT_DOC, shown="AWS")
     credentials: Credentials | None = _doc("credentials", _CREDS_DOC, shown="default chain")
     assume_role: AssumeRole | None = None
+    alternator: AlternatorSettings | None = _doc(
+        "alternator", _ALTERNATOR_DOC, shown="none (discovery on with `type: alternator`)"
+    )
     stream_changes: bool = _doc(
         "streamChanges",
         "Enable a NEW_IMAGE stream on the source before the snapshot and replay it afterwards, until stopped.",
@@ -321,9 +349,40 @@ def _endpoint(r: _Reader) -> Endpoint | None:
         return None
     host = e.str_("host", required=True)
     port = e.int_("port", minimum=1, maximum=65535)
+    ca_bundle = e.str_("caBundle")
     e.done()
     assert host is not None
-    return Endpoint(host=host, port=port)
+    return Endpoint(host=host, port=port, ca_bundle=ca_bundle)
+
+
+def _alternator(r: _Reader) -> AlternatorSettings | None:
+    a = r.child("alternator")
+    if a is None:
+        return None
+
+    def ms(name: str) -> int | None:
+        return a.int_(name, minimum=1)
+
+    def flag(name: str) -> bool | None:
+        v = a.bool_(name, False)
+        return v if a.data.get(name) is not None else None
+
+    out = AlternatorSettings(
+        datacenter=a.str_("datacenter"),
+        rack=a.str_("rack"),
+        active_refresh_interval_ms=ms("activeRefreshIntervalMs"),
+        idle_refresh_interval_ms=ms("idleRefreshIntervalMs"),
+        compression=flag("compression"),
+        optimize_headers=flag("optimizeHeaders"),
+        max_connections=a.int_("maxConnections", minimum=1, maximum=10_000),
+        connection_max_idle_time_ms=ms("connectionMaxIdleTimeMs"),
+        connection_time_to_live_ms=ms("connectionTimeToLiveMs"),
+        connection_acquisition_timeout_ms=ms("connectionAcquisitionTimeoutMs"),
+        connection_timeout_ms=ms("connectionTimeoutMs"),
+        max_items_per_batch=a.int_("maxItemsPerBatch", minimum=1, maximum=100),
+    )
+    a.done()
+    return out
 
 
 def _credentials(r: _Reader) -> tuple[Credentials | None, AssumeRole | None]:
@@ -383,6 +442,7 @@ def _side(r: _Reader) -> dict[str, Any]:
         "endpoint": endpoint,
         "credentials": creds,
         "assume_role": role,
+        "alternator": _alternator(r),
     }
 
 
@@ -412,7 +472,9 @@ def _target(r: _Reader) -> TargetConfig:
         throughput_write_percent=r.float_("throughputWritePercent", minimum=0.1, maximum=1.5),
         billing_mode=billing.upper() if billing else None,
         remove_consumed_capacity=r.bool_("removeConsumedCapacity", False),
-        max_items_per_batch=batch if batch is not None else 25,
+        max_items_per_batch=batch
+        if batch is not None
+        else (common["alternator"] and common["alternator"].max_items_per_batch) or 25,
     )
     r.done()
     return cfg
