@@ -19,6 +19,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+from loader import count, create_table  # noqa: E402
 from run import (  # noqa: E402
     TABLE,
     WORK,
@@ -31,7 +32,6 @@ from run import (  # noqa: E402
 )
 
 from alternator_migrator.localservers import start_dynalite  # noqa: E402
-from loader import count, create_table  # noqa: E402
 
 
 def one(variant: str, source: Any, items: int, work: Path) -> dict[str, Any]:
@@ -42,12 +42,14 @@ def one(variant: str, source: Any, items: int, work: Path) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         if variant in ("alternator", "cluster"):
             extra["alternator"] = {"maxConnections": 16}
-        cfg = write_config(work / "cpu.yaml", source, target, work / "savepoints", target_extra=extra)
+        cfg = write_config(
+            work / "cpu.yaml", source, target, work / "savepoints", target_extra=extra
+        )
         if variant == "cluster":
             sys.path.insert(0, str(BENCH.parent))
-            from tests.cluster import FakeCluster
+            from tests.netfakes import FakeCluster
 
-            cluster = FakeCluster(target.port, nodes=3).start()
+            cluster = FakeCluster(target.url, nodes=3).start()
             text = cfg.read_text().replace(f"port: {target.port}", f"port: {cluster.port}")
             cfg.write_text(text, encoding="utf-8")
         child = run_child([*migrator_cmd(cfg), "--no-progress"], work / f"cpu-{variant}.log")

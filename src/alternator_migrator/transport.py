@@ -112,6 +112,8 @@ class _Conn:
         start = 0
         while True:
             i = self.buf.find(sep, start)
+            if i > limit:
+                raise TransportError(f"response header larger than {limit // 1024} KiB")
             if i >= 0:
                 out, self.buf = self.buf[:i], self.buf[i + len(sep) :]
                 return out
