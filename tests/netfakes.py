@@ -92,6 +92,9 @@ class _Listener:
         self.sock.close()
         with self._lock:
             for c in self._conns:
+                # shutdown first: a makefile() reader keeps the descriptor open past close().
+                with contextlib.suppress(OSError):
+                    c.shutdown(socket.SHUT_RDWR)
                 _abort(c)
             self._conns.clear()
 
