@@ -2,7 +2,8 @@
 
 The snapshot section of run.py, migrator only, with the target reached in different ways:
 ``http`` (the configured endpoint, as run.py does), ``alternator`` (an ``alternator:`` block on
-the target; dynalite answers 404 to /localnodes, so one node), ``cluster`` (a fake 3-node
+the target; dynalite answers 404 to /localnodes, so one node), ``before`` (http, with the child's PYTHONPATH set to ``--before-src``: another copy of the
+code, e.g. the previous commit's, measured in the same run), ``cluster`` (a fake 3-node
 cluster: three loopback listeners forwarding to the dynalite and serving /localnodes, run in
 this process, so their CPU is not the child's). Prints one line per run. Usage:
 
@@ -12,6 +13,7 @@ this process, so their CPU is not the child's). Prints one line per run. Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,9 @@ from run import (  # noqa: E402
 from alternator_migrator.localservers import start_dynalite  # noqa: E402
 
 
+BEFORE_SRC = ""
+
+
 def one(variant: str, source: Any, items: int, work: Path) -> dict[str, Any]:
     target = start_dynalite(work / "logs")
     cluster = None
@@ -52,7 +57,12 @@ def one(variant: str, source: Any, items: int, work: Path) -> dict[str, Any]:
             cluster = FakeCluster(target.url, nodes=3).start()
             text = cfg.read_text().replace(f"port: {target.port}", f"port: {cluster.port}")
             cfg.write_text(text, encoding="utf-8")
+        env_before = os.environ.get("PYTHONPATH")
+        if variant == "before":  # the same run against another copy of the source
+            os.environ["PYTHONPATH"] = BEFORE_SRC
         child = run_child([*migrator_cmd(cfg), "--no-progress"], work / f"cpu-{variant}.log")
+        if env_before is not None:
+            os.environ["PYTHONPATH"] = env_before
         copied = count(target.url, TABLE)
     finally:
         if cluster is not None:
@@ -76,7 +86,10 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=50_000)
     ap.add_argument("--variants", default="http")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--before-src", default="", help="src dir for the `before` variant")
     args = ap.parse_args()
+    global BEFORE_SRC
+    BEFORE_SRC = args.before_src
     work = WORK.parent / "cpu"
     src = Source(work / "logs", None)
     try:

@@ -28,7 +28,7 @@ from alternator_migrator.errors import EndpointError
 from alternator_migrator.localservers import Server
 from alternator_migrator.transport import HttpPool, TransportError
 
-from .helpers import write_config
+from .helpers import eventually, write_config
 from .netfakes import ConnectProxy, HttpForwarder, PrivateCA, ScriptedServer, http_response
 
 CREDS = CredentialSource(Credentials(access_key="AKID", secret_key="secret"), None, None)
@@ -298,3 +298,29 @@ def test_untrusted_certificate_is_exit_2_naming_endpoint_and_problem(
 def test_missing_ca_bundle_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EndpointError, match="caBundle"):
         client("https://127.0.0.1:1", ca_bundle=str(tmp_path / "nope.pem"))
+
+
+def test_max_connections_and_time_to_live_per_pool(scripted: list[ScriptedServer]) -> None:
+    import threading
+
+    from alternator_migrator.transport import ConnectError
+
+    release = threading.Event()
+
+    def script(i: int, head: bytes, body: bytes) -> bytes:
+        if i == 0:
+            release.wait(10)  # the first request holds its connection
+        return http_response(b"{}")
+
+    s = ScriptedServer(script).start()
+    scripted.append(s)
+    pool = HttpPool(s.url, max_connections=1, acquire_timeout=0.05, time_to_live=1e-6)
+    first = threading.Thread(target=pool.post, args=({}, b"{}"))
+    first.start()
+    eventually(lambda: len(s.requests) == 1, 10, message="first request arrived")
+    with pytest.raises(ConnectError, match="maxConnections"):
+        pool.post({}, b"{}")
+    release.set()
+    first.join(10)
+    pool.post({}, b"{}")  # the slot is free again; the old connection outlived its TTL
+    assert len(s.requests) == 2 and len(s._conns) == 2
