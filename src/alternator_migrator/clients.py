@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import re
+import ssl
 import threading
 import time
 import zlib
@@ -300,35 +301,35 @@ class DynamoClient:
         self._gzip = bool(alt.compression)
         # The config's CA wins over AWS_CA_BUNDLE, as botocore's `verify` does.
         ca_bundle = ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None
-        if ca_bundle is not None and not os.path.isfile(ca_bundle):
-            raise EndpointError(
-                f"{label} CA bundle {ca_bundle} is not a readable file; fix "
-                f"`{label}.endpoint.caBundle` or AWS_CA_BUNDLE"
-            )
 
         def pool_for(url: str) -> HttpPool:
             def ms(v: int | None, default: float) -> float:
                 return v / 1000 if v is not None else default
 
-            return HttpPool(
-                url,
-                connect_timeout=ms(alt.connection_timeout_ms, connect_timeout),
-                read_timeout=read_timeout,
-                max_idle=alt.max_connections or pool_size,
-                max_connections=alt.max_connections,
-                acquire_timeout=ms(alt.connection_acquisition_timeout_ms, 10.0),
-                max_idle_time=ms(alt.connection_max_idle_time_ms, 0) or None,
-                time_to_live=ms(alt.connection_time_to_live_ms, 0) or None,
-                ca_bundle=ca_bundle,
-                proxy=proxy_for(url),
-            )
+            try:
+                return HttpPool(
+                    url,
+                    connect_timeout=ms(alt.connection_timeout_ms, connect_timeout),
+                    read_timeout=read_timeout,
+                    max_idle=alt.max_connections or pool_size,
+                    max_connections=alt.max_connections,
+                    acquire_timeout=ms(alt.connection_acquisition_timeout_ms, 10.0),
+                    max_idle_time=ms(alt.connection_max_idle_time_ms, 0) or None,
+                    time_to_live=ms(alt.connection_time_to_live_ms, 0) or None,
+                    ca_bundle=ca_bundle,
+                    proxy=proxy_for(url),
+                )
+            except (ssl.SSLError, OSError) as e:  # loading the CA bundle (https only)
+                raise EndpointError(
+                    f"{label} CA bundle {ca_bundle} cannot be used ({e}); fix "
+                    f"`{label}.endpoint.caBundle` or AWS_CA_BUNDLE"
+                ) from None
 
         self._router: SingleNode | AlternatorNodes = (
             AlternatorNodes(self.url, alt, pool_for, label)
             if alternator is not None
             else SingleNode(pool_for(self.url))
         )
-        self._pool = self._router.pools()[0]
         self._streams_router: SingleNode | AlternatorNodes = (
             self._router if self.streams_url == self.url else SingleNode(pool_for(self.streams_url))
         )
