@@ -35,7 +35,6 @@ from run import (  # noqa: E402
 
 from alternator_migrator.localservers import start_dynalite  # noqa: E402
 
-
 BEFORE_SRC = ""
 
 
