@@ -6,7 +6,7 @@ JSON array of the live nodes of the local datacenter (``?dc=`` / ``?rack=`` pick
 ScyllaDB's own load-balancing clients use it. This module polls it and hands out one keep-alive
 pool per node, round-robin, with the configured scheme, port and path. A node that stops
 answering is dropped until /localnodes lists it again. An endpoint that does not serve
-/localnodes (DynamoDB, dynalite: 404) is used as a single node.
+/localnodes (DynamoDB, moto: 404; dynalite answers its health text) is used as one node.
 
 It lives in the lean transport rather than in the PyPI ``alternator-client`` (which drives
 boto3, whose parsing costs ~8x our client CPU per item): see docs/performance.md.
@@ -129,11 +129,12 @@ class AlternatorNodes:
             if nodes is None:
                 if self._thread is None:  # first contact: a plain DynamoDB-API endpoint
                     log.info(
-                        "%s endpoint %s does not serve /localnodes (HTTP %d); using it as a "
+                        "%s endpoint %s does not serve /localnodes (HTTP %d%s); using it as a "
                         "single node",
                         self.label,
                         pool.netloc,
                         resp.status,
+                        ", not a list of nodes" if resp.status == 200 else "",
                     )
                     return False
                 continue
