@@ -11,6 +11,7 @@ import http.client
 import socket
 import ssl
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -209,6 +210,10 @@ class HttpForwarder(_Listener):
         self.ops: Counter[str] = Counter()
         self.gzipped = 0
         self.queries: list[str] = []
+        # Ops whose next answer gets a bogus item added to its Items while keeping the
+        # x-amz-crc32 of the real body (a body corrupted on the way).
+        self.corrupt_next: set[str] = set()
+        self.corrupted = 0
 
     @property
     def url(self) -> str:
@@ -244,6 +249,18 @@ class HttpForwarder(_Listener):
                 with self._lock:
                     self.ops[op] += 1
                 status, rheaders, rbody = _forward(upstream, method, path, headers, body)
+                with self._lock:
+                    corrupt = op in self.corrupt_next and status == 200
+                    self.corrupt_next.discard(op)
+                if corrupt:
+                    crc = zlib.crc32(rbody)
+                    data = orjson.loads(rbody)
+                    data["Items"] = [{"pk": {"S": "bogus-from-a-corrupted-body"}}, *data["Items"]]
+                    rbody = orjson.dumps(data)
+                    rheaders = [(k, v) for k, v in rheaders if k.lower() != "x-amz-crc32"]
+                    rheaders.append(("x-amz-crc32", str(crc)))
+                    with self._lock:
+                        self.corrupted += 1
                 _send(conn, status, rheaders, rbody)
         finally:
             upstream.close()

@@ -76,3 +76,22 @@ def test_live_migration_over_tls_with_private_ca(
         assert set(proxy.seen) == {f"CONNECT 127.0.0.1:{source.port}"}  # NO_PROXY: not the target
     else:
         assert not proxy.seen
+
+
+def test_a_scan_page_failing_its_crc32_is_retried_and_never_written(
+    moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str, tmp_path: Path
+) -> None:
+    from alternator_migrator.migrate import migrate
+
+    create_table(src, table_name)
+    batch_put(src, table_name, [{"pk": {"S": f"k{i}"}, "v": {"N": str(i)}} for i in range(200)])
+    source = HttpForwarder(moto.url).start()
+    source.corrupt_next.add("Scan")
+    try:
+        cfg = local_config(tmp_path, source, dynalite, table_name, stream=False)
+        result = migrate(cfg, show_progress=False)
+    finally:
+        source.stop()
+    assert source.corrupted == 1
+    assert result.snapshot_complete
+    assert not table_diff(src, table_name, dst, table_name, ("pk",))  # no bogus item
