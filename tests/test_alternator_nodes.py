@@ -176,3 +176,52 @@ def test_endpoint_without_localnodes_is_used_as_one_node(
         c.close()
     lines = [r.getMessage() for r in caplog.records if "/localnodes" in r.getMessage()]
     assert len(lines) == 1 and "single node" in lines[0], lines
+
+
+def test_nodes_listed_later_are_picked_up_while_busy(
+    cluster: FakeCluster, dst: Any, table_name: str
+) -> None:
+    create_table(dst, table_name)
+    cluster.down.add(2)  # not listed yet (still listening: a node that is joining)
+    settings = AlternatorSettings(active_refresh_interval_ms=50)
+    c = DynamoClient(cluster.url, "us-east-1", CREDS, alternator=settings, label="join")
+    router = c._router
+    assert isinstance(router, AlternatorNodes)
+    try:
+        assert len(router.live_nodes()) == 2
+        cluster.down.discard(2)
+
+        def busy_and_three() -> bool:
+            c.call("PutItem", {"TableName": table_name, "Item": items(1)[0]})
+            return len(router.live_nodes()) == 3
+
+        eventually(busy_and_three, 10, message="the new node joined the rotation")
+        for i in range(6):
+            c.call("PutItem", {"TableName": table_name, "Item": items(1, start=i)[0]})
+    finally:
+        c.close()
+    assert cluster.nodes[2].ops["PutItem"] >= 2
+
+
+def test_https_cluster_with_private_ca(
+    dynalite: Server,
+    dst: Any,
+    table_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from .netfakes import PrivateCA
+
+    ca = PrivateCA(tmp_path)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(ca.pem))
+    create_table(dst, table_name)
+    tls_cluster = FakeCluster(dynalite.url, tls=ca.server_ctx).start()
+    c = DynamoClient(tls_cluster.url, "us-east-1", CREDS, alternator=AlternatorSettings())
+    try:
+        assert c.url.startswith("https://")
+        for i in range(9):
+            c.call("PutItem", {"TableName": table_name, "Item": items(1, start=i)[0]})
+    finally:
+        c.close()
+        tls_cluster.stop()
+    assert tls_cluster.counts("PutItem") == [3, 3, 3]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from urllib.parse import urlencode, urlsplit
 
@@ -161,15 +162,17 @@ class AlternatorNodes:
             if pool not in live:
                 pool.close()
 
-    def _interval(self) -> float:
-        s = self.settings
-        if self._busy:
-            return (s.active_refresh_interval_ms or DEFAULT_ACTIVE_REFRESH_MS) / 1000
-        return (s.idle_refresh_interval_ms or DEFAULT_IDLE_REFRESH_MS) / 1000
-
     def _run(self) -> None:
-        while not self._stop.wait(self._interval()):
+        # Wake every active interval; refresh if requests flowed since the last refresh, or
+        # once the idle interval has passed.
+        active = (self.settings.active_refresh_interval_ms or DEFAULT_ACTIVE_REFRESH_MS) / 1000
+        idle = (self.settings.idle_refresh_interval_ms or DEFAULT_IDLE_REFRESH_MS) / 1000
+        last = time.monotonic()
+        while not self._stop.wait(active):
+            if not self._busy and time.monotonic() - last < idle:
+                continue
             self._busy = False
+            last = time.monotonic()
             try:
                 self.refresh()
             except Exception:  # the poller must outlive any surprise; requests go on
