@@ -83,7 +83,7 @@ def test_an_http_200_answer_that_is_not_json(
         web.stop()
     _error_line(r.stderr)
     assert_clean_error(
-        r, 2, f"source endpoint {web.url}", "DescribeTable", "not a JSON object", "source.endpoint"
+        r, 2, "source", web.url, "DescribeTable", "not a JSON object", "source.endpoint"
     )
 
 

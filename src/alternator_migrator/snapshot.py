@@ -15,9 +15,9 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from .checkpoint import Savepoint, SavepointStore
+from .checkpoint import Savepoint
 from .clients import DynamoClient
 from .config import Config
 from .errors import ConfigError, Interrupted
@@ -84,6 +84,25 @@ class _Abort(Exception):
     pass
 
 
+class Checkpointer(Protocol):
+    """Keeps the progress the copier records in its Savepoint (a SavepointStore writes it to
+    disk; a Spark task keeps it in memory and returns it to the driver)."""
+
+    def save(self, sp: Savepoint) -> None: ...
+
+    def maybe_save(self, sp: Savepoint) -> bool: ...
+
+
+class InMemory:
+    """A Checkpointer that keeps nothing beyond the Savepoint object itself."""
+
+    def save(self, sp: Savepoint) -> None:
+        return None
+
+    def maybe_save(self, sp: Savepoint) -> bool:
+        return False
+
+
 class SnapshotCopier:
     def __init__(
         self,
@@ -91,7 +110,7 @@ class SnapshotCopier:
         sink: Sink,
         cfg: Config,
         plan: ScanPlan,
-        store: SavepointStore,
+        store: Checkpointer,
         savepoint: Savepoint,
         stop: threading.Event,
         progress: SnapshotProgress | None = None,
@@ -113,6 +132,9 @@ class SnapshotCopier:
         self._failed = threading.Event()
         self.expired = expired  # TTL already passed: not copied
         self.skipped_expired = 0
+        # Guards the pages and the Savepoint; saves run under it too, so a save never reads
+        # the Savepoint while a writer changes it.
+        self._lock = threading.RLock()
 
     # -- scanning
     def _scan_segment(self, seg: _Segment) -> None:
@@ -151,7 +173,7 @@ class SnapshotCopier:
         assert self.expired is not None
         live = [it for it in items if not self.expired(it)]
         if len(live) != len(items):
-            with self.store.lock:
+            with self._lock:
                 self.skipped_expired += len(items) - len(live)
             METRICS.inc("items_expired_skipped_total", len(items) - len(live))
         return live
@@ -195,7 +217,7 @@ class SnapshotCopier:
             page, items = batch
             try:
                 self.sink.put_items(items)
-                with self.store.lock:
+                with self._lock:
                     page.pending -= 1
                     done = page.pending == 0
                 if done:
@@ -208,7 +230,7 @@ class SnapshotCopier:
     def _ack(self, page: _Page) -> None:
         seg = page.segment
         finished = False
-        with self.store.lock:
+        with self._lock:
             seg.acked[page.number] = page.last_key
             while seg.committed in seg.acked:
                 key = seg.acked.pop(seg.committed)
@@ -219,6 +241,7 @@ class SnapshotCopier:
                     finished = True
                 else:
                     self.sp.segment_keys[seg.number] = key
+            self.store.maybe_save(self.sp)
         if self.progress is not None:
             self.progress.add_items(page.size)
             if finished:
@@ -226,10 +249,9 @@ class SnapshotCopier:
         METRICS.inc("items_copied_total", page.size)
         if finished:
             METRICS.inc("segments_done_total")
-        self.store.maybe_save(self.sp)
 
     def _fail(self, e: BaseException) -> None:
-        with self.store.lock:
+        with self._lock:
             self.errors.append(e)
         self._failed.set()
 
@@ -244,12 +266,14 @@ class SnapshotCopier:
         for n in todo:
             self.segments.put(n)
         METRICS.set("segments_total", self.plan.total_segments)
-        if segments is None and todo and len(todo) < self.plan.total_segments:
+        partial = sum(1 for n in todo if n in self.sp.segment_keys)
+        # A resume, also when only partly copied segments were saved (a kill in the first pages).
+        if segments is None and todo and (len(todo) < self.plan.total_segments or partial):
             log.info(
                 "Resuming snapshot: %d of %d segments already done, %d partially",
                 self.plan.total_segments - len(todo),
                 self.plan.total_segments,
-                sum(1 for n in todo if n in self.sp.segment_keys),
+                partial,
             )
         scanners = [
             threading.Thread(target=self._scanner, name=f"scan-{i}", daemon=True)
@@ -267,7 +291,8 @@ class SnapshotCopier:
             self.batches.put(None)
         for t in writers:
             t.join()
-        self.store.save(self.sp)
+        with self._lock:
+            self.store.save(self.sp)
         if self.skipped_expired:
             log.info(
                 "Skipped %d expired items (their TTL attribute is in the past)",
