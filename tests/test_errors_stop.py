@@ -22,9 +22,10 @@ from alternator_migrator.errors import Interrupted
 from alternator_migrator.localservers import Server
 from alternator_migrator.metrics import METRICS
 from alternator_migrator.retry import RetryPolicy
+from alternator_migrator.streams import ensure_stream
 from alternator_migrator.throttle import RateLimiter
 
-from .fakes import lean_client
+from .fakes import FakeStreams, lean_client
 from .helpers import (
     batch_put,
     create_table,
@@ -281,3 +282,18 @@ def test_budget_wait_is_interrupted_by_the_stop() -> None:
     stop.set()
     with pytest.raises(Interrupted):
         limiter.acquire(10_000, stop)
+
+
+def test_the_wait_for_an_enabling_stream_ends_on_stop() -> None:
+    fake = FakeStreams().start()
+    try:
+        fake.status = "ENABLING"  # as Alternator's or DynamoDB's stream is for a while
+        client = lean_client(fake.url)
+        client.stop = threading.Event()
+        client.stop.set()
+        src = fake.handle(".DescribeTable", {"TableName": fake.table})["Table"]
+        with pytest.raises(Interrupted):
+            ensure_stream(client, src, fake.arn, poll_seconds=3600)
+        client.close()
+    finally:
+        fake.stop()
