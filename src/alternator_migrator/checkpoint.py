@@ -28,7 +28,7 @@ from .metrics import METRICS
 
 VERSION = 1
 MAX_SEGMENTS = 1_000_000  # DynamoDB's limit on Scan TotalSegments
-_SEQUENCE = re.compile(r"[0-9]{1,64}")
+_SEQUENCE = re.compile(r"[0-9]{1,129}")  # Kinesis: up to 129 digits
 _SEGMENT_ID = re.compile(r"0|[1-9][0-9]{0,6}")
 
 
@@ -37,7 +37,8 @@ class ShardPosition:
     sequence_number: str | None = None  # last applied record; None: read from TRIM_HORIZON
     finished: bool = False
     parent: str | None = None
-    last_record_time: float | None = None  # ApproximateCreationDateTime of the last applied
+    last_record_time: float | None = None  # ApproximateCreationDateTime of the newest applied
+    adjacent_parent: str | None = None  # a Kinesis shard made by MergeShards has two parents
 
 
 @dataclass
@@ -76,6 +77,7 @@ class Savepoint:
                         "finished": p.finished,
                         "parent": p.parent,
                         "lastRecordTime": p.last_record_time,
+                        **({"adjacentParent": p.adjacent_parent} if p.adjacent_parent else {}),
                     }
                     for sid, p in self.shards.items()
                 },
@@ -210,6 +212,7 @@ def _shard(sid: str, p: Any) -> ShardPosition:
         finished,
         _opt(p, "parent", _is_str, "a shard id or null"),
         _opt(p, "lastRecordTime", _is_time, "a time or null"),
+        _opt(p, "adjacentParent", _is_str, "a shard id or null"),
     )
 
 

@@ -22,7 +22,7 @@ from collections import Counter, deque
 from typing import Any, TextIO
 
 from ..config import Config
-from ..errors import MigratorError
+from ..errors import ConfigError, MigratorError
 from ..metrics import METRICS, retry_summary
 from ..migrate import Job, MigrationResult, migrate
 from ..progress import SnapshotProgress
@@ -307,6 +307,11 @@ def migrate_spark(
     stream_poll_seconds: float = 5.0,
 ) -> MigrationResult:
     """``migrate`` on Spark. Uses ``spark`` if given (and leaves it running), else its own."""
+    if cfg.target.kinesis is not None:
+        raise ConfigError(
+            f"{cfg.path}: `streamChanges: {{type: kinesis}}` is replayed by the local engine "
+            "only; run `migrate` without Spark"
+        )
     own = spark is None
     session = spark if spark is not None else spark_session(master)
     try:
