@@ -42,6 +42,9 @@ class Savepoint:
     total_segments: int | None = None
     segments_done: set[int] = field(default_factory=set)
     segment_keys: dict[int, Any] = field(default_factory=dict)  # last acknowledged key per segment
+    # What the snapshot's units are: None for Scan segments; "export <arn or s3://manifest>" for
+    # the data files of that export, numbered in manifest order (segments_done/segment_keys).
+    snapshot_source: str | None = None
     shards: dict[str, ShardPosition] = field(default_factory=dict)
     updated_at: float = 0.0
     created_at: float = field(default_factory=time.time)
@@ -57,6 +60,7 @@ class Savepoint:
                 "totalSegments": self.total_segments,
                 "segmentsDone": sorted(self.segments_done),
                 "segmentKeys": {str(k): v for k, v in sorted(self.segment_keys.items())},
+                "snapshotSource": self.snapshot_source,
                 "shards": {
                     sid: {
                         "sequenceNumber": p.sequence_number,
@@ -85,6 +89,7 @@ class Savepoint:
             total_segments=d.get("totalSegments"),
             segments_done=set(d.get("segmentsDone", [])),
             segment_keys={int(k): v for k, v in d.get("segmentKeys", {}).items()},
+            snapshot_source=d.get("snapshotSource"),
             shards={
                 sid: ShardPosition(
                     p.get("sequenceNumber"),

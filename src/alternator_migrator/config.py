@@ -83,6 +83,79 @@ class Credentials:
         return f"Credentials(access_key='***', secret_key='***', assume_role={self.assume_role!r})"
 
 
+@dataclass(frozen=True)
+class NamedType:
+    name: str = _doc("name", "Attribute name.", "")
+    type: str = _doc(
+        "type", "In `attributeDefinitions`: `S`, `N` or `B`; in `keySchema`: `HASH` or `RANGE`.", ""
+    )
+
+
+@dataclass(frozen=True)
+class Throughput:
+    read_capacity_units: int = _doc("readCapacityUnits", "Read capacity units.", 5)
+    write_capacity_units: int = _doc("writeCapacityUnits", "Write capacity units.", 5)
+
+
+@dataclass(frozen=True)
+class TableDescription:
+    attribute_definitions: tuple[NamedType, ...] = _doc(
+        "attributeDefinitions", "The key attributes and their types `[{name, type}]`.", ()
+    )
+    key_schema: tuple[NamedType, ...] = _doc(
+        "keySchema", "`[{name, type: HASH}]`, plus `{name, type: RANGE}` for a sort key.", ()
+    )
+    billing_mode: str | None = _doc(
+        "billingMode",
+        "`PROVISIONED` or `PAY_PER_REQUEST`, for a target table the migration creates.",
+        shown="PROVISIONED",
+    )
+    provisioned_throughput: Throughput | None = _doc(
+        "provisionedThroughput", "`{readCapacityUnits, writeCapacityUnits}` when provisioned."
+    )
+
+    def describe(self, table: str) -> dict[str, Any]:
+        """The table as DescribeTable would show it (what schema.py creates the target from)."""
+        desc: dict[str, Any] = {
+            "TableName": table,
+            "KeySchema": [{"AttributeName": k.name, "KeyType": k.type} for k in self.key_schema],
+            "AttributeDefinitions": [
+                {"AttributeName": a.name, "AttributeType": a.type}
+                for a in self.attribute_definitions
+            ],
+            "BillingModeSummary": {"BillingMode": self.billing_mode or "PROVISIONED"},
+        }
+        if self.provisioned_throughput is not None:
+            pt = self.provisioned_throughput
+            desc["ProvisionedThroughput"] = {
+                "ReadCapacityUnits": pt.read_capacity_units,
+                "WriteCapacityUnits": pt.write_capacity_units,
+            }
+        return desc
+
+
+@dataclass(frozen=True)
+class S3ExportSource:
+    """A source of `type: dynamodb-s3-export`: a DynamoDB export to S3, loaded once."""
+
+    bucket: str = _doc("bucket", "S3 bucket of the export. Required.", "")
+    manifest_key: str = _doc(
+        "manifestKey",
+        "Key of the export's `manifest-summary.json` in the bucket (`<prefix>/AWSDynamoDB/<export id>/manifest-summary.json`). Required.",
+        "",
+    )
+    table_description: TableDescription = _doc(
+        "tableDescription",
+        "The exported table's keys and billing, to create the target table from. Required.",
+        default_factory=TableDescription,
+    )
+    use_path_style_access: bool = _doc(
+        "usePathStyleAccess",
+        "Address S3 as `endpoint/bucket/key` rather than `bucket.endpoint/key` (for S3-compatible servers).",
+        False,
+    )
+
+
 _TYPE_DOC = "`dynamodb` (also `dynamo`) or `alternator`. Required."
 _TABLE_DOC = "Table name. Required."
 _REGION_DOC = "AWS region. Required unless `endpoint` is set."
@@ -116,6 +189,25 @@ class SourceConfig:
         "Segments scanned at once (threads locally, concurrent tasks on Spark).",
         shown="min(scanSegments, 8)",
     )
+    snapshot_from: str = _doc(
+        "snapshotFrom",
+        "`scan` (Scan segments) or `export`: take the snapshot from a DynamoDB export to S3 instead, in the same run (the stream is enabled first, then `ExportTableToPointInTime` is requested, loaded and the stream replayed). Spends no read capacity; needs point-in-time recovery, which is enabled if off.",
+        "scan",
+    )
+    export_bucket: str | None = _doc(
+        "exportBucket",
+        "With `snapshotFrom: export`: the S3 bucket the export is written to (required unless `exportArn` is given). S3 is reached with the source's region, endpoint and credentials.",
+    )
+    export_prefix: str | None = _doc(
+        "exportPrefix",
+        "With `snapshotFrom: export`: the S3 key prefix of the export.",
+        shown="alternator-migrator",
+    )
+    export_arn: str | None = _doc(
+        "exportArn",
+        "With `snapshotFrom: export`: use this existing export instead of requesting one. It must be of this table and its export time must be after the stream was enabled; otherwise the run refuses it.",
+    )
+    s3_export: S3ExportSource | None = None  # set for `type: dynamodb-s3-export`
 
 
 @dataclass(frozen=True)
@@ -387,15 +479,135 @@ def _side(r: _Reader) -> dict[str, Any]:
 
 
 def _source(r: _Reader) -> SourceConfig:
+    if str(r.data.get("type", "")).lower() == S3_EXPORT_TYPE:
+        return _s3_export_source(r)
     cfg = SourceConfig(
         **_side(r),
         scan_segments=r.int_("scanSegments", minimum=1, maximum=1_000_000),
         read_throughput=r.int_("readThroughput", minimum=1),
         throughput_read_percent=r.float_("throughputReadPercent", minimum=0.1, maximum=1.5),
         max_map_tasks=r.int_("maxMapTasks", minimum=1, maximum=10_000),
+        **_export_snapshot_keys(r),
     )
     r.done()
     return cfg
+
+
+S3_EXPORT_TYPE = "dynamodb-s3-export"
+
+
+def _export_snapshot_keys(r: _Reader) -> dict[str, Any]:
+    """The keys of a DynamoDB source that take its snapshot from an export (one-step mode)."""
+    snap = (r.str_("snapshotFrom") or "scan").lower()
+    bucket, prefix, arn = r.str_("exportBucket"), r.str_("exportPrefix"), r.str_("exportArn")
+    if snap not in ("scan", "export"):
+        r.fail(r.key("snapshotFrom"), f"is {snap!r}", "use `scan` or `export`")
+    if snap == "scan":
+        for name, v in (("exportBucket", bucket), ("exportPrefix", prefix), ("exportArn", arn)):
+            if v is not None:
+                r.fail(r.key(name), "only applies to an export", "add `snapshotFrom: export`")
+    elif str(r.data.get("type", "")).lower() == "alternator":
+        r.fail(r.key("snapshotFrom"), "is `export`, but Alternator has no export", "use `scan`")
+    elif bucket is None and arn is None:
+        r.fail(
+            r.key("exportBucket"), "is missing", "set the S3 bucket to export to (or `exportArn`)"
+        )
+    return {
+        "snapshot_from": snap,
+        "export_bucket": bucket,
+        "export_prefix": prefix,
+        "export_arn": arn,
+    }
+
+
+def _s3_export_source(r: _Reader) -> SourceConfig:
+    """`type: dynamodb-s3-export`, with the Scylla Migrator's keys."""
+    r.get("type")
+    bucket = r.str_("bucket", required=True)
+    manifest = r.str_("manifestKey", required=True)
+    assert bucket is not None and manifest is not None
+    endpoint = _endpoint(r)
+    region = r.str_("region")
+    creds, role = _credentials(r)
+    path_style = r.bool_("usePathStyleAccess", False)
+    workers = r.int_("maxMapTasks", minimum=1, maximum=10_000)  # data files loaded at once
+    td = r.child("tableDescription")
+    if td is None:
+        r.fail(
+            r.key("tableDescription"),
+            "is missing",
+            "give the table's attributeDefinitions and keySchema",
+        )
+    assert td is not None
+
+    def named(name: str, allowed: tuple[str, ...]) -> tuple[NamedType, ...]:
+        raw = td.get(name)
+        if not isinstance(raw, list) or not raw:
+            td.fail(
+                td.key(name),
+                f"must be a non-empty list, got {_kind(raw)}",
+                "write `- {name: id, type: ...}` items",
+            )
+        out = []
+        for i, item in enumerate(raw):
+            e = _Reader(r.path, f"{td.key(name)}[{i}]", item)
+            n, t = e.str_("name", required=True), e.str_("type", required=True)
+            e.done()
+            assert n is not None and t is not None
+            if t.upper() not in allowed:
+                e.fail(e.key("type"), f"is {t!r}", f"use one of {', '.join(allowed)}")
+            out.append(NamedType(n, t.upper()))
+        return tuple(out)
+
+    attrs = named("attributeDefinitions", ("S", "N", "B"))
+    keys = named("keySchema", ("HASH", "RANGE"))
+    billing = td.str_("billingMode")
+    if billing is not None and billing.upper() not in ("PROVISIONED", "PAY_PER_REQUEST"):
+        td.fail(td.key("billingMode"), f"is {billing!r}", "use PROVISIONED or PAY_PER_REQUEST")
+    throughput = None
+    pt = td.child("provisionedThroughput")
+    if pt is not None:
+        rcu = pt.int_("readCapacityUnits", minimum=1)
+        wcu = pt.int_("writeCapacityUnits", minimum=1)
+        pt.done()
+        throughput = Throughput(rcu or 5, wcu or 5)
+    td.done()
+    defined = {a.name for a in attrs}
+    for k in keys:
+        if k.name not in defined:
+            td.fail(
+                td.key("keySchema"),
+                f"names {k.name!r}, which is not in attributeDefinitions",
+                "define its type there",
+            )
+    if [k.type for k in keys] not in (["HASH"], ["HASH", "RANGE"]):
+        td.fail(
+            td.key("keySchema"),
+            "must be one HASH key, optionally followed by one RANGE key",
+            "fix the key types",
+        )
+    r.done()
+    export = S3ExportSource(
+        bucket=bucket,
+        manifest_key=manifest,
+        table_description=TableDescription(
+            attrs, keys, billing.upper() if billing else None, throughput
+        ),
+        use_path_style_access=path_style,
+    )
+    # No table to name: the export's id (unique per export) names its savepoint instead.
+    parts = manifest.split("/")
+    ident = parts[-2] if len(parts) >= 2 else hashlib.sha256(manifest.encode()).hexdigest()[:16]
+    return SourceConfig(
+        table=f"s3-export-{''.join(c if c.isalnum() or c in '-_.' else '_' for c in ident)}",
+        type=S3_EXPORT_TYPE,
+        region=region,
+        endpoint=endpoint,
+        credentials=creds,
+        assume_role=role,
+        max_map_tasks=workers,
+        s3_export=export,
+    )
 
 
 def _target(r: _Reader) -> TargetConfig:

@@ -16,10 +16,14 @@ from .config import (
     Config,
     Credentials,
     Endpoint,
+    NamedType,
     Rename,
+    S3ExportSource,
     Savepoints,
     SourceConfig,
+    TableDescription,
     TargetConfig,
+    Throughput,
     Validation,
 )
 
@@ -32,6 +36,9 @@ _NESTED: dict[type, str] = {
     Credentials: "credentials",
     AssumeRole: "assumeRole",
     Rename: "renames[]",
+    TableDescription: "tableDescription",
+    NamedType: "item",
+    Throughput: "provisionedThroughput",
 }
 
 _TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean"}
@@ -88,12 +95,23 @@ def config_reference() -> str:
         "keys are an error that names the key and the nearest valid one.",
         "",
     ]
-    queue: list[tuple[type, str]] = [(Config, "")]
+    _sections(lines, [(Config, "")], "## Top level")
+    lines += [
+        "The keys of a source of `type: dynamodb-s3-export` (a DynamoDB export to S3, loaded",
+        "once). Besides these, it takes `type`, `region`, `endpoint` and `credentials` (of S3) and",
+        "`maxMapTasks` (data files loaded at once) as above; it has no `table`.",
+        "",
+    ]
+    _sections(lines, [(S3ExportSource, "")], "## `source` of `type: dynamodb-s3-export`")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _sections(lines: list[str], queue: list[tuple[type, str]], top: str) -> None:
     while queue:
         cls, path = queue.pop(0)
         title = path.replace(".[]", "[]")
         lines += [
-            f"## `{title}`" if path else "## Top level",
+            f"## `{title}`" if path else top,
             "",
             "| key | type | default | meaning |",
             "|---|---|---|---|",
@@ -102,7 +120,6 @@ def config_reference() -> str:
         _rows(cls, f"{title}." if path else "", lines, nested)
         lines.append("")
         queue += nested
-    return "\n".join(lines).rstrip() + "\n"
 
 
 if __name__ == "__main__":

@@ -7,15 +7,17 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
+from . import export
 from .checkpoint import Savepoint, SavepointStore
 from .clients import DynamoClient, source_client, target_client
 from .config import Config
+from .errors import ConfigError, SavepointError
 from .metrics import METRICS, retry_summary
 from .progress import SnapshotProgress
 from .replay import Replayer, ReplayStats
 from .schema import describe_source, ensure_target, key_names
 from .sink import Sink
-from .snapshot import ScanPlan, SnapshotCopier, plan_scan
+from .snapshot import ScanPlan, SnapshotCopier, SnapshotSource, plan_scan
 from .streams import ensure_stream
 from .throttle import RateLimiter, budget, table_capacity
 
@@ -66,15 +68,22 @@ def run_snapshot(
     sp: Savepoint,
     stop: threading.Event,
     show_progress: bool = True,
+    units: SnapshotSource | None = None,
 ) -> bool:
-    plan: ScanPlan = plan_scan(cfg, src, sp.total_segments)
+    plan: ScanPlan = plan_scan(cfg, src, units.units if units else sp.total_segments)
+    if units is None and sp.snapshot_source is not None:
+        raise SavepointError(
+            f"savepoint {store.file} records a snapshot from {sp.snapshot_source}, but the config "
+            "asks for a Scan; restore `snapshotFrom: export` or run with --fresh"
+        )
     sp.total_segments = plan.total_segments
     log.info(
-        "Snapshot: %d segments, %d scanners, %d writers, read budget %s RCU/s",
+        "Snapshot: %d %ss, %d readers, %d writers, read budget %s RCU/s",
         plan.total_segments,
+        units.kind if units else "segment",
         plan.workers,
         plan.writers,
-        f"{plan.read_rate:.0f}" if plan.read_rate else "unlimited",
+        f"{plan.read_rate:.0f}" if plan.read_rate and not units else "unlimited",
     )
     progress = (
         SnapshotProgress(plan.total_segments, len(sp.segments_done), int(src.get("ItemCount") or 0))
@@ -84,7 +93,7 @@ def run_snapshot(
     if progress:
         progress.start()
     try:
-        return SnapshotCopier(source, sink, cfg, plan, store, sp, stop, progress).run()
+        return SnapshotCopier(source, sink, cfg, plan, store, sp, stop, progress, units).run()
     finally:
         if progress:
             progress.close()
@@ -106,6 +115,7 @@ class Job:
     stop: threading.Event
     out: TextIO | None
     show_progress: bool
+    units: SnapshotSource | None = None  # None: Scan segments
 
 
 class Engine(Protocol):
@@ -125,7 +135,15 @@ class LocalEngine:
 
     def snapshot(self, job: Job) -> bool:
         return run_snapshot(
-            job.cfg, job.source, job.sink, job.src, job.store, job.sp, job.stop, job.show_progress
+            job.cfg,
+            job.source,
+            job.sink,
+            job.src,
+            job.store,
+            job.sp,
+            job.stop,
+            job.show_progress,
+            job.units,
         )
 
     def replay(self, job: Job, stream_arn: str, stop_when_caught_up: float | None) -> ReplayStats:
@@ -179,6 +197,18 @@ def _snapshot(job: Job, engine: Engine) -> bool:
     return True
 
 
+def _prepare_export(job: Job, engine: Engine) -> bool:
+    """Take the snapshot from an export when the config asks for one; False when stopped
+    while waiting for it."""
+    cfg, sp = job.cfg, job.sp
+    if not export.wanted(cfg) or sp.snapshot_done or cfg.target.skip_initial_snapshot_transfer:
+        return True
+    if not isinstance(engine, LocalEngine):
+        raise ConfigError(f"{cfg.path}: a snapshot from an export runs on the local engine only")
+    job.units = export.snapshot_source(cfg, job.source, job.src, job.store, sp, job.stop)
+    return job.units is not None
+
+
 def migrate(
     cfg: Config,
     stop: threading.Event | None = None,
@@ -195,7 +225,7 @@ def migrate(
     engine = engine or LocalEngine()
     _phase("schema")
     source, target = source_client(cfg.source), target_client(cfg.target)
-    src = describe_source(source, cfg.source.table)
+    src = export.describe(cfg) or describe_source(source, cfg.source.table)
     tgt = ensure_target(source, target, src, cfg)
     store, sp = _open_savepoint(cfg, src, fresh)
     # The stream comes before the scan: every write made while copying is then in it.
@@ -218,7 +248,7 @@ def migrate(
         show_progress,
     )
     _phase("snapshot")
-    if not _snapshot(job, engine):
+    if not _prepare_export(job, engine) or not _snapshot(job, engine):
         log.info("Stopped before the snapshot finished; savepoint saved to %s", store.file)
         return MigrationResult(False, arn, None, True)
     if arn is None:
