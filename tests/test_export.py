@@ -4,6 +4,7 @@ mode (stream, export, load, replay) on a live table. moto serves S3 and the expo
 from __future__ import annotations
 
 import random
+import re
 import threading
 from collections import Counter
 from pathlib import Path
@@ -309,3 +310,145 @@ def test_one_step_stream_export_load_replay_under_live_writes(
     sp = store.load()
     assert sp is not None and sp.snapshot_source is not None
     assert sp.snapshot_source.startswith("export arn:aws:dynamodb:")
+
+
+def test_stop_while_waiting_for_the_export_then_restart_resumes_the_same_export(
+    moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str, tmp_path: Path
+) -> None:
+    s3 = boto_client(moto.url, "s3")
+    bucket = _bucket(s3, table_name)
+    create_table(src, table_name)
+    batch_put(src, table_name, [every_type_item(i) for i in range(200)])
+    ops: Counter[str] = Counter()
+    as_aws = aws_export_answers(s3)
+    hold = threading.Event()
+    hold.set()
+
+    def on_answer(op: str, path: str, body: bytes) -> bytes:
+        ops[op] += 1
+        if op == "DescribeExport" and hold.is_set():  # as a large export would: still going
+            d = orjson.loads(body)
+            d["ExportDescription"]["ExportStatus"] = "IN_PROGRESS"
+            return orjson.dumps(d)
+        return as_aws(op, path, body)
+
+    with FaultProxy(moto.url) as proxy:
+        proxy.on_answer = on_answer
+        proxy.start()
+        cfg = local_config(
+            tmp_path,
+            proxy,
+            dynalite,
+            table_name,
+            source_extra={"snapshotFrom": "export", "exportBucket": bucket},
+        )
+        run = BackgroundMigration(cfg, stream_poll_seconds=0.1).start()
+        eventually(lambda: (run.check(), ops["DescribeExport"] >= 2)[1], 30, 0.02)
+        first = run.finish()
+        assert first.stopped and not first.snapshot_complete
+        sp = SavepointStore(cfg).load()
+        assert sp is not None and sp.snapshot_source is not None and not sp.snapshot_done
+
+        hold.clear()
+        second = migrate(cfg, show_progress=False, stop_when_caught_up=0.5, stream_poll_seconds=0.1)
+
+    assert second.snapshot_complete
+    assert ops["ExportTableToPointInTime"] == 1 and ops["Scan"] == 0, ops
+    assert table_diff(src, table_name, dst, table_name, ("pk",)) == []
+    again = SavepointStore(cfg).load()
+    assert again is not None and again.snapshot_source == sp.snapshot_source
+
+
+S3_SOURCE: dict[str, Any] = {
+    "type": "dynamodb-s3-export",
+    "bucket": "b",
+    "manifestKey": "p/AWSDynamoDB/01715685260608-c488b4e1/manifest-summary.json",
+    "region": "eu-central-1",
+    "endpoint": {"host": "http://s3", "port": 4566},
+    "credentials": {"accessKey": "dummy", "secretKey": "dummy"},
+    "usePathStyleAccess": True,
+    "tableDescription": {
+        "attributeDefinitions": [{"name": "id", "type": "S"}, {"name": "n", "type": "N"}],
+        "keySchema": [{"name": "id", "type": "HASH"}, {"name": "n", "type": "RANGE"}],
+        "billingMode": "PROVISIONED",
+        "provisionedThroughput": {"readCapacityUnits": 25, "writeCapacityUnits": 20},
+    },
+}
+TARGET = {"type": "alternator", "table": "T", "endpoint": {"host": "http://x", "port": 8000}}
+
+
+def test_s3_export_source_reads_the_scylla_migrator_keys() -> None:
+    from alternator_migrator.config import parse
+
+    cfg = parse({"source": S3_SOURCE, "target": {**TARGET, "streamChanges": False}})
+    e = cfg.source.s3_export
+    assert e is not None and e.bucket == "b" and e.use_path_style_access
+    assert cfg.source.table == "s3-export-01715685260608-c488b4e1"
+    desc = e.table_description.describe("T")
+    assert desc["KeySchema"] == [
+        {"AttributeName": "id", "KeyType": "HASH"},
+        {"AttributeName": "n", "KeyType": "RANGE"},
+    ]
+    assert desc["ProvisionedThroughput"] == {"ReadCapacityUnits": 25, "WriteCapacityUnits": 20}
+    assert "dummy" not in repr(cfg)
+
+
+def _with(section: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    out = orjson.loads(orjson.dumps(section))
+    *parents, last = path.split(".")
+    node = out
+    for p in parents:
+        node = node[p]
+    if value is None:
+        del node[last]
+    else:
+        node[last] = value
+    return out
+
+
+LIVE = {"type": "dynamodb", "table": "a", "region": "r"}
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (_with(S3_SOURCE, "bucket", None), "`source.bucket` is missing"),
+        (_with(S3_SOURCE, "tableDescription", None), "`source.tableDescription` is missing"),
+        (
+            _with(S3_SOURCE, "tableDescription.keySchema", [{"name": "x", "type": "HASH"}]),
+            "names 'x', which is not in attributeDefinitions",
+        ),
+        (
+            _with(
+                S3_SOURCE, "tableDescription.attributeDefinitions", [{"name": "id", "type": "M"}]
+            ),
+            "attributeDefinitions[0].type` is 'M'",
+        ),
+        (_with(S3_SOURCE, "table", "t"), "`source.table` is not a known key"),
+        ({**LIVE, "snapshotFrom": "backup"}, "use `scan` or `export`"),
+        ({**LIVE, "snapshotFrom": "export"}, "`source.exportBucket` is missing"),
+        ({**LIVE, "exportBucket": "b"}, "add `snapshotFrom: export`"),
+        (
+            {**LIVE, "type": "alternator", "snapshotFrom": "export", "exportBucket": "b"},
+            "Alternator has no export",
+        ),
+    ],
+)
+def test_bad_export_configs_name_the_key_and_the_fix(source: dict[str, Any], message: str) -> None:
+    from alternator_migrator.config import parse
+    from alternator_migrator.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse({"source": source, "target": TARGET})
+
+
+def test_an_export_with_stream_changes_or_validate_is_refused(tmp_path: Path) -> None:
+    from alternator_migrator.config import parse
+    from alternator_migrator.errors import ConfigError
+    from alternator_migrator.validate import validate
+
+    with pytest.raises(ConfigError, match="an S3 export has no stream") as e:
+        migrate(parse({"source": S3_SOURCE, "target": {**TARGET, "streamChanges": True}}))
+    assert e.value.exit_code == 2
+    with pytest.raises(ConfigError, match="validate against the table the export was made from"):
+        validate(parse({"source": S3_SOURCE, "target": TARGET}))

@@ -28,7 +28,7 @@ import orjson
 
 from .clients import DynamoClient, DynamoError, preflight, source_client, target_client
 from .config import Config
-from .errors import MigratorError, SchemaError
+from .errors import ConfigError, MigratorError, SchemaError
 from .migrate import make_sink
 from .schema import key_names
 from .sink import Request, Sink, item_key, rename_item
@@ -618,6 +618,11 @@ def validate(cfg: Config, *, repair: bool = False, out: TextIO | None = None) ->
     Prints the report to ``out`` (stdout by default) and returns it.
     """
     out = out or sys.stdout
+    if cfg.source.s3_export is not None:
+        raise ConfigError(
+            f"{cfg.path}: `validate` compares two live tables, and a `dynamodb-s3-export` source "
+            "is none; validate against the table the export was made from"
+        )
     v = Validator(cfg, repair=repair)
     v.open()
     try:
