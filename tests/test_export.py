@@ -33,6 +33,7 @@ from .helpers import (
     normalize,
     scan_all,
     table_diff,
+    to_wire,
     write_aws_export,
 )
 from .proxy import FaultProxy
@@ -452,3 +453,62 @@ def test_an_export_with_stream_changes_or_validate_is_refused(tmp_path: Path) ->
     assert e.value.exit_code == 2
     with pytest.raises(ConfigError, match="validate against the table the export was made from"):
         validate(parse({"source": S3_SOURCE, "target": TARGET}))
+
+
+def test_a_failed_export_stops_the_run_and_the_next_run_requests_a_new_one(
+    moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str, tmp_path: Path
+) -> None:
+    s3 = boto_client(moto.url, "s3")
+    bucket = _bucket(s3, table_name)
+    create_table(src, table_name)
+    batch_put(src, table_name, [every_type_item(i) for i in range(50)])
+    ops: Counter[str] = Counter()
+    as_aws = aws_export_answers(s3)
+
+    def on_answer(op: str, path: str, body: bytes) -> bytes:
+        ops[op] += 1
+        if op == "DescribeExport" and ops["ExportTableToPointInTime"] == 1:
+            d = orjson.loads(body)
+            d["ExportDescription"].update(
+                ExportStatus="FAILED", FailureCode="S3NoSuchBucket", FailureMessage="gone"
+            )
+            return orjson.dumps(d)
+        return as_aws(op, path, body)
+
+    with FaultProxy(moto.url) as proxy:
+        proxy.on_answer = on_answer
+        proxy.start()
+        cfg = local_config(
+            tmp_path,
+            proxy,
+            dynalite,
+            table_name,
+            source_extra={"snapshotFrom": "export", "exportBucket": bucket},
+        )
+        with pytest.raises(ExportError, match=r"is FAILED .*S3NoSuchBucket: gone") as e:
+            migrate(cfg, show_progress=False, stream_poll_seconds=0.1)
+        assert e.value.exit_code == 2
+        sp = SavepointStore(cfg).load()
+        assert sp is not None and (sp.snapshot_source or "").startswith("failed ")
+        result = migrate(cfg, show_progress=False, stop_when_caught_up=0.5, stream_poll_seconds=0.1)
+
+    assert result.snapshot_complete and ops["ExportTableToPointInTime"] == 2, ops
+    assert table_diff(src, table_name, dst, table_name, ("pk",)) == []
+
+
+def test_a_partly_loaded_data_file_resumes_after_its_last_acknowledged_line(
+    moto: Server, table_name: str
+) -> None:
+    from alternator_migrator.export import ExportSource, read_manifest
+
+    s3 = boto_client(moto.url, "s3")
+    bucket = _bucket(s3, table_name)
+    items = [every_type_item(i) for i in range(25)]
+    manifest = write_aws_export(s3, bucket, "p", "01-part", [items])
+    source = ExportSource(s3, read_manifest(s3, bucket, manifest), page_items=10)
+    stop = threading.Event()
+    pages = list(source.pages(0, None, stop))
+    assert [pos for _, pos in pages] == [10, 20, None]
+    resumed = list(source.pages(0, 20, stop))
+    assert [pos for _, pos in resumed] == [None]
+    assert resumed[0][0] == [to_wire(i) for i in items[20:]]  # wire format, as in the file

@@ -279,15 +279,13 @@ def check_named_export(desc: dict[str, Any], table_arn: str, stream_created: flo
         )
 
 
-def _request_export(
-    cfg: Config, source: DynamoClient, src: dict[str, Any], stream_arn: str | None
-) -> str:
+def _request_export(cfg: Config, source: DynamoClient, src: dict[str, Any], attempt: str) -> str:
     s = cfg.source
     assert s.export_bucket is not None
     _ensure_pitr(source, s.table)
-    # Same migration + same stream -> same token: DynamoDB answers a repeated request (a
-    # crash before the savepoint recorded it) with the same export instead of a second one.
-    token = hashlib.sha256(f"{cfg.fingerprint()} {stream_arn}".encode()).hexdigest()[:36]
+    # Same migration, stream and attempt -> same token: DynamoDB answers a repeated request
+    # (a crash before the savepoint recorded it) with the same export, not a second one.
+    token = hashlib.sha256(f"{cfg.fingerprint()} {attempt}".encode()).hexdigest()[:36]
     req = {
         "TableArn": src["TableArn"],
         "S3Bucket": s.export_bucket,
@@ -357,6 +355,52 @@ def _check_units(sp: Savepoint, source: ExportSource) -> None:
         )
 
 
+def _live_export(
+    cfg: Config,
+    source: DynamoClient,
+    src: dict[str, Any],
+    store: SavepointStore,
+    sp: Savepoint,
+    stop: threading.Event,
+) -> ExportSource | None:
+    """One-step mode: the export this migration requested (or was given), once completed."""
+    s = cfg.source
+    prev = sp.snapshot_source
+    if prev is None and sp.total_segments is not None:
+        raise SavepointError(
+            f"savepoint {store.file} records a Scan snapshot in progress, but the config asks "
+            "for an export (`snapshotFrom: export`); run with --fresh to start over"
+        )
+    if prev is not None and prev.startswith("export "):
+        arn = prev.split(" ", 1)[1]
+        log.info("Resuming with export %s (from the savepoint)", arn)
+    elif s.export_arn is not None:
+        arn = s.export_arn
+        check_named_export(
+            _describe_export(source, arn),
+            src["TableArn"],
+            _stream_created(source, sp.stream_arn) if sp.stream_arn else None,
+        )
+    else:
+        arn = _request_export(cfg, source, src, f"{sp.stream_arn} {prev}")
+    sp.snapshot_source = f"export {arn}"
+    store.save(sp)
+    try:
+        desc = wait_export(source, arn, stop)
+    except ExportError:
+        # Not resumed; the failed ARN also changes the next request's client token, so
+        # DynamoDB starts a new export rather than answering with this one.
+        sp.snapshot_source = f"failed {arn}"
+        store.save(sp)
+        raise
+    if desc is None:
+        return None
+    s3 = s3_client(s, False)
+    exp = ExportSource(s3, _manifest_of(s3, desc))
+    exp.tag = sp.snapshot_source
+    return exp
+
+
 def snapshot_source(
     cfg: Config,
     source: DynamoClient,
@@ -373,37 +417,11 @@ def snapshot_source(
         s3 = s3_client(s, e.use_path_style_access)
         exp = ExportSource(s3, read_manifest(s3, e.bucket, e.manifest_key))
     else:
-        if sp.snapshot_source is None and sp.total_segments is not None:
-            raise SavepointError(
-                f"savepoint {store.file} records a Scan snapshot in progress, but the config asks "
-                "for an export (`snapshotFrom: export`); run with --fresh to start over"
-            )
-        if sp.snapshot_source is not None:
-            arn = sp.snapshot_source.split(" ", 1)[1]
-            log.info("Resuming with export %s (from the savepoint)", arn)
-        elif s.export_arn is not None:
-            arn = s.export_arn
-            check_named_export(
-                _describe_export(source, arn),
-                src["TableArn"],
-                _stream_created(source, sp.stream_arn) if sp.stream_arn else None,
-            )
-        else:
-            arn = _request_export(cfg, source, src, sp.stream_arn)
-        sp.snapshot_source = f"export {arn}"
-        store.save(sp)
-        try:
-            desc = wait_export(source, arn, stop)
-        except ExportError:
-            sp.snapshot_source = None  # a failed export is not resumed: the next run asks anew
-            store.save(sp)
-            raise
-        if desc is None:
+        live = _live_export(cfg, source, src, store, sp, stop)
+        if live is None:
             return None
-        s3 = s3_client(s, False)
-        exp = ExportSource(s3, _manifest_of(s3, desc))
-        exp.tag = sp.snapshot_source
-    if sp.snapshot_source not in (None, exp.tag):
+        exp = live
+    if sp.snapshot_source not in (None, exp.tag):  # an s3-export savepoint of another export
         raise SavepointError(
             f"savepoint {store.file} belongs to {sp.snapshot_source}, not {exp.tag}; "
             "run with --fresh to copy the new one"

@@ -71,7 +71,7 @@ def run_snapshot(
     units: SnapshotSource | None = None,
 ) -> bool:
     plan: ScanPlan = plan_scan(cfg, src, units.units if units else sp.total_segments)
-    if units is None and sp.snapshot_source is not None:
+    if units is None and (sp.snapshot_source or "").startswith("export "):
         raise SavepointError(
             f"savepoint {store.file} records a snapshot from {sp.snapshot_source}, but the config "
             "asks for a Scan; restore `snapshotFrom: export` or run with --fresh"
