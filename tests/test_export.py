@@ -173,18 +173,35 @@ def test_restart_after_kill9_skips_the_data_files_already_loaded(
         assert gets[name] == (0 if n in done else 1), (name, done, gets)
 
 
-def test_ion_export_is_refused_with_a_clear_error(
+def test_ion_export_is_refused_in_one_line_with_exit_2(
     moto: Server, dynalite: Server, table_name: str, tmp_path: Path
 ) -> None:
     s3 = boto_client(moto.url, "s3")
     bucket = _bucket(s3, table_name)
     manifest = write_aws_export(s3, bucket, "p", "01-ion", [[]], output_format="ION")
+    cfg = _export_config(tmp_path / "c.yaml", moto.url, bucket, manifest, dynalite, table_name)
+    log = tmp_path / "cli.log"
+    assert _start_cli(cfg, log).wait(60) == 2
+    lines = log.read_text().strip().splitlines()
+    assert "ION format, which is not supported" in lines[-1], lines
+    assert "Traceback" not in log.read_text()
+
+
+def test_a_corrupt_data_file_line_is_named(
+    moto: Server, dynalite: Server, table_name: str, tmp_path: Path
+) -> None:
+    import gzip
+
+    s3 = boto_client(moto.url, "s3")
+    bucket = _bucket(s3, table_name)
+    manifest = write_aws_export(s3, bucket, "p", "01-bad", [[every_type_item(1)] * 3])
+    key = manifest.replace("manifest-summary.json", "data/file000.json.gz")
+    s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(b'{"Item": {}}\n<ion/>\n'))
     cfg = load(
         _export_config(tmp_path / "c.yaml", moto.url, bucket, manifest, dynalite, table_name)
     )
-    with pytest.raises(ExportError, match="ION format, which is not supported") as e:
+    with pytest.raises(ExportError, match=re.escape(f"line 2 of s3://{bucket}/{key}")):
         migrate(cfg, show_progress=False)
-    assert e.value.exit_code == 2
 
 
 def test_missing_manifest_names_the_keys_to_check(

@@ -147,7 +147,19 @@ def read_items(s3: Any, bucket: str, key: str, skip: int = 0) -> Iterator[dict[s
         for n, line in enumerate(gz):
             if n < skip:
                 continue
-            yield orjson.loads(line)["Item"] if line.strip() else {}
+            if not line.strip():
+                yield {}
+                continue
+            try:
+                item = orjson.loads(line)["Item"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                raise ExportError(
+                    f"line {n + 1} of s3://{bucket}/{key} is not an item in DynamoDB JSON "
+                    '(`{"Item": {...}}`); is this a DynamoDB export in DYNAMODB_JSON format?'
+                ) from None
+            if not isinstance(item, dict):
+                raise ExportError(f"line {n + 1} of s3://{bucket}/{key}: `Item` is not a mapping")
+            yield item
 
 
 class ExportSource:
@@ -187,6 +199,7 @@ class ExportSource:
                         page.append(item)
                     if lines - done >= self.page_items:
                         done = lines
+                        METRICS.inc("items_scanned_total", len(page))
                         yield page, done
                         page = []
                         if stop.is_set():
@@ -196,12 +209,13 @@ class ExportSource:
                 if attempt >= FILE_ATTEMPTS:
                     raise ExportError(
                         f"reading s3://{self.manifest.bucket}/{f.key} failed {attempt} times "
-                        f"({e}); the run stopped, a restart resumes after line {done}"
+                        f"({e}); a restart resumes this file from its last acknowledged line"
                     ) from None
                 log.warning("S3 data file %s broke at line %d (%s); re-opening", f.key, lines, e)
                 METRICS.inc("retries_total", cause="connection", endpoint="s3")
                 time.sleep(min(5.0, 0.2 * 2**attempt))
                 continue
+            METRICS.inc("items_scanned_total", len(page))
             yield page, None
             return
 
