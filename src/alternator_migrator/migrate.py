@@ -78,12 +78,16 @@ def run_snapshot(
         )
     sp.total_segments = plan.total_segments
     log.info(
-        "Snapshot: %d %ss, %d readers, %d writers, read budget %s RCU/s",
+        "Snapshot: %d %ss, %d readers, %d writers, read budget %s",
         plan.total_segments,
         units.kind if units else "segment",
         plan.workers,
         plan.writers,
-        f"{plan.read_rate:.0f}" if plan.read_rate and not units else "unlimited",
+        "none needed (export)"
+        if units
+        else f"{plan.read_rate:.0f} RCU/s"
+        if plan.read_rate
+        else "unlimited",
     )
     progress = (
         SnapshotProgress(plan.total_segments, len(sp.segments_done), int(src.get("ItemCount") or 0))
