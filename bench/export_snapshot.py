@@ -3,7 +3,8 @@ items, same target (a fresh dynalite each run).
 
 - scan: N x 1 KB items in a dynalite table -> dynalite (the path bench/run.py measures);
 - export: the same N items as a DynamoDB export in AWS's layout (gzipped data files of
-  ``{"Item": ...}`` lines, manifests) in moto's S3 -> dynalite, ``type: dynamodb-s3-export``.
+  ``{"Item": ...}`` lines in the table's hashed key order, manifests) in moto's S3 ->
+  dynalite, ``type: dynamodb-s3-export``.
 
 Items/s are end to end (process start to exit), the best of ``--repeat`` runs each. Writes
 .bench/export.json. Numbers only; nothing asserts.
@@ -29,8 +30,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent / "src"))
 
-from loader import count, create_table, item, load  # noqa: E402
-from run import ROOT, TABLE, machine, migrator_cmd, run_child, say, write_config  # noqa: E402
+from loader import count, create_table, lean_client, load  # noqa: E402
+from run import ROOT, TABLE, Meter, machine, migrator_cmd, run_child, say, write_config  # noqa: E402
 
 from alternator_migrator.localservers import Server, start_dynalite, start_moto  # noqa: E402
 
@@ -39,17 +40,34 @@ OUT = ROOT / ".bench" / "export.json"
 BUCKET = "bench-exports"
 
 
-def write_export(s3: Any, items: int, files: int) -> str:
-    """The items as an export in AWS's documented layout; returns the manifest-summary key."""
+def write_export(s3: Any, source: Server, items: int, files: int) -> str:
+    """The source table as an export in AWS's documented layout, items in the order a Scan
+    returns them: like AWS's files, each holds a run of the table's hashed key space (and
+    the target then sees the same write order as from the Scan). Returns the summary key."""
+    client = lean_client(source.url)
     base = "bench/AWSDynamoDB/01700000000000-bench"
-    entries = []
     per = -(-items // files)
-    for f in range(files):
-        lo, hi = f * per, min(items, (f + 1) * per)
-        body = b"".join(orjson.dumps({"Item": item(n)}) + b"\n" for n in range(lo, hi))
-        key = f"{base}/data/{f:04d}.json.gz"
-        s3.put_object(Bucket=BUCKET, Key=key, Body=gzip.compress(body, 6))
-        entries.append({"itemCount": hi - lo, "dataFileS3Key": key})
+    entries: list[dict[str, Any]] = []
+    buf: list[bytes] = []
+
+    def flush() -> None:
+        key = f"{base}/data/{len(entries):04d}.json.gz"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=gzip.compress(b"".join(buf), 6))
+        entries.append({"itemCount": len(buf), "dataFileS3Key": key})
+        buf.clear()
+
+    req: dict[str, Any] = {"TableName": TABLE}
+    while True:
+        page = client.call("Scan", req)
+        for it in page.get("Items", []):
+            buf.append(orjson.dumps({"Item": it}) + b"\n")
+            if len(buf) >= per:
+                flush()
+        if "LastEvaluatedKey" not in page:
+            break
+        req["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    if buf:
+        flush()
     s3.put_object(
         Bucket=BUCKET,
         Key=f"{base}/manifest-files.json",
@@ -58,7 +76,7 @@ def write_export(s3: Any, items: int, files: int) -> str:
     summary = {
         "version": "2020-06-30",
         "manifestFilesS3Key": f"{base}/manifest-files.json",
-        "itemCount": items,
+        "itemCount": sum(e["itemCount"] for e in entries),
         "outputFormat": "DYNAMODB_JSON",
     }
     s3.put_object(Bucket=BUCKET, Key=f"{base}/manifest-summary.json", Body=orjson.dumps(summary))
@@ -105,7 +123,9 @@ def one_run(kind: str, items: int, source: Server, moto: Server, manifest: str) 
             cfg = write_config(WORK / "scan.yaml", source, target, WORK / "savepoints-scan")
         else:
             cfg = export_config(WORK / "export.yaml", moto, target, manifest)
+        meter = Meter({"source": source if kind == "scan" else moto, "target": target}).start()
         child = run_child([*migrator_cmd(cfg), "--no-progress"], WORK / f"{kind}.log")
+        meter.stop()
         copied = count(target.url, TABLE)
     finally:
         target.stop()
@@ -117,6 +137,9 @@ def one_run(kind: str, items: int, source: Server, moto: Server, manifest: str) 
         "items_per_s": copied / child.wall,
         "client_cpu_us_per_item": child.cpu / max(1, copied) * 1e6,
         "peak_rss_mib": child.maxrss_mib,
+        "source_cpu_s": meter.cpu["source"],  # dynalite (scan) or moto's S3 (export)
+        "target_cpu_s": meter.cpu["target"],
+        "machine_busy_cores": meter.busy / meter.wall,
     }
 
 
@@ -142,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             aws_secret_access_key="bench",
         )
         s3.create_bucket(Bucket=BUCKET)
-        manifest = write_export(s3, a.items, a.files)
+        manifest = write_export(s3, source, a.items, a.files)
         runs = []
         for r in range(a.repeat):
             for kind in ("scan", "export"):
@@ -150,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 say(
                     f"{kind} run {r + 1}: {res['items_per_s']:,.0f} items/s, "
                     f"{res['client_cpu_us_per_item']:.0f} us CPU/item, "
-                    f"{res['peak_rss_mib']:.0f} MiB, exit {res['exit_code']}, "
+                    f"{res['peak_rss_mib']:.0f} MiB, source CPU {res['source_cpu_s']:.1f}s, "
+                    f"target CPU {res['target_cpu_s']:.1f}s, exit {res['exit_code']}, "
                     f"copied {res['copied']:,}"
                 )
                 runs.append(res)

@@ -669,17 +669,20 @@ def export_markdown(path: Path = ROOT / ".bench" / "export.json") -> list[str]:
         "",
         f"Run {m['date']}, load average before {m['loadavg'][0]:.2f}. The same items copied by "
         "the migrator's CLI from a Scan of a dynalite table, and from a DynamoDB export in AWS's "
-        f"layout ({r['files']} gzipped data files in moto's S3, `type: dynamodb-s3-export`), each "
-        f"into a fresh dynalite; best of {len(r['runs']) // 2}, timed from process start to exit.",
+        f"layout ({r['files']} gzipped data files in moto's S3, items in the table's hashed key "
+        "order as AWS writes them, `type: dynamodb-s3-export`), each into a fresh dynalite; best "
+        f"of {len(r['runs']) // 2}, timed from process start to exit. *Source server*: dynalite "
+        "serving the Scan, or moto serving S3.",
         "",
-        "| snapshot from | items/s | client CPU us/item | peak RSS MiB |",
-        "|---|---|---|---|",
+        "| snapshot from | items/s | client CPU us/item | peak RSS MiB | source server CPU s "
+        "| target CPU s |",
+        "|---|---|---|---|---|---|",
     ]
     for kind in ("scan", "export"):
         b = best[kind]
         lines.append(
             f"| {kind} | {b['items_per_s']:,.0f} | {b['client_cpu_us_per_item']:.0f} | "
-            f"{b['peak_rss_mib']:.0f} |"
+            f"{b['peak_rss_mib']:.0f} | {b['source_cpu_s']:.1f} | {b['target_cpu_s']:.1f} |"
         )
     every = ", ".join(f"{x['kind']} {x['items_per_s']:,.0f}" for x in r["runs"])
     lines += [
