@@ -442,7 +442,6 @@ LIVE = {"type": "dynamodb", "table": "a", "region": "r"}
             ),
             "attributeDefinitions[0].type` is 'M'",
         ),
-        (_with(S3_SOURCE, "table", "t"), "`source.table` is not a known key"),
         ({**LIVE, "snapshotFrom": "backup"}, "use `scan` or `export`"),
         ({**LIVE, "snapshotFrom": "export"}, "`source.exportBucket` is missing"),
         ({**LIVE, "exportBucket": "b"}, "add `snapshotFrom: export`"),

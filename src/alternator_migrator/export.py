@@ -426,9 +426,14 @@ def snapshot_source(
     """The export to take the snapshot from, ready to load; None when ``stop`` was set while
     waiting for it. Records which export it is in the savepoint, so a restart resumes it."""
     s = cfg.source
+    if cfg.skip_segments:
+        raise ConfigError(
+            f"{cfg.path}: `skipSegments` numbers Scan segments, and this snapshot is loaded from "
+            "an export; remove it"
+        )
     if s.s3_export is not None:
         e = s.s3_export
-        s3 = s3_client(s, e.use_path_style_access)
+        s3 = s3_client(s, bool(e.use_path_style_access))
         exp = ExportSource(s3, read_manifest(s3, e.bucket, e.manifest_key))
     else:
         live = _live_export(cfg, source, src, store, sp, stop)

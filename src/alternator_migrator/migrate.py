@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
 from . import export
 from .checkpoint import Savepoint, SavepointStore
 from .clients import DynamoClient, source_client, target_client
-from .config import Config
+from .config import Config, require_supported
 from .errors import ConfigError, SavepointError
 from .metrics import METRICS, retry_summary
 from .progress import SnapshotProgress
-from .replay import Replayer, ReplayStats
+from .replay import Replayer, ReplayStats, tuning
 from .schema import describe_source, ensure_target, key_names
 from .sink import Sink
 from .snapshot import ScanPlan, SnapshotCopier, SnapshotSource, plan_scan
 from .streams import ensure_stream
 from .throttle import RateLimiter, budget, table_capacity
+from .ttl import expiry_check, source_ttl_attribute
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ def run_snapshot(
     sp: Savepoint,
     stop: threading.Event,
     show_progress: bool = True,
+    ttl_attribute: str | None = None,
     units: SnapshotSource | None = None,
 ) -> bool:
     plan: ScanPlan = plan_scan(cfg, src, units.units if units else sp.total_segments)
@@ -97,7 +100,11 @@ def run_snapshot(
     if progress:
         progress.start()
     try:
-        return SnapshotCopier(source, sink, cfg, plan, store, sp, stop, progress, units).run()
+        expired = expiry_check(ttl_attribute, time.time)
+        copier = SnapshotCopier(
+            source, sink, cfg, plan, store, sp, stop, progress, expired=expired, units=units
+        )
+        return copier.run()
     finally:
         if progress:
             progress.close()
@@ -119,6 +126,7 @@ class Job:
     stop: threading.Event
     out: TextIO | None
     show_progress: bool
+    ttl_attribute: str | None = None  # the source's, when TTL is enabled: expired items skipped
     units: SnapshotSource | None = None  # None: Scan segments
 
 
@@ -147,11 +155,21 @@ class LocalEngine:
             job.sp,
             job.stop,
             job.show_progress,
+            job.ttl_attribute,
             job.units,
         )
 
     def replay(self, job: Job, stream_arn: str, stop_when_caught_up: float | None) -> ReplayStats:
-        replayer = Replayer(job.source, job.sink, stream_arn, job.store, job.sp, out=job.out)
+        replayer = Replayer(
+            job.source,
+            job.sink,
+            stream_arn,
+            job.store,
+            job.sp,
+            out=job.out,
+            expired=expiry_check(job.ttl_attribute, time.time),
+            **tuning(job.cfg),
+        )
         return replayer.run(job.stop, stop_when_caught_up)
 
 
@@ -196,6 +214,10 @@ def _snapshot(job: Job, engine: Engine) -> bool:
         log.info("Snapshot already done according to the savepoint %s", store.file)
     elif not engine.snapshot(job) or job.stop.is_set():
         return False
+    elif job.cfg.validation.copy_missing_rows:
+        from .validate import copy_missing_rows  # validate builds on this module
+
+        copy_missing_rows(job.cfg)
     sp.snapshot_done = True
     store.save(sp)
     return True
@@ -227,9 +249,11 @@ def migrate(
     """Run the whole migration; returns when done, caught up, or ``stop`` is set."""
     stop = stop or threading.Event()
     engine = engine or LocalEngine()
+    require_supported(cfg)
     _phase("schema")
     source, target = source_client(cfg.source), target_client(cfg.target)
     src = export.describe(cfg) or describe_source(source, cfg.source.table)
+    ttl_attribute = None if cfg.source.s3_export else source_ttl_attribute(source, cfg.source.table)
     tgt = ensure_target(source, target, src, cfg)
     store, sp = _open_savepoint(cfg, src, fresh)
     # The stream comes before the scan: every write made while copying is then in it.
@@ -250,6 +274,7 @@ def migrate(
         stop,
         out,
         show_progress,
+        ttl_attribute,
     )
     _phase("snapshot")
     if not _prepare_export(job, engine) or not _snapshot(job, engine):

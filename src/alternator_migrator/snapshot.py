@@ -14,13 +14,14 @@ import logging
 import math
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .checkpoint import Savepoint, SavepointStore
 from .clients import DynamoClient
 from .config import Config
+from .errors import ConfigError
 from .metrics import METRICS
 from .progress import SnapshotProgress
 from .sink import Sink
@@ -51,7 +52,7 @@ def plan_scan(cfg: Config, src: dict[str, Any], saved_segments: int | None = Non
         size = int(src.get("TableSizeBytes") or 0)
         total = max(DEFAULT_MIN_SEGMENTS, math.ceil(size / SEGMENT_BYTES))
     workers = min(total, s.max_map_tasks or DEFAULT_MAX_WORKERS)
-    writers = max(2, min(16, workers * 2))
+    writers = cfg.target.max_map_tasks or max(2, min(16, workers * 2))
     rcu = table_capacity(src, "ReadCapacityUnits", s.type)
     return ScanPlan(
         total, workers, writers, budget(s.read_throughput, s.throughput_read_percent, rcu)
@@ -81,9 +82,10 @@ class ScanSource:
 
     kind = "segment"
 
-    def __init__(self, source: DynamoClient, table: str, plan: ScanPlan) -> None:
+    def __init__(self, source: DynamoClient, cfg: Config, plan: ScanPlan) -> None:
         self.source = source
-        self.table = table
+        self.table = cfg.source.table
+        self.consumed_capacity = not cfg.source.remove_consumed_capacity
         self.total = plan.total_segments
         self.read_limiter = RateLimiter(plan.read_rate)
 
@@ -100,8 +102,9 @@ class ScanSource:
                 "TableName": self.table,
                 "Segment": unit,
                 "TotalSegments": self.total,
-                "ReturnConsumedCapacity": "TOTAL",
             }
+            if self.consumed_capacity:
+                req["ReturnConsumedCapacity"] = "TOTAL"
             if start_key is not None:
                 req["ExclusiveStartKey"] = start_key
             resp = self.source.call("Scan", req)
@@ -151,6 +154,8 @@ class SnapshotCopier:
         savepoint: Savepoint,
         stop: threading.Event,
         progress: SnapshotProgress | None = None,
+        *,
+        expired: Callable[[dict[str, Any]], bool] | None = None,
         units: SnapshotSource | None = None,
     ) -> None:
         self.source = source
@@ -161,11 +166,13 @@ class SnapshotCopier:
         self.sp = savepoint
         self.stop = stop
         self.progress = progress
-        self.units: SnapshotSource = units or ScanSource(source, cfg.source.table, plan)
+        self.units: SnapshotSource = units or ScanSource(source, cfg, plan)
         self.batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=plan.writers * 2)
         self.segments: queue.Queue[int] = queue.Queue()
         self.errors: list[BaseException] = []
         self._failed = threading.Event()
+        self.expired = expired  # TTL already passed: not copied
+        self.skipped_expired = 0
 
     # -- reading
     def _scan_segment(self, seg: _Segment) -> None:
@@ -173,6 +180,8 @@ class SnapshotCopier:
         for items, start_key in self.units.pages(seg.number, start, self.stop):
             if self.stop.is_set() or self._failed.is_set():
                 raise _Abort()
+            if self.expired is not None:
+                items = self._drop_expired(items)
             step = self.sink.max_batch
             chunks = [items[i : i + step] for i in range(0, len(items), step)]
             page = _Page(seg, seg.next_page, len(items), start_key, len(chunks))
@@ -185,6 +194,15 @@ class SnapshotCopier:
                 return
         if self.stop.is_set() or self._failed.is_set():
             raise _Abort()
+
+    def _drop_expired(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        assert self.expired is not None
+        live = [it for it in items if not self.expired(it)]
+        if len(live) != len(items):
+            with self.store.lock:
+                self.skipped_expired += len(items) - len(live)
+            METRICS.inc("items_expired_skipped_total", len(items) - len(live))
+        return live
 
     def _put(self, batch: _Batch) -> None:
         while True:
@@ -260,7 +278,10 @@ class SnapshotCopier:
         """Copy every unfinished segment (or only the unfinished ones of ``segments``, as a Spark
         task does). True when the whole snapshot is complete."""
         wanted = range(self.plan.total_segments) if segments is None else segments
-        todo = [n for n in wanted if n not in self.sp.segments_done]
+        skip = skipped_segments(self.cfg, self.plan.total_segments)
+        todo = [n for n in wanted if n not in self.sp.segments_done and n not in skip]
+        if skip and segments is None:
+            log.info("Skipping segments %s (skipSegments)", ", ".join(map(str, sorted(skip))))
         for n in todo:
             self.segments.put(n)
         METRICS.set("segments_total", self.plan.total_segments)
@@ -289,7 +310,23 @@ class SnapshotCopier:
         for t in writers:
             t.join()
         self.store.save(self.sp)
+        if self.skipped_expired:
+            log.info(
+                "Skipped %d expired items (their TTL attribute is in the past)",
+                self.skipped_expired,
+            )
         if self.errors:
             raise self.errors[0]
-        complete = len(self.sp.segments_done) >= self.plan.total_segments
-        return complete
+        return len(self.sp.segments_done | skip) >= self.plan.total_segments
+
+
+def skipped_segments(cfg: Config, total_segments: int) -> set[int]:
+    """The segments ``skipSegments`` names; they count as done (as in the Scylla Migrator)."""
+    beyond = [n for n in cfg.skip_segments if n >= total_segments]
+    if beyond:
+        raise ConfigError(
+            f"{cfg.path}: `skipSegments` names segment {beyond[0]} but the scan has "
+            f"{total_segments} segments (0-{total_segments - 1}); set `source.scanSegments` "
+            "to the count those numbers refer to"
+        )
+    return set(cfg.skip_segments)

@@ -179,6 +179,7 @@ class ShardReader:
         self.drained = False  # last read returned nothing
         self.newest: float | None = None  # creation time of the newest applied record
         self.min_interval = MIN_GET_RECORDS_INTERVAL
+        self.limit = GET_RECORDS_LIMIT  # GetRecords Limit (streamingMaxRecordsPerPoll)
         self._next_call = 0.0
 
     def _acquire(self) -> str | None:
@@ -224,7 +225,7 @@ class ShardReader:
             try:
                 r = self.client.call(
                     "GetRecords",
-                    {"ShardIterator": iterator, "Limit": GET_RECORDS_LIMIT},
+                    {"ShardIterator": iterator, "Limit": self.limit},
                     streams=True,
                 )
             except DynamoError as e:
@@ -237,7 +238,7 @@ class ShardReader:
                     raise _trimmed(self.shard.shard_id, e.message) from None
                 raise
             records: list[dict[str, Any]] = r.get("Records", [])
-            if len(records) >= GET_RECORDS_LIMIT:
+            if len(records) >= self.limit:
                 self._next_call = 0.0  # a full page: more is waiting, read on at once
             return records, r.get("NextShardIterator")
         raise StreamError(f"shard {self.shard.shard_id}: iterator kept expiring")

@@ -28,7 +28,7 @@ from ..migrate import Job, MigrationResult, migrate, write_budget
 from ..progress import SnapshotProgress
 from ..replay import BatchResult, Replayer, ReplayStats
 from ..schema import key_names
-from ..snapshot import plan_scan
+from ..snapshot import plan_scan, skipped_segments
 from ..streams import ShardReader
 from .tasks import (
     ReplayContext,
@@ -117,7 +117,8 @@ class SparkEngine:
         cfg, sp, store = job.cfg, job.sp, job.store
         plan = plan_scan(cfg, job.src, sp.total_segments)
         total = sp.total_segments = plan.total_segments
-        todo = deque(n for n in range(total) if n not in sp.segments_done)
+        skip = skipped_segments(cfg, total)
+        todo = deque(n for n in range(total) if n not in sp.segments_done and n not in skip)
         slots = self.slots(job, len(todo))
         read_rate, write_rate = (
             _share(plan.read_rate, slots),
@@ -204,7 +205,7 @@ class SparkEngine:
             log.info("Snapshot retries by cause: %s", retry_summary() or "none")
         if error is not None:
             raise error
-        return len(sp.segments_done) >= total
+        return len(sp.segments_done | skip) >= total
 
     @staticmethod
     def _record(job: Job, r: SegmentResult, progress: SnapshotProgress | None) -> None:
