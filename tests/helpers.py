@@ -239,6 +239,22 @@ def local_config(tmp: Path, source: Any, target: Any, table: str, **kwargs: Any)
     )
 
 
+def cli_process(*args: str) -> Any:
+    """The CLI as a child process (``subprocess.Popen``, text pipes), for runs a test watches
+    or stops while they go on."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "alternator_migrator", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
 # --------------------------------------------------------------------------- DynamoDB exports
 
 

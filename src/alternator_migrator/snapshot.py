@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .checkpoint import Savepoint, SavepointStore
+from .checkpoint import Savepoint
 from .clients import DynamoClient
 from .config import Config
 from .errors import ConfigError
@@ -143,6 +143,25 @@ class _Abort(Exception):
     pass
 
 
+class Checkpointer(Protocol):
+    """Keeps the progress the copier records in its Savepoint (a SavepointStore writes it to
+    disk; a Spark task keeps it in memory and returns it to the driver)."""
+
+    def save(self, sp: Savepoint) -> None: ...
+
+    def maybe_save(self, sp: Savepoint) -> bool: ...
+
+
+class InMemory:
+    """A Checkpointer that keeps nothing beyond the Savepoint object itself."""
+
+    def save(self, sp: Savepoint) -> None:
+        return None
+
+    def maybe_save(self, sp: Savepoint) -> bool:
+        return False
+
+
 class SnapshotCopier:
     def __init__(
         self,
@@ -150,7 +169,7 @@ class SnapshotCopier:
         sink: Sink,
         cfg: Config,
         plan: ScanPlan,
-        store: SavepointStore,
+        store: Checkpointer,
         savepoint: Savepoint,
         stop: threading.Event,
         progress: SnapshotProgress | None = None,
@@ -173,6 +192,9 @@ class SnapshotCopier:
         self._failed = threading.Event()
         self.expired = expired  # TTL already passed: not copied
         self.skipped_expired = 0
+        # Guards the pages and the Savepoint; saves run under it too, so a save never reads
+        # the Savepoint while a writer changes it.
+        self._lock = threading.RLock()
 
     # -- reading
     def _scan_segment(self, seg: _Segment) -> None:
@@ -199,7 +221,7 @@ class SnapshotCopier:
         assert self.expired is not None
         live = [it for it in items if not self.expired(it)]
         if len(live) != len(items):
-            with self.store.lock:
+            with self._lock:
                 self.skipped_expired += len(items) - len(live)
             METRICS.inc("items_expired_skipped_total", len(items) - len(live))
         return live
@@ -238,7 +260,7 @@ class SnapshotCopier:
             page, items = batch
             try:
                 self.sink.put_items(items)
-                with self.store.lock:
+                with self._lock:
                     page.pending -= 1
                     done = page.pending == 0
                 if done:
@@ -249,7 +271,7 @@ class SnapshotCopier:
     def _ack(self, page: _Page) -> None:
         seg = page.segment
         finished = False
-        with self.store.lock:
+        with self._lock:
             seg.acked[page.number] = page.last_key
             while seg.committed in seg.acked:
                 key = seg.acked.pop(seg.committed)
@@ -260,6 +282,7 @@ class SnapshotCopier:
                     finished = True
                 else:
                     self.sp.segment_keys[seg.number] = key
+            self.store.maybe_save(self.sp)
         if self.progress is not None:
             self.progress.add_items(page.size)
             if finished:
@@ -267,10 +290,9 @@ class SnapshotCopier:
         METRICS.inc("items_copied_total", page.size)
         if finished:
             METRICS.inc("segments_done_total")
-        self.store.maybe_save(self.sp)
 
     def _fail(self, e: BaseException) -> None:
-        with self.store.lock:
+        with self._lock:
             self.errors.append(e)
         self._failed.set()
 
@@ -285,13 +307,15 @@ class SnapshotCopier:
         for n in todo:
             self.segments.put(n)
         METRICS.set("segments_total", self.plan.total_segments)
-        if segments is None and todo and len(todo) < self.plan.total_segments:
+        partial = sum(1 for n in todo if n in self.sp.segment_keys)
+        # A resume, also when only partly copied segments were saved (a kill in the first pages).
+        if segments is None and todo and (len(todo) < self.plan.total_segments or partial):
             log.info(
                 "Resuming snapshot: %d of %d %ss already done, %d partially",
                 self.plan.total_segments - len(todo),
                 self.plan.total_segments,
                 self.units.kind,
-                sum(1 for n in todo if n in self.sp.segment_keys),
+                partial,
             )
         scanners = [
             threading.Thread(target=self._scanner, name=f"scan-{i}", daemon=True)
@@ -309,7 +333,8 @@ class SnapshotCopier:
             self.batches.put(None)
         for t in writers:
             t.join()
-        self.store.save(self.sp)
+        with self._lock:
+            self.store.save(self.sp)
         if self.skipped_expired:
             log.info(
                 "Skipped %d expired items (their TTL attribute is in the past)",

@@ -29,9 +29,9 @@ import orjson
 from .clients import DynamoClient, DynamoError, preflight, source_client, target_client
 from .config import Config, require_supported
 from .errors import ConfigError, MigratorError, SchemaError
-from .migrate import make_sink
 from .schema import key_names
 from .sink import Request, Sink, item_key, rename_item
+from .sink_factory import make_sink
 from .snapshot import plan_scan
 from .throttle import RateLimiter, budget, charge_read, table_capacity
 from .ttl import expiry_check, source_ttl_attribute

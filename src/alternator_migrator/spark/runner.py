@@ -24,10 +24,11 @@ from typing import Any, TextIO
 from ..config import Config
 from ..errors import MigratorError
 from ..metrics import METRICS, retry_summary
-from ..migrate import Job, MigrationResult, migrate, write_budget
+from ..migrate import Job, MigrationResult, migrate
 from ..progress import SnapshotProgress
 from ..replay import BatchResult, Replayer, ReplayStats
 from ..schema import key_names
+from ..sink_factory import write_budget
 from ..snapshot import plan_scan, skipped_segments
 from ..streams import ShardReader
 from .tasks import (

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import errors
-from ..checkpoint import Savepoint, SavepointStore
+from ..checkpoint import Savepoint
 from ..clients import DynamoClient, DynamoError, source_client, target_client
 from ..config import Config
 from ..metrics import METRICS
-from ..migrate import build_sink
 from ..progress import SnapshotProgress
 from ..replay import collapse, record_time
-from ..snapshot import ScanPlan, SnapshotCopier
+from ..sink_factory import build_sink
+from ..snapshot import InMemory, ScanPlan, SnapshotCopier
 from ..streams import GET_RECORDS_LIMIT, Shard, ShardReader
 from ..throttle import RateLimiter
 
@@ -94,16 +94,6 @@ def forward(counters: Counters) -> None:
         METRICS.inc(name, n, **dict(labels))
 
 
-class _TaskStore(SavepointStore):
-    """Executors never write the savepoint file: the driver records what tasks return."""
-
-    def save(self, sp: Savepoint) -> None:
-        return None
-
-    def maybe_save(self, sp: Savepoint) -> bool:
-        return False
-
-
 # --------------------------------------------------------------------------- snapshot
 
 
@@ -135,8 +125,8 @@ def copy_segment(task: SegmentTask) -> SegmentResult:
     source, target = _clients(cfg)
     sink = build_sink(cfg, target, list(task.keys), RateLimiter(task.write_rate))
     plan = ScanPlan(task.total_segments, 1, task.writers, task.read_rate)
-    store = _TaskStore(cfg)
-    sp = store.new()
+    # Executors never write the savepoint file: the driver records what tasks return.
+    sp = Savepoint(fingerprint=cfg.fingerprint(), table=cfg.source.table)
     sp.total_segments = task.total_segments
     if task.start_key is not None:
         sp.segment_keys[task.segment] = task.start_key
@@ -144,7 +134,7 @@ def copy_segment(task: SegmentTask) -> SegmentResult:
     before = _counters()
     error: TaskError | None = None
     try:
-        SnapshotCopier(source, sink, cfg, plan, store, sp, threading.Event(), counter).run(
+        SnapshotCopier(source, sink, cfg, plan, InMemory(), sp, threading.Event(), counter).run(
             [task.segment]
         )
     except (errors.MigratorError, DynamoError) as e:
