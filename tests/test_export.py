@@ -528,3 +528,14 @@ def test_a_partly_loaded_data_file_resumes_after_its_last_acknowledged_line(
     resumed = list(source.pages(0, 20, stop))
     assert [pos for _, pos in resumed] == [None]
     assert resumed[0][0] == [to_wire(i) for i in items[20:]]  # wire format, as in the file
+
+
+def test_a_manifest_that_is_not_one_is_named(moto: Server, table_name: str) -> None:
+    from alternator_migrator.export import read_manifest
+
+    s3 = boto_client(moto.url, "s3")
+    bucket = _bucket(s3, table_name)
+    s3.put_object(Bucket=bucket, Key="x/manifest-summary.json", Body=b"<html>not json</html>")
+    with pytest.raises(ExportError, match="is not a DynamoDB export manifest") as e:
+        read_manifest(s3, bucket, "x/manifest-summary.json")
+    assert e.value.exit_code == 2

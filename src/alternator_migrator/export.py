@@ -41,6 +41,10 @@ class ExportError(MigratorError):
     """An export that cannot be used (missing, failed, ION, too old for the stream)."""
 
 
+class MissingObject(ExportError):
+    """An S3 object (or its bucket) that does not exist."""
+
+
 @dataclass(frozen=True)
 class DataFile:
     key: str
@@ -73,7 +77,9 @@ def s3_client(side: SourceConfig, path_style: bool) -> Any:
             "environment, profile or instance role); add `credentials: {accessKey, secretKey}`"
         )
     session = boto3.Session(region_name=region)
-    session._session._credentials = creds  # the resolved (maybe refreshing) credentials
+    # The same resolved, maybe self-refreshing (assumed role) credentials as the DynamoDB
+    # client's; botocore has no public setter for refreshing ones.
+    session._session._credentials = creds
     style = "path" if path_style or side.endpoint is not None else "auto"
     return session.client(
         "s3",
@@ -86,7 +92,7 @@ def s3_client(side: SourceConfig, path_style: bool) -> Any:
     )
 
 
-def _get(s3: Any, bucket: str, key: str, what: str) -> Any:
+def _get(s3: Any, bucket: str, key: str, what: str, fix: str) -> Any:
     """The streaming body of an object; a missing one is an operator error naming it."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -95,8 +101,8 @@ def _get(s3: Any, bucket: str, key: str, what: str) -> Any:
     except ClientError as e:
         code = str(e.response.get("Error", {}).get("Code", ""))
         if code in ("NoSuchKey", "NoSuchBucket", "404"):
-            raise ExportError(
-                f"{what} s3://{bucket}/{key} does not exist ({code}); {_FIX}"
+            raise MissingObject(
+                f"{what} s3://{bucket}/{key} does not exist ({code}); {fix}"
             ) from None
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
             raise EndpointError(
@@ -111,8 +117,18 @@ def _get(s3: Any, bucket: str, key: str, what: str) -> Any:
 _FIX = "check `source.bucket` and `source.manifestKey` (the export's manifest-summary.json)"
 
 
-def read_manifest(s3: Any, bucket: str, summary_key: str) -> Manifest:
-    summary = orjson.loads(_get(s3, bucket, summary_key, "export manifest").read())
+def read_manifest(s3: Any, bucket: str, summary_key: str, fix: str = _FIX) -> Manifest:
+    try:
+        return _read_manifest(s3, bucket, summary_key, fix)
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as e:
+        raise ExportError(
+            f"s3://{bucket}/{summary_key} or its file list is not a DynamoDB export manifest "
+            f"({type(e).__name__}: {e}); {fix}"
+        ) from None
+
+
+def _read_manifest(s3: Any, bucket: str, summary_key: str, fix: str) -> Manifest:
+    summary = orjson.loads(_get(s3, bucket, summary_key, "export manifest", fix).read())
     fmt = str(summary.get("outputFormat") or "DYNAMODB_JSON").upper()
     if fmt != "DYNAMODB_JSON":
         raise ExportError(
@@ -123,10 +139,10 @@ def read_manifest(s3: Any, bucket: str, summary_key: str) -> Manifest:
     if not files_key:
         raise ExportError(
             f"s3://{bucket}/{summary_key} has no `manifestFilesS3Key`; is it a DynamoDB export's "
-            f"manifest-summary.json? {_FIX}"
+            f"manifest-summary.json? {fix}"
         )
     files: list[DataFile] = []
-    body = _get(s3, bucket, str(files_key), "export file list")
+    body = _get(s3, bucket, str(files_key), "export file list", fix)
     for line in body.iter_lines():
         if line.strip():
             entry = orjson.loads(line)
@@ -143,7 +159,8 @@ def read_manifest(s3: Any, bucket: str, summary_key: str) -> Manifest:
 
 def read_items(s3: Any, bucket: str, key: str, skip: int = 0) -> Iterator[dict[str, Any]]:
     """The items of one data file, decompressed as they stream in, after ``skip`` lines."""
-    with gzip.GzipFile(fileobj=_get(s3, bucket, key, "export data file"), mode="rb") as gz:
+    body = _get(s3, bucket, key, "export data file", "was the export deleted or moved?")
+    with gzip.GzipFile(fileobj=body, mode="rb") as gz:
         for n, line in enumerate(gz):
             if n < skip:
                 continue
@@ -353,12 +370,16 @@ def _manifest_of(s3: Any, desc: dict[str, Any]) -> Manifest:
     named = str(desc.get("ExportManifest") or "")
     candidates = [named, f"{prefix}/{named}"] if named else []
     candidates.append(f"{prefix}/AWSDynamoDB/{export_id}/manifest-summary.json".lstrip("/"))
+    fix = (
+        f"export {desc['ExportArn']} completed, but its manifest is not where DescribeExport and "
+        "AWS's documented layout put it; was it moved or deleted?"
+    )
     for key in candidates[:-1]:
         try:
-            return read_manifest(s3, bucket, key)
-        except ExportError:
+            return read_manifest(s3, bucket, key, fix)
+        except MissingObject:
             continue
-    return read_manifest(s3, bucket, candidates[-1])
+    return read_manifest(s3, bucket, candidates[-1], fix)
 
 
 def _check_units(sp: Savepoint, source: ExportSource) -> None:
