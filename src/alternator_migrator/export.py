@@ -456,6 +456,8 @@ def snapshot_source(
         e = s.s3_export
         s3 = s3_client(s, bool(e.use_path_style_access))
         exp = ExportSource(s3, read_manifest(s3, e.bucket, e.manifest_key))
+        if exp.manifest.item_count is not None:
+            src["ItemCount"] = exp.manifest.item_count  # the progress bar's estimate
     else:
         live = _live_export(cfg, source, src, store, sp, stop)
         if live is None:
