@@ -73,6 +73,13 @@ def create_table(
     if lsis:
         req["LocalSecondaryIndexes"] = lsis
     client.create_table(**req)
+    # dynalite creates tables asynchronously even with --createTableMs 0: a write right after
+    # CreateTable can meet ResourceNotFoundException.
+    eventually(
+        lambda: client.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE",
+        timeout=30,
+        message=f"table {name} ACTIVE",
+    )
 
 
 def scan_all(client: Any, table: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -201,7 +202,11 @@ class FaultProxy:
                     return
                 self._note("forwarded")
                 if self.on_answer is not None:
-                    rbody = self.on_answer(op, path, rbody)
+                    new = self.on_answer(op, path, rbody)
+                    if new is not rbody:  # a rewritten answer carries its own checksum
+                        rheaders = [(k, v) for k, v in rheaders if k.lower() != "x-amz-crc32"]
+                        rheaders.append(("x-amz-crc32", str(zlib.crc32(new))))
+                    rbody = new
                 _send(conn, status, rheaders, rbody)
         except (OSError, http.client.HTTPException):
             return

@@ -44,6 +44,11 @@ class Endpoint:
         "",
     )
     port: int | None = _doc("port", "TCP port, 1-65535.", shown="the scheme's default")
+    ca_bundle: str | None = _doc(
+        "caBundle",
+        "PEM file of the CA(s) that sign this endpoint's TLS certificate (a private CA). Applies to https endpoints only.",
+        shown="AWS_CA_BUNDLE, else the system's CAs",
+    )
 
     @property
     def url(self) -> str:
@@ -563,9 +568,10 @@ def _endpoint(r: _Reader) -> Endpoint | None:
         return None
     host = e.str_("host", required=True)
     port = e.int_("port", minimum=1, maximum=65535)
+    ca_bundle = e.str_("caBundle")
     e.done()
     assert host is not None
-    return Endpoint(host=host, port=port)
+    return Endpoint(host=host, port=port, ca_bundle=ca_bundle)
 
 
 def _credentials(r: _Reader) -> tuple[Credentials | None, AssumeRole | None]:
