@@ -232,6 +232,9 @@ def test_a_named_export_older_than_the_stream_is_refused() -> None:
         check_named_export(desc, "other", 99.0)
     with pytest.raises(ExportError, match="cannot tell"):
         check_named_export({**desc, "ExportTime": None}, "t", 99.0)
+    check_named_export(desc, "t", None, streamed=False)  # no stream to replay: any export
+    with pytest.raises(ExportError, match="DYNAMODB_JSON"):
+        check_named_export({**desc, "ExportFormat": "ION"}, "t", 99.0)
 
 
 class _Writer:

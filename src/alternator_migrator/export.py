@@ -285,25 +285,29 @@ def _stream_created(source: DynamoClient, stream_arn: str) -> float | None:
     return float(t) if isinstance(t, int | float) else None
 
 
-def check_named_export(desc: dict[str, Any], table_arn: str, stream_created: float | None) -> None:
+def check_named_export(
+    desc: dict[str, Any], table_arn: str, stream_created: float | None, streamed: bool = True
+) -> None:
     """Refuse an export the stream does not cover: the replay must start before the export's
-    point in time, or changes between the two would be lost."""
+    point in time, or changes between the two would be lost (without a stream to replay, any
+    export of the table will do)."""
     arn = desc.get("ExportArn")
     if desc.get("TableArn") != table_arn:
         raise ExportError(
             f"export {arn} is of {desc.get('TableArn')}, not of {table_arn}; check `source.exportArn`"
         )
     at = desc.get("ExportTime") or desc.get("StartTime")
-    if not isinstance(at, int | float) or stream_created is None:
-        raise ExportError(
-            f"cannot tell whether export {arn} started after the stream was enabled (no export "
-            "or stream time); remove `source.exportArn` to request a new export"
-        )
-    if float(at) < stream_created:
-        raise ExportError(
-            f"export {arn} is of a point in time before the stream was enabled, so changes "
-            "in between would be lost; remove `source.exportArn` to request a new export"
-        )
+    if streamed:
+        if not isinstance(at, int | float) or stream_created is None:
+            raise ExportError(
+                f"cannot tell whether export {arn} started after the stream was enabled (no "
+                "export or stream time); remove `source.exportArn` to request a new export"
+            )
+        if float(at) < stream_created:
+            raise ExportError(
+                f"export {arn} is of a point in time before the stream was enabled, so changes "
+                "in between would be lost; remove `source.exportArn` to request a new export"
+            )
     if str(desc.get("ExportFormat") or "DYNAMODB_JSON").upper() != "DYNAMODB_JSON":
         raise ExportError(
             f"export {arn} is in {desc.get('ExportFormat')} format; only DYNAMODB_JSON is supported"
@@ -415,6 +419,7 @@ def _live_export(
             _describe_export(source, arn),
             src["TableArn"],
             _stream_created(source, sp.stream_arn) if sp.stream_arn else None,
+            streamed=cfg.target.stream_changes,
         )
     else:
         arn = _request_export(cfg, source, src, f"{sp.stream_arn} {prev}")
