@@ -262,6 +262,63 @@ def cli_process(*args: str) -> Any:
     )
 
 
+def read_savepoint(directory: Path) -> dict[str, Any]:
+    """The one savepoint file in ``directory`` as JSON ({} while there is none)."""
+    import json
+
+    files = list(directory.glob("savepoint-*.json"))
+    return json.loads(files[0].read_bytes()) if files else {}
+
+
+def start_cli(args: list[str], log: Path, env: dict[str, str] | None = None) -> Any:
+    """``python -m alternator_migrator ARGS`` in the background, stdout+stderr into ``log``."""
+    import os
+    import subprocess
+    import sys
+
+    with log.open("ab") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "alternator_migrator", *args],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+
+
+class StaticHttpServer:
+    """Answers every POST on loopback with one fixed status and body (a web server, a REST
+    port, a captive proxy: anything that is not a DynamoDB API)."""
+
+    def __init__(self, status: int, body: bytes, content_type: str = "text/html") -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 # --------------------------------------------------------------------------- DynamoDB exports
 
 

@@ -80,6 +80,8 @@ class _NoCapacityTarget:
 
     retry = None
 
+    label, url, stop = "target", "http://fake", None  # what the sink names in errors
+
     def __init__(self) -> None:
         self.items = 0
 

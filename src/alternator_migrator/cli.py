@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from . import __version__
-from .clients import DynamoError
-from .errors import MigratorError
+from .errors import Interrupted, MigratorError
 
 log = logging.getLogger("alternator_migrator")
 
@@ -132,8 +131,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     # Exit 1 means "differences found", so every failure to compare is a 2.
     try:
         report = validate(load(args.config), repair=args.repair)
-    except (MigratorError, DynamoError) as e:
-        print(f"alternator-migrator: error: {e}", file=sys.stderr)
+    except MigratorError as e:
+        _error(e)
         return 2
     return 0 if report.identical else 1
 
@@ -212,7 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics on PORT (0: any free port, logged)",
     )
     m.add_argument(
-        "--metrics-host", default="0.0.0.0", metavar="ADDR", help="address for --metrics-port"
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address for --metrics-port (default 127.0.0.1: this host only; 0.0.0.0: every "
+        "interface, for a Prometheus on another host)",
     )
     m.set_defaults(func=_cmd_migrate)
 
@@ -271,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _error(message: object) -> None:
+    """The one line an operator sees: newlines from a server's message are folded away."""
+    text = " ".join(str(message).split())
+    print(f"alternator-migrator: error: {text}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -278,11 +287,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rc: int = args.func(args)
         return rc
-    except MigratorError as e:
-        print(f"alternator-migrator: error: {e}", file=sys.stderr)
+    except Interrupted as e:
+        # Stopped while waiting (a retry pause, a budget): what was acknowledged is saved.
+        log.info("Stopped (%s)", e)
+        return 0
+    except MigratorError as e:  # DynamoError included: an endpoint we cannot use as it is
+        _error(e)
         return e.exit_code
-    except DynamoError as e:
-        print(f"alternator-migrator: error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        # A bug or a case we did not foresee: one line, the traceback only when asked for.
+        if args.verbose:
+            log.exception("unexpected error")
+        _error(
+            f"unexpected error: {type(e).__name__}: {e}"
+            + ("" if args.verbose else " (rerun with -v for the traceback)")
+        )
+        return 1

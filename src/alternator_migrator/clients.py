@@ -13,23 +13,24 @@ import hashlib
 import hmac
 import logging
 import os
-import random
 import re
 import ssl
 import threading
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import orjson
 
 from .config import AlternatorSettings, AssumeRole, Credentials, SourceConfig, TargetConfig
-from .errors import EndpointError
+from .errors import EndpointError, MigratorError
 from .metrics import METRICS
 from .nodes import AlternatorNodes, SingleNode
+from .retry import Backoff
+from .retry import RetryPolicy as RetryPolicy  # re-exported: callers build policies
 from .transport import (
     CertificateError,
     ChecksumError,
@@ -77,15 +78,31 @@ _AUTH_CODES = {
 }
 
 
-class DynamoError(Exception):
-    """An error answer from the server (or the network, with ``code`` 'ConnectionError')."""
+class DynamoError(MigratorError):
+    """An error answer from the server (or the network, with ``code`` 'ConnectionError').
 
-    def __init__(self, op: str, code: str, message: str, status: int | None = None) -> None:
-        super().__init__(f"{op}: {code}: {message}")
+    One that reaches the CLI means an endpoint we cannot use as it is: exit 2. ``endpoint``
+    ("source endpoint http://...") is filled in by the client that raised it.
+    """
+
+    def __init__(
+        self,
+        op: str,
+        code: str,
+        message: str,
+        status: int | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        super().__init__(op, code, message, status)
         self.op = op
         self.code = code
         self.message = message
         self.status = status
+        self.endpoint = endpoint
+
+    def __str__(self) -> str:
+        where = f"{self.endpoint}: " if self.endpoint else ""
+        return f"{where}{self.op}: {self.code}: {self.message}"
 
     @property
     def retryable(self) -> bool:
@@ -96,19 +113,6 @@ class DynamoError(Exception):
     @property
     def is_auth(self) -> bool:
         return self.code in _AUTH_CODES or self.status == 403
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Full-jitter exponential backoff, bounded by attempts and by total time."""
-
-    base: float = 0.05
-    cap: float = 5.0
-    max_attempts: int = 60
-    deadline: float = 300.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap, self.base * (2**attempt)))
 
 
 def _cause(err: DynamoError) -> str:
@@ -139,10 +143,13 @@ class CredentialSource:
         static: Credentials | None,
         role: AssumeRole | None,
         region: str | None,
+        *,
+        label: str = "source",
     ) -> None:
         self._static = static
         self._role = role
         self._region = region
+        self._label = label  # which config section, for the fix in an error
         self._lock = threading.Lock()
         self._botocore: Any = None
         self._resolved = False
@@ -185,17 +192,35 @@ class CredentialSource:
         if self._static is not None and self._role is None:
             s = self._static
             return FrozenCreds(s.access_key, s.secret_key, s.session_token)
-        with self._lock:
-            if not self._resolved:
-                self._botocore = self._resolve()
-                self._resolved = True
-        if self._botocore is None:
-            raise EndpointError(
-                "no AWS credentials found (no `credentials` in the config and none in the "
-                "environment, profile or instance role); add `credentials: {accessKey, secretKey}`"
-            )
-        f = self._botocore.get_frozen_credentials()
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            with self._lock:
+                if not self._resolved:
+                    self._botocore = self._resolve()
+                    self._resolved = True
+            if self._botocore is None:
+                raise EndpointError(
+                    "no AWS credentials found (no `credentials` in the config and none in the "
+                    "environment, profile or instance role); add `credentials: {accessKey, secretKey}`"
+                )
+            # An assumed role refreshes here, calling STS again when it is about to expire.
+            f = self._botocore.get_frozen_credentials()
+        except (BotoCoreError, ClientError) as e:
+            raise self._credential_error(e) from None
         return FrozenCreds(f.access_key, f.secret_key, f.token)
+
+    def _credential_error(self, e: Exception) -> EndpointError:
+        where = f"{self._label}.credentials"
+        if self._role is not None:
+            return EndpointError(
+                f"cannot assume role {self._role.arn} through STS ({type(e).__name__}: {e}); "
+                f"check `{where}.assumeRole`, the base credentials and that STS is reachable"
+            )
+        return EndpointError(
+            f"cannot get AWS credentials ({type(e).__name__}: {e}); check `{where}` "
+            "or the AWS environment/profile"
+        )
 
 
 # --------------------------------------------------------------------------- SigV4
@@ -287,10 +312,13 @@ class DynamoClient:
         read_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         label: str = "dynamodb",
+        stop: threading.Event | None = None,
         ca_bundle: str | None = None,
         alternator: AlternatorSettings | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        # The run's stop event: it cuts retry pauses short (the call raises ``Interrupted``).
+        self.stop = stop
         self.streams_url = (streams_url or url).rstrip("/")
         self.region = region
         self.label = label
@@ -337,6 +365,19 @@ class DynamoClient:
     def __repr__(self) -> str:
         return f"DynamoClient({self.label} {self.url})"
 
+    @property
+    def where(self) -> str:
+        """'source endpoint http://host:port', for messages."""
+        return f"{self.label} endpoint {self.url}"
+
+    def __enter__(self) -> DynamoClient:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
     # -- one attempt
     def _send(self, op: str, payload: bytes, streams: bool) -> dict[str, Any]:
         router = self._streams_router if streams else self._router
@@ -368,10 +409,24 @@ class DynamoClient:
                 if router.failed(pool, str(e)) and isinstance(e, ConnectError):
                     continue
                 raise DynamoError(op, "ConnectionError", f"{pool.netloc}: {e}") from None
+            except OSError as e:  # anything the transport did not wrap: still one clear line
+                raise DynamoError(op, "ConnectionError", f"{pool.netloc}: {e}") from None
         METRICS.inc("node_requests_total", endpoint=self.label, node=pool.netloc)
         data = resp.body
         if resp.status == 200:
-            out: dict[str, Any] = orjson.loads(data) if data else {}
+            try:
+                out = orjson.loads(data) if data else {}
+            except orjson.JSONDecodeError:
+                out = None
+            if not isinstance(out, dict):
+                # Not a DynamoDB API at all (a web server, a REST port): retrying cannot help.
+                raise DynamoError(
+                    op,
+                    "InvalidResponse",
+                    f"answered HTTP 200 with a body that is not a JSON object ({data[:60]!r}); "
+                    f"is this a DynamoDB-API endpoint? check `{self.label}.endpoint`",
+                    200,
+                )
             return out
         code, message = "HTTP" + str(resp.status), data[:300].decode("utf-8", "replace")
         try:
@@ -410,28 +465,18 @@ class DynamoClient:
         retry: RetryPolicy | None = None,
         on_retry: Callable[[DynamoError, int], None] | None = None,
     ) -> dict[str, Any]:
-        policy = retry or self.retry
-        start = time.monotonic()
-        attempt = 0
-        while True:
-            try:
-                return self._send(op, payload, streams)
-            except DynamoError as e:
-                if not e.retryable:
-                    raise
-                attempt += 1
-                METRICS.inc("retries_total", cause=_cause(e), endpoint=self.label)
-                pause = policy.delay(attempt)
-                if (
-                    attempt >= policy.max_attempts
-                    or time.monotonic() - start + pause > policy.deadline
-                ):
-                    raise
-                if on_retry is not None:
-                    on_retry(e, attempt)
-                if attempt in (3, 10) or attempt % 20 == 0:
-                    log.warning("%s %s: %s (attempt %d, retrying)", self.label, op, e.code, attempt)
-                time.sleep(pause)
+        with Backoff(
+            retry or self.retry, stop=self.stop, endpoint=self.label, url=self.url, op=op
+        ) as backoff:
+            while True:
+                try:
+                    return self._send(op, payload, streams)
+                except DynamoError as e:
+                    e.endpoint = self.where
+                    if not e.retryable or not backoff.retry(_cause(e), f"{e.code}: {e.message}"):
+                        raise
+                    if on_retry is not None:
+                        on_retry(e, backoff.attempt)
 
     def close(self) -> None:
         self._router.close()
@@ -469,7 +514,12 @@ def aws_endpoints(region: str, env: dict[str, str] | None = None) -> tuple[str, 
     return url, streams_url
 
 
-def _client_for(side: SourceConfig | TargetConfig, label: str, pool_size: int) -> DynamoClient:
+def _client_for(
+    side: SourceConfig | TargetConfig,
+    label: str,
+    pool_size: int,
+    stop: threading.Event | None = None,
+) -> DynamoClient:
     region = side.region or "us-east-1"
     ca_bundle = None
     if side.endpoint is not None:
@@ -482,7 +532,7 @@ def _client_for(side: SourceConfig | TargetConfig, label: str, pool_size: int) -
     alternator = side.alternator
     if alternator is None and side.type == "alternator" and side.endpoint is not None:
         alternator = AlternatorSettings()
-    creds = CredentialSource(side.credentials, side.assume_role, region)
+    creds = CredentialSource(side.credentials, side.assume_role, region, label=label)
     return DynamoClient(
         url,
         region,
@@ -492,15 +542,20 @@ def _client_for(side: SourceConfig | TargetConfig, label: str, pool_size: int) -
         label=label,
         ca_bundle=ca_bundle,
         alternator=alternator,
+        stop=stop,
     )
 
 
-def source_client(cfg: SourceConfig, pool_size: int = 16) -> DynamoClient:
-    return _client_for(cfg, "source", pool_size)
+def source_client(
+    cfg: SourceConfig, pool_size: int = 16, stop: threading.Event | None = None
+) -> DynamoClient:
+    return _client_for(cfg, "source", pool_size, stop)
 
 
-def target_client(cfg: TargetConfig, pool_size: int = 16) -> DynamoClient:
-    return _client_for(cfg, "target", pool_size)
+def target_client(
+    cfg: TargetConfig, pool_size: int = 16, stop: threading.Event | None = None
+) -> DynamoClient:
+    return _client_for(cfg, "target", pool_size, stop)
 
 
 PREFLIGHT = RetryPolicy(base=0.2, cap=3.0, max_attempts=8, deadline=25.0)

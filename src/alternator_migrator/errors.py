@@ -39,3 +39,17 @@ class WriteError(MigratorError):
 
 class SavepointError(MigratorError):
     """A savepoint that cannot be used for this migration."""
+
+
+class StreamRecordError(MigratorError):
+    """A stream record that cannot be applied (no keys, no new image, unknown event): the run
+    stops before it rather than skip a change."""
+
+    exit_code = 1
+
+
+class Interrupted(MigratorError):
+    """The run was asked to stop while it waited (a retry pause, a throughput budget). Not a
+    failure: what was acknowledged is in the savepoint, and the CLI exits 0."""
+
+    exit_code = 0

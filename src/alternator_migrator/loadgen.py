@@ -22,7 +22,8 @@ from typing import Any, TextIO
 
 from .clients import CredentialSource, DynamoClient, DynamoError, preflight
 from .config import Credentials
-from .errors import MigratorError
+from .errors import Interrupted, MigratorError
+from .retry import Backoff, wait
 
 log = logging.getLogger(__name__)
 
@@ -266,9 +267,9 @@ def random_update(rng: random.Random, key: Item, table: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- running
 
 
-def make_client(opts: LoadgenOptions) -> DynamoClient:
+def make_client(opts: LoadgenOptions, stop: threading.Event | None = None) -> DynamoClient:
     creds = CredentialSource(Credentials(opts.access_key, opts.secret_key), None, opts.region)
-    return DynamoClient(opts.endpoint, opts.region, creds, label="loadgen")
+    return DynamoClient(opts.endpoint, opts.region, creds, label="loadgen", stop=stop)
 
 
 def ensure_table(client: DynamoClient, opts: LoadgenOptions, out: TextIO) -> dict[str, Any]:
@@ -303,7 +304,7 @@ def ensure_table(client: DynamoClient, opts: LoadgenOptions, out: TextIO) -> dic
             return desc
         if time.monotonic() > deadline:
             raise LoadgenError(f"table {opts.table!r} did not become ACTIVE within 60s")
-        time.sleep(0.5)
+        wait(client.stop, 0.5, "waiting for the table to become ACTIVE")
 
 
 def prepopulate(
@@ -323,13 +324,24 @@ def prepopulate(
             {"PutRequest": {"Item": random_item(rng, space.key(n), opts.large_fraction)}}
             for n in range(lo, min(space.size, lo + 25))
         ]
-        attempt = 0
-        while reqs:
-            resp = client.call("BatchWriteItem", {"RequestItems": {opts.table: reqs}})
-            reqs = resp.get("UnprocessedItems", {}).get(opts.table, [])
-            if reqs:
-                attempt += 1
-                time.sleep(client.retry.delay(attempt))
+        with Backoff(
+            client.retry,
+            stop=stop,
+            endpoint=client.label,
+            url=client.url,
+            op="BatchWriteItem",
+            unanswered=False,
+        ) as backoff:
+            while reqs:
+                resp = client.call("BatchWriteItem", {"RequestItems": {opts.table: reqs}})
+                reqs = resp.get("UnprocessedItems", {}).get(opts.table, [])
+                if reqs and not backoff.retry(
+                    "unprocessed_items", f"{len(reqs)} items unprocessed"
+                ):
+                    raise LoadgenError(
+                        f"prepopulating {opts.table!r}: {len(reqs)} items stayed unprocessed after "
+                        f"{backoff.attempt} retries; lower --keys or raise the table's capacity"
+                    )
         written = min(space.size, lo + 25)
     out.write(f"loadgen: prepopulated {written:,} items in {time.monotonic() - started:.1f}s\n")
     out.flush()
@@ -366,6 +378,8 @@ class _Runner:
     def apply(self, op: str, call: str, body: dict[str, Any]) -> None:
         try:
             self.client.call(call, body)
+        except Interrupted:
+            return  # stopped while retrying: the operation is simply not counted
         except DynamoError as e:
             with self.lock:
                 self.stats.errors += 1
@@ -389,7 +403,7 @@ def run(
     if opts.writers < 1:
         raise LoadgenError("--writers must be at least 1")
     rng = random.Random(opts.seed)
-    client = make_client(opts)
+    client = make_client(opts, stop)
     try:
         desc = ensure_table(client, opts, out)
         space = KeySpace(desc, opts.keys)

@@ -136,7 +136,7 @@ def render_prometheus(metrics: Metrics | None = None, prefix: str = "alternator_
 class MetricsServer:
     """Serves /metrics for Prometheus from a daemon thread."""
 
-    def __init__(self, port: int, host: str = "0.0.0.0", metrics: Metrics | None = None) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", metrics: Metrics | None = None) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         source = metrics or METRICS

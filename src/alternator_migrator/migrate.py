@@ -12,7 +12,7 @@ from . import export
 from .checkpoint import Savepoint, SavepointStore, same_table, table_identity
 from .clients import DynamoClient, source_client, target_client
 from .config import Config, require_supported
-from .errors import ConfigError, SavepointError
+from .errors import ConfigError, Interrupted, SavepointError
 from .metrics import METRICS, retry_summary
 from .progress import SnapshotProgress
 from .replay import Replayer, ReplayStats, tuning
@@ -301,25 +301,38 @@ def migrate(
     stop = stop or threading.Event()
     require_supported(cfg)
     store = SavepointStore(cfg)
-    # The lock comes first: a second run must not even look at the source's stream.
-    with store.exclusive():
-        return _migrate(
-            cfg,
-            store,
-            stop,
-            fresh,
-            stop_when_caught_up,
-            out,
-            stream_poll_seconds,
-            show_progress,
-            engine or LocalEngine(),
-        )
+    # The lock comes first: a second run must not even look at the source's stream. The stop
+    # event cuts the clients' retry pauses short; the clients close however the run ends.
+    with (
+        store.exclusive(),
+        source_client(cfg.source, stop=stop) as source,
+        target_client(cfg.target, stop=stop) as target,
+    ):
+        try:
+            return _migrate(
+                cfg,
+                store,
+                stop,
+                source,
+                target,
+                fresh,
+                stop_when_caught_up,
+                out,
+                stream_poll_seconds,
+                show_progress,
+                engine or LocalEngine(),
+            )
+        except Interrupted as e:  # stopped while a call of the schema or stream step waited
+            log.info("Stopped (%s)", e)
+            return MigrationResult(False, None, None, True)
 
 
 def _migrate(
     cfg: Config,
     store: SavepointStore,
     stop: threading.Event,
+    source: DynamoClient,
+    target: DynamoClient,
     fresh: bool,
     stop_when_caught_up: float | None,
     out: TextIO | None,
@@ -329,7 +342,6 @@ def _migrate(
 ) -> MigrationResult:
     _phase("schema")
     refuse_same_table(cfg)
-    source, target = source_client(cfg.source), target_client(cfg.target)
     src = export.describe(cfg) or describe_source(source, cfg.source.table)
     ttl_attribute = None if cfg.source.s3_export else source_ttl_attribute(source, cfg.source.table)
     tgt = ensure_target(source, target, src, cfg)

@@ -22,12 +22,22 @@ from typing import Any, TextIO
 from .checkpoint import Savepoint, SavepointStore, ShardPosition
 from .clients import DynamoClient, DynamoError
 from .config import Config
+from .errors import (
+    Interrupted,
+    MigratorError,
+    StreamError,
+    StreamRecordError,
+    StreamTrimmedError,
+)
 from .metrics import METRICS, retry_summary
+from .retry import RetryPolicy
 from .sink import Request, Sink, key_id
 from .streams import GET_RECORDS_LIMIT, Page, ShardReader, _trimmed, list_shards
 from .throttle import RateLimiter
 
 log = logging.getLogger(__name__)
+
+_ONE_TRY = RetryPolicy(max_attempts=1)
 
 # Labels of the op-count table, as the Scylla Migrator prints them.
 OP_LABELS = {"INSERT": "INSERT", "MODIFY": "MODIFY", "REMOVE": "DELETE"}
@@ -59,28 +69,55 @@ def record_time(record: dict[str, Any]) -> float | None:
             return None
 
 
+EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
+
+
+def check_record(rec: dict[str, Any], shard: str | None = None) -> None:
+    """Refuse a record we cannot apply exactly, naming it: skipping it would lose a change,
+    and guessing (a put without its image, a delete without its key) would corrupt one."""
+    d = rec.get("dynamodb")
+    d = d if isinstance(d, dict) else {}
+    name = rec.get("eventName")
+    problem = None
+    if name not in EVENT_NAMES:
+        problem = f"has an unknown eventName {name!r} (expected INSERT, MODIFY or REMOVE)"
+    elif not isinstance(d.get("SequenceNumber"), str):
+        problem = "has no SequenceNumber"
+    elif not isinstance(d.get("Keys"), dict) or not d["Keys"]:
+        problem = "has no Keys"
+    elif name != "REMOVE" and not isinstance(d.get("NewImage"), dict):
+        problem = "has no NewImage (the stream's view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES)"
+    if problem is None:
+        return
+    where = f" of shard {shard}" if shard else ""
+    raise StreamRecordError(
+        f"stream record {rec.get('eventID', '?')} (sequence number "
+        f"{d.get('SequenceNumber', '?')}){where} {problem}; stopped before applying it, and the "
+        "savepoint stays before it"
+    )
+
+
 def collapse(
     records: Sequence[dict[str, Any]],
     sink: Sink,
     expired: Callable[[dict[str, Any]], bool] | None = None,
+    shard: str | None = None,
 ) -> list[Request]:
     """The last change per key, as BatchWriteItem requests; order across keys is irrelevant.
 
     An image whose TTL has already passed (``expired``) is not written: the key is deleted
-    instead, so an older live copy on the target does not outlive the source's.
+    instead, so an older live copy on the target does not outlive the source's. A record that
+    cannot be applied exactly stops the run (``check_record``).
     """
     last: dict[bytes, Request] = {}
     for rec in records:
+        check_record(rec, shard)
         d = rec["dynamodb"]
         k = key_id(d["Keys"])
         if rec["eventName"] == "REMOVE":
             last[k] = sink.delete(d["Keys"])
         else:
-            image = d.get("NewImage")
-            if image is None:
-                raise ValueError(
-                    "a stream record carries no NewImage: the stream's view type must be NEW_IMAGE"
-                )
+            image = d["NewImage"]
             if expired is not None and expired(image):
                 METRICS.inc("stream_images_expired_total")
                 last[k] = sink.delete(d["Keys"])
@@ -274,6 +311,9 @@ class Replayer:
                 failed = failed or e
         if failed is not None:
             raise _ReadFailed(failed)
+        for r, (recs, _) in results.items():
+            for rec in recs:  # before anything of this round is written or checkpointed
+                check_record(rec, r.shard.shard_id)
         fetched = []
         for r, (recs, nxt) in results.items():
             r.commit(recs, nxt)
@@ -329,6 +369,21 @@ class Replayer:
                 log.info("Retries so far by cause: %s", retries)
         self.store.maybe_save(self.sp)
 
+    def _check_source_table(self, cause: Exception) -> None:
+        """A stream that fails to answer may belong to a table that was deleted: say so."""
+        try:
+            self.source.call("DescribeTable", {"TableName": self.sp.table}, retry=_ONE_TRY)
+        except DynamoError as e:
+            if e.code == "ResourceNotFoundException":
+                what = f"{cause.op}: {cause.code}" if isinstance(cause, DynamoError) else cause
+                raise StreamError(
+                    f"the source table {self.sp.table!r} was deleted during the replay "
+                    f"({self.source.where}); its stream can no longer be read ({what}), so "
+                    "changes after the last applied record may be missing from the target"
+                ) from None
+        except MigratorError:
+            pass  # the original error says more
+
     def caught_up(self) -> bool:
         """Every readable shard was read to its current end (or closed)."""
         return all(r.drained or r.closed for r in self.ready()) and not any(
@@ -351,12 +406,12 @@ class Replayer:
         self._status_at, self._status_records = now, self.stats.records
 
     def run(self, stop: threading.Event, stop_when_caught_up: float | None = None) -> ReplayStats:
-        self.refresh()
         idle_sleep = 0.0
         quiet_since: float | None = None
         self._status_at, self._status_records = time.monotonic(), 0
         errors = 0
         try:
+            self.refresh()
             while not stop.is_set():
                 if time.monotonic() - self._status_at >= self.status_seconds:
                     self._status_line(time.monotonic())
@@ -392,6 +447,11 @@ class Replayer:
                 # Nothing new: back off so an idle source is not hammered with GetRecords.
                 idle_sleep = min(self.max_idle_sleep, max(0.05, idle_sleep * 2))
                 stop.wait(idle_sleep)
+        except Interrupted:
+            pass  # stopped mid-round: positions stay at the last applied round
+        except (DynamoError, StreamError, StreamTrimmedError) as e:
+            self._check_source_table(e)
+            raise
         finally:
             self.store.save(self.sp)
             self._pool.shutdown(wait=True)

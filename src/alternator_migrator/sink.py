@@ -9,16 +9,15 @@ run with its key named.
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
 
-from .clients import DynamoClient, DynamoError, RetryPolicy
+from .clients import DynamoClient, DynamoError
 from .errors import WriteError
 from .metrics import METRICS
+from .retry import Backoff, RetryPolicy
 from .throttle import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -42,14 +41,8 @@ def rename_item(item: Item, renames: dict[str, str]) -> Item:
     return {renames.get(k, k): v for k, v in item.items()}
 
 
-def _describe(req: Request) -> str:
-    if "PutRequest" in req:
-        return "put of item with key " + _short_key(req["PutRequest"]["Item"])
-    return "delete of key " + _short_key(req["DeleteRequest"]["Key"])
-
-
-def _short_key(item: Item) -> str:
-    text = orjson.dumps(item).decode()
+def _short_key(key: Item) -> str:
+    text = orjson.dumps(key).decode()
     return text if len(text) <= 300 else text[:300] + "..."
 
 
@@ -87,6 +80,14 @@ class Sink:
     def delete(self, key: Item) -> Request:
         return {"DeleteRequest": {"Key": rename_item(key, self.renames)}}
 
+    def describe(self, req: Request) -> str:
+        """A request for an error message: its key only, never the item's other attributes
+        (they may hold personal data, and a 400 KB item is not a line)."""
+        if "PutRequest" in req:
+            key = item_key(req["PutRequest"]["Item"], self.target_key_names)
+            return "put of the item with key " + _short_key(key)
+        return "delete of key " + _short_key(req["DeleteRequest"]["Key"])
+
     def put_items(self, items: Iterable[Item]) -> int:
         return self.write([self.put(i) for i in items])
 
@@ -108,43 +109,47 @@ class Sink:
 
     def _write_chunk(self, chunk: Sequence[Request]) -> None:
         pending: Sequence[Request] = chunk
-        attempt = 0
-        start = time.monotonic()
-        while pending:
-            payload = self._body(pending)
-            # ~1 WCU per started KB per item; body size is a close, cheap upper estimate.
-            estimate = max(len(pending), len(payload) / 1024)
-            self.limiter.acquire(estimate)
-            try:
-                resp = self.client.call_raw("BatchWriteItem", payload, retry=self.retry)
-            except DynamoError as e:
-                if e.retryable:  # the client's own retry budget ran out
+        c = self.client
+        with Backoff(
+            self.retry,
+            stop=c.stop,
+            endpoint=c.label,
+            url=c.url,
+            op="BatchWriteItem",
+            unanswered=False,
+        ) as backoff:
+            while pending:
+                payload = self._body(pending)
+                # ~1 WCU per started KB per item; body size is a close, cheap upper estimate.
+                estimate = max(len(pending), len(payload) / 1024)
+                self.limiter.acquire(estimate, c.stop)
+                try:
+                    resp = c.call_raw("BatchWriteItem", payload, retry=self.retry)
+                except DynamoError as e:
+                    if e.retryable:  # the client's own retry budget ran out
+                        raise WriteError(
+                            f"target unavailable: BatchWriteItem kept failing ({e.code}: {e.message}) "
+                            f"for {backoff.elapsed:.0f}s; first unwritten: {self.describe(pending[0])}"
+                        ) from None
+                    self._write_singly(pending, e)
+                    return
+                consumed = resp.get("ConsumedCapacity")
+                if consumed:
+                    used = sum(float(x.get("CapacityUnits", 0)) for x in consumed)
+                    self.limiter.settle(used - estimate)
+                unprocessed = resp.get("UnprocessedItems", {}).get(self.table, [])
+                done = len(pending) - len(unprocessed)
+                if done:
+                    METRICS.inc("items_written_total", done)
+                if not unprocessed:
+                    return
+                if not backoff.retry("unprocessed_items", f"{len(unprocessed)} items unprocessed"):
                     raise WriteError(
-                        f"target unavailable: BatchWriteItem kept failing ({e.code}: {e.message}) "
-                        f"for {time.monotonic() - start:.0f}s; first unwritten: {_describe(pending[0])}"
-                    ) from None
-                self._write_singly(pending, e)
-                return
-            consumed = resp.get("ConsumedCapacity")
-            if consumed:
-                used = sum(float(c.get("CapacityUnits", 0)) for c in consumed)
-                self.limiter.settle(used - estimate)
-            unprocessed = resp.get("UnprocessedItems", {}).get(self.table, [])
-            done = len(pending) - len(unprocessed)
-            if done:
-                METRICS.inc("items_written_total", done)
-            if not unprocessed:
-                return
-            attempt += 1
-            METRICS.inc("retries_total", cause="unprocessed_items", endpoint="target")
-            elapsed = time.monotonic() - start
-            if attempt >= self.retry.max_attempts or elapsed > self.retry.deadline:
-                raise WriteError(
-                    f"target left {len(unprocessed)} items unprocessed after {attempt} retries "
-                    f"over {elapsed:.0f}s; first unwritten: {_describe(unprocessed[0])}"
-                )
-            time.sleep(random.uniform(0, min(self.retry.cap, self.retry.base * 2**attempt)))
-            pending = unprocessed
+                        f"target left {len(unprocessed)} items unprocessed after {backoff.attempt} "
+                        f"retries over {backoff.elapsed:.0f}s; first unwritten: "
+                        f"{self.describe(unprocessed[0])}"
+                    )
+                pending = unprocessed
 
     def _write_singly(self, pending: Sequence[Request], batch_error: DynamoError) -> None:
         """A batch was refused as a whole: find and name the request that is at fault."""
@@ -165,6 +170,6 @@ class Sink:
                 self.client.call(op, body, retry=self.retry)
             except DynamoError as e:
                 raise WriteError(
-                    f"target refused the {_describe(req)}: {e.code}: {e.message}"
+                    f"target refused the {self.describe(req)}: {e.code}: {e.message}"
                 ) from None
             METRICS.inc("items_written_total")

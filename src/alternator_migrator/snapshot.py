@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from .checkpoint import Savepoint
 from .clients import DynamoClient
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, Interrupted
 from .metrics import METRICS
 from .progress import SnapshotProgress
 from .sink import Sink
@@ -109,7 +109,7 @@ class ScanSource:
                 req["ExclusiveStartKey"] = start_key
             resp = self.source.call("Scan", req)
             items: list[dict[str, Any]] = resp.get("Items", [])
-            charge_read(self.read_limiter, resp, items, consistent=False)
+            charge_read(self.read_limiter, resp, items, consistent=False, stop=stop)
             METRICS.inc("items_scanned_total", len(items))
             start_key = resp.get("LastEvaluatedKey")
             yield items, start_key
@@ -228,7 +228,9 @@ class SnapshotCopier:
 
     def _put(self, batch: _Batch) -> None:
         while True:
-            if self._failed.is_set():
+            # Stopped: the rest of this page is not queued, so the page is never acknowledged
+            # and its segment resumes from the last fully written page.
+            if self._failed.is_set() or self.stop.is_set():
                 raise _Abort()
             try:
                 self.batches.put(batch, timeout=0.2)
@@ -244,7 +246,7 @@ class SnapshotCopier:
                 except queue.Empty:
                     return
                 self._scan_segment(_Segment(n))
-        except _Abort:
+        except (_Abort, Interrupted):
             return
         except BaseException as e:
             self._fail(e)
@@ -255,8 +257,11 @@ class SnapshotCopier:
             batch = self.batches.get()
             if batch is None:
                 return
-            if self._failed.is_set():
-                continue  # keep draining until the end marker: nothing more is acknowledged
+            if self._failed.is_set() or self.stop.is_set():
+                # Keep draining until the end marker; nothing more is written or acknowledged.
+                # After a stop, batches already queued are not written: with a low write budget
+                # they could take minutes, and their pages are scanned again on resume.
+                continue
             page, items = batch
             try:
                 self.sink.put_items(items)
@@ -265,6 +270,8 @@ class SnapshotCopier:
                     done = page.pending == 0
                 if done:
                     self._ack(page)
+            except Interrupted:
+                continue  # stopped while waiting for budget or a retry: not acknowledged
             except BaseException as e:
                 self._fail(e)
 

@@ -110,7 +110,8 @@ def status(cfg: Config, *, probe_stream: bool = True) -> Status:
         stream_arn=sp.stream_arn,
     )
     if sp.stream_arn and probe_stream:
-        st.shards = _shards(source_client(cfg.source, pool_size=2), sp, now)
+        with source_client(cfg.source, pool_size=2) as client:
+            st.shards = _shards(client, sp, now)
     return st
 
 

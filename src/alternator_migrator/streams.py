@@ -10,6 +10,7 @@ from typing import Any
 
 from .clients import DynamoClient, DynamoError
 from .errors import StreamError, StreamTrimmedError
+from .retry import wait
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def ensure_stream(
     our_arn: str | None,
     *,
     poll_seconds: float = 5.0,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     enabling_since: float | None = None,
     before_enable: Callable[[], None] | None = None,
 ) -> str:
@@ -68,6 +69,12 @@ def ensure_stream(
     ``before_enable`` runs just before UpdateTable (the caller saves an 'enabling' marker);
     ``enabling_since`` is a marker left by an earlier run: a NEW_IMAGE stream created after it
     is that run's, which stopped before it could record the ARN."""
+    if sleep is None:
+        # The run's stop ends the wait for ENABLED (Interrupted); the 'enabling' marker lets
+        # the next run recognise the stream as its own.
+        def sleep(seconds: float) -> None:
+            wait(client.stop, seconds, "waiting for the stream to be enabled")
+
     table = src["TableName"]
     spec = src.get("StreamSpecification") or {}
     arn = src.get("LatestStreamArn")

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from .config import ON_DEMAND_DEFAULT_CAPACITY
+from .retry import wait
 
 
 class RateLimiter:
@@ -35,17 +36,21 @@ class RateLimiter:
         self._tokens = min(self._burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
 
-    def acquire(self, units: float) -> float:
-        """Reserve ``units``; sleeps until the bucket has paid for them. Returns the wait."""
+    def acquire(self, units: float, stop: threading.Event | None = None) -> float:
+        """Reserve ``units``; sleeps until the bucket has paid for them. Returns the wait.
+
+        A set ``stop`` ends the wait at once with ``Interrupted``: with a low budget the wait
+        for one large batch can be minutes. The reservation stays spent (the next run starts
+        with a fresh bucket anyway)."""
         if self.rate is None or units <= 0:
             return 0.0
         with self._lock:
             self._refill(time.monotonic())
             self._tokens -= units
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-        if wait > 0:
-            time.sleep(wait)
-        return wait
+            pause = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if pause > 0:
+            wait(stop, pause, "waiting for the throughput budget")
+        return pause
 
     def settle(self, delta: float) -> None:
         """Charge (positive) or refund (negative) the difference to a reservation."""
@@ -83,7 +88,13 @@ def budget(
     return base * (percent if percent is not None else default_percent)
 
 
-def charge_read(limiter: RateLimiter, resp: dict[str, Any], items: Any, consistent: bool) -> None:
+def charge_read(
+    limiter: RateLimiter,
+    resp: dict[str, Any],
+    items: Any,
+    consistent: bool,
+    stop: threading.Event | None = None,
+) -> None:
     """Pay for a read: the server's ConsumedCapacity, or, where it reports none (Alternator),
     what the bytes read would cost (4 KB per unit, half for eventually consistent reads)."""
     cc = resp.get("ConsumedCapacity")
@@ -97,4 +108,4 @@ def charge_read(limiter: RateLimiter, resp: dict[str, Any], items: Any, consiste
         if limiter.unlimited:
             return
         used = len(orjson.dumps(items)) / 4096 * (1.0 if consistent else 0.5)
-    limiter.acquire(used)
+    limiter.acquire(used, stop)

@@ -29,6 +29,7 @@ import orjson
 from .clients import DynamoClient, DynamoError, preflight, source_client, target_client
 from .config import Config, require_supported
 from .errors import ConfigError, MigratorError, SchemaError
+from .retry import Backoff
 from .schema import key_names
 from .sink import Request, Sink, item_key, rename_item
 from .sink_factory import make_sink
@@ -317,26 +318,28 @@ class _Side:
             spec["ProjectionExpression"] = self._projection
             spec["ExpressionAttributeNames"] = self._names
         found: list[Item] = []
-        attempt = 0
-        while True:
-            req: dict[str, Any] = {"RequestItems": {self.table: spec}}
-            if self.consumed_capacity:
-                req["ReturnConsumedCapacity"] = "TOTAL"
-            resp = self.client.call("BatchGetItem", req)
-            got: list[Item] = resp.get("Responses", {}).get(self.table, [])
-            self._charge(resp, got, consistent)
-            found.extend(got)
-            left = resp.get("UnprocessedKeys", {}).get(self.table)
-            if not left or not left.get("Keys"):
-                return found
-            attempt += 1
-            if attempt >= self.client.retry.max_attempts:
-                raise ValidationError(
-                    f"{self.label} left {len(left['Keys'])} keys of a BatchGetItem unprocessed "
-                    f"after {attempt} retries; lower the read load or raise the table's capacity"
-                )
-            spec = {**spec, "Keys": left["Keys"]}
-            time.sleep(self.client.retry.delay(attempt))
+        c = self.client
+        with Backoff(
+            c.retry, stop=c.stop, endpoint=c.label, url=c.url, op="BatchGetItem", unanswered=False
+        ) as backoff:
+            while True:
+                req: dict[str, Any] = {"RequestItems": {self.table: spec}}
+                if self.consumed_capacity:
+                    req["ReturnConsumedCapacity"] = "TOTAL"
+                resp = self.client.call("BatchGetItem", req)
+                got: list[Item] = resp.get("Responses", {}).get(self.table, [])
+                self._charge(resp, got, consistent)
+                found.extend(got)
+                left = resp.get("UnprocessedKeys", {}).get(self.table)
+                if not left or not left.get("Keys"):
+                    return found
+                if not backoff.retry("unprocessed_keys", f"{len(left['Keys'])} keys unprocessed"):
+                    raise ValidationError(
+                        f"{self.label} left {len(left['Keys'])} keys of a BatchGetItem unprocessed "
+                        f"after {backoff.attempt} retries; lower the read load or raise the table's "
+                        "capacity"
+                    )
+                spec = {**spec, "Keys": left["Keys"]}
 
 
 # --------------------------------------------------------------------------- the two passes
@@ -422,8 +425,10 @@ class Validator:
         )
 
     def close(self) -> None:
-        self.source_client.close()
-        self.target_client.close()
+        # Also after a failed ``open``, which may have created only some of the clients.
+        for client in (getattr(self, "source_client", None), getattr(self, "target_client", None)):
+            if client is not None:
+                client.close()
 
     # -- helpers
     def _tid(self, target_item: Item) -> KeyId:
@@ -646,8 +651,8 @@ def validate(cfg: Config, *, repair: bool = False, out: TextIO | None = None) ->
     """
     out = out or sys.stdout
     v = Validator(cfg, repair=repair)
-    v.open()
     try:
+        v.open()
         log.info(
             "Validating %r (%s) against %r (%s): %d source segments, %d target segments%s",
             cfg.source.table,
