@@ -230,7 +230,8 @@ class ExportSource:
                     ) from None
                 log.warning("S3 data file %s broke at line %d (%s); re-opening", f.key, lines, e)
                 METRICS.inc("retries_total", cause="connection", endpoint="s3")
-                time.sleep(min(5.0, 0.2 * 2**attempt))
+                if stop.wait(min(5.0, 0.2 * 2**attempt)):
+                    return  # stopped: the unit stays unfinished, resumed next run
                 continue
             METRICS.inc("items_scanned_total", len(page))
             yield page, None
