@@ -16,7 +16,9 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +46,9 @@ class FaultProxy:
         self.reset = reset
         self.ops = ops  # only these X-Amz-Target operations get faults (None: all)
         self.injected: Counter[str] = Counter()
+        # Sees (X-Amz-Target operation or "", path, answer body) of every forwarded request and
+        # returns the body to send: to count calls, or to make a server answer as AWS does.
+        self.on_answer: Callable[[str, str, bytes], bytes] | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._outage_until = 0.0
@@ -196,6 +201,12 @@ class FaultProxy:
                     _abort(conn)
                     return
                 self._note("forwarded")
+                if self.on_answer is not None:
+                    new = self.on_answer(op, path, rbody)
+                    if new is not rbody:  # a rewritten answer carries its own checksum
+                        rheaders = [(k, v) for k, v in rheaders if k.lower() != "x-amz-crc32"]
+                        rheaders.append(("x-amz-crc32", str(zlib.crc32(new))))
+                    rbody = new
                 _send(conn, status, rheaders, rbody)
         except (OSError, http.client.HTTPException):
             return
