@@ -317,3 +317,109 @@ class StaticHttpServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+# --------------------------------------------------------------------------- DynamoDB exports
+
+
+def every_type_item(i: int) -> dict[str, Any]:
+    """An item (boto3's low-level form) with every DynamoDB attribute type."""
+    return {
+        "pk": {"S": f"item#{i}"},
+        "n": {"N": str(i * 7 - 3.5)},
+        "b": {"B": bytes([i % 256, 0, 255])},
+        "t": {"BOOL": i % 2 == 0},
+        "z": {"NULL": True},
+        "ss": {"SS": ["a", f"s{i}"]},
+        "ns": {"NS": ["1", str(i + 2)]},
+        "bs": {"BS": [b"\x00", bytes([i % 200 + 1])]},
+        "l": {"L": [{"S": "x"}, {"N": "2"}, {"M": {"deep": {"B": b"\x01\x02"}}}]},
+        "m": {"M": {"k": {"S": "v"}, "nested": {"L": [{"BOOL": False}, {"NULL": True}]}}},
+        "u": {"S": "ünïcödé ✓ " + "p" * (i % 50)},
+    }
+
+
+def to_wire(value: Any) -> Any:
+    """boto3's low-level form -> DynamoDB JSON (binary as base64), as an export file holds it."""
+    import base64
+
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {k: to_wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_wire(v) for v in value]
+    return value
+
+
+def write_aws_export(
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    export_id: str,
+    files: list[list[dict[str, Any]]] | None = None,
+    data_keys: list[str] | None = None,
+    output_format: str = "DYNAMODB_JSON",
+) -> str:
+    """AWS's documented export layout: gzipped data files of `{"Item": ...}` lines (from
+    ``files``, or already in S3 at ``data_keys``), manifest-files.json, manifest-summary.json.
+    Returns the key of manifest-summary.json."""
+    import gzip
+
+    import orjson
+
+    base = f"{prefix}/AWSDynamoDB/{export_id}"
+    entries: list[dict[str, Any]] = []
+    for n, items in enumerate(files or []):
+        key = f"{base}/data/file{n:03d}.json.gz"
+        body = b"".join(orjson.dumps({"Item": to_wire(it)}) + b"\n" for it in items)
+        s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(body))
+        entries.append({"itemCount": len(items), "dataFileS3Key": key})
+    entries += [{"itemCount": None, "dataFileS3Key": k} for k in data_keys or []]
+    lines = [
+        {"md5Checksum": "unchecked", "etag": "unchecked", **e} for e in entries
+    ]  # AWS writes these two as well
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{base}/manifest-files.json",
+        Body=b"".join(orjson.dumps(x) + b"\n" for x in lines),
+    )
+    summary = {
+        "version": "2020-06-30",
+        "exportArn": f"arn:aws:dynamodb:us-east-1:123456789012:table/t/export/{export_id}",
+        "startTime": "2026-01-01T00:00:00.000Z",
+        "endTime": "2026-01-01T00:05:00.000Z",
+        "tableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/t",
+        "exportTime": "2026-01-01T00:00:00.000Z",
+        "s3Bucket": bucket,
+        "s3Prefix": prefix,
+        "s3SseAlgorithm": "AES256",
+        "manifestFilesS3Key": f"{base}/manifest-files.json",
+        "billedSizeBytes": 0,
+        "itemCount": sum(len(f) for f in files or []),
+        "outputFormat": output_format,
+    }
+    s3.put_object(Bucket=bucket, Key=f"{base}/manifest-summary.json", Body=orjson.dumps(summary))
+    return f"{base}/manifest-summary.json"
+
+
+def aws_export_answers(s3: Any) -> Callable[[str, str, bytes], bytes]:
+    """A FaultProxy ``on_answer`` that makes moto's exports look like AWS's: once DescribeExport
+    says COMPLETED, the manifests exist (moto writes only a data file) and are named."""
+    import orjson
+
+    def on_answer(op: str, path: str, body: bytes) -> bytes:
+        if op != "DescribeExport":
+            return body
+        d = orjson.loads(body)
+        desc = d["ExportDescription"]
+        if desc["ExportStatus"] != "COMPLETED" or "ExportManifest" in desc:
+            return body
+        bucket, prefix = desc["S3Bucket"], desc["S3Prefix"]
+        export_id = desc["ExportArn"].rsplit("/", 1)[-1]
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/AWSDynamoDB/")
+        data = [o["Key"] for o in listed.get("Contents", []) if "/data/" in o["Key"]]
+        desc["ExportManifest"] = write_aws_export(s3, bucket, prefix, export_id, data_keys=data)
+        return orjson.dumps(d)
+
+    return on_answer

@@ -16,6 +16,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +48,9 @@ class FaultProxy:
         # (operation, body) -> an answer the proxy gives itself, or None to forward.
         self.intercept: Callable[[str, bytes], dict[str, Any] | None] | None = None
         self.injected: Counter[str] = Counter()
+        # Sees (X-Amz-Target operation or "", path, answer body) of every forwarded request and
+        # returns the body to send: to count calls, or to make a server answer as AWS does.
+        self.on_answer: Callable[[str, str, bytes], bytes] | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._outage_until = 0.0
@@ -204,6 +208,12 @@ class FaultProxy:
                     _abort(conn)
                     return
                 self._note("forwarded")
+                if self.on_answer is not None:
+                    new = self.on_answer(op, path, rbody)
+                    if new is not rbody:  # a rewritten answer carries its own checksum
+                        rheaders = [(k, v) for k, v in rheaders if k.lower() != "x-amz-crc32"]
+                        rheaders.append(("x-amz-crc32", str(zlib.crc32(new))))
+                    rbody = new
                 _send(conn, status, rheaders, rbody)
         except (OSError, http.client.HTTPException):
             return

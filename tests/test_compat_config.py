@@ -283,14 +283,14 @@ def test_stream_changes_mappings() -> None:
     require_supported(k, streaming=False)  # validate compares tables: no stream needed
 
 
-def test_s3_export_source_is_typed_then_refused() -> None:
+def test_s3_export_source_is_typed_and_supported() -> None:
     cfg = parsed("s3-export")
     e = cfg.source.s3_export
     assert e is not None and e.bucket == "exports" and e.use_path_style_access is True
     assert e.table_description.key_schema == (("id", "HASH"),)
     assert e.table_description.read_capacity_units == 5
-    with pytest.raises(ConfigError, match="dynamodb-s3-export is not supported yet"):
-        require_supported(cfg, streaming=False)
+    assert cfg.source.table == "s3-export-0123-abcd"  # names its savepoint
+    require_supported(cfg, streaming=False)  # loaded by export.py (tests/test_export.py)
 
 
 def test_flattened_alternator_keys() -> None:

@@ -50,6 +50,10 @@ class Savepoint:
     total_segments: int | None = None
     segments_done: set[int] = field(default_factory=set)
     segment_keys: dict[int, Any] = field(default_factory=dict)  # last acknowledged key per segment
+    # What the snapshot's units are: None for Scan segments; "export <arn or s3://manifest>" for
+    # the data files of that export, numbered in manifest order (segments_done/segment_keys);
+    # "failed <arn>" after an export failed (the next run requests a new one).
+    snapshot_source: str | None = None
     shards: dict[str, ShardPosition] = field(default_factory=dict)
     updated_at: float = 0.0
     created_at: float = field(default_factory=time.time)
@@ -71,6 +75,7 @@ class Savepoint:
                 "totalSegments": self.total_segments,
                 "segmentsDone": sorted(self.segments_done),
                 "segmentKeys": {str(k): v for k, v in sorted(self.segment_keys.items())},
+                "snapshotSource": self.snapshot_source,
                 "shards": {
                     sid: {
                         "sequenceNumber": p.sequence_number,
@@ -109,13 +114,16 @@ class Savepoint:
             raise _bad("segmentsDone", done, "a list of segment numbers")
         if len(set(done)) != len(done):
             raise _bad("segmentsDone", done, "a list without repeats")
+        source = _opt(d, "snapshotSource", _is_str, "a string or null")
+        # An export's unit position is the number of lines of a data file already copied.
+        position = _is_line if (source or "").startswith("export ") else _is_key
         seg_keys = d.get("segmentKeys", {})
         if not isinstance(seg_keys, dict):
             raise _bad("segmentKeys", seg_keys, "an object of segment number -> key")
         for k, v in seg_keys.items():
             if not _SEGMENT_ID.fullmatch(k):
                 raise _bad("segmentKeys", k, "segment numbers written as plain decimals")
-            if not _is_key(v):
+            if not position(v):
                 raise _bad(f"segmentKeys.{k}", v, "a DynamoDB key ({attribute: {type: value}})")
         segs = [*done, *(int(k) for k in seg_keys)]
         if segs and total is None:
@@ -140,6 +148,7 @@ class Savepoint:
             total_segments=total,
             segments_done=set(done),
             segment_keys={int(k): v for k, v in seg_keys.items()},
+            snapshot_source=source,
             shards=shards,
             created_at=float(_opt(d, "createdAt", _is_time, "a time") or 0.0),
             updated_at=float(_opt(d, "updatedAt", _is_time, "a time") or 0.0),
@@ -166,6 +175,10 @@ def _is_str(v: Any) -> bool:
 
 def _is_time(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def _is_line(v: Any) -> bool:
+    return _is_int(v) and v > 0
 
 
 def _is_key(v: Any) -> bool:

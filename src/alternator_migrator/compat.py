@@ -79,7 +79,8 @@ def _ignored(key: str) -> KeyFate:
     return KeyFate(key, IGNORED, IGNORED_REASONS[key])
 
 
-_S3 = "the S3-export source is parsed and then refused (exit 2) until it is built"
+_KEYS = "a key attribute of the exported table"
+_PT = "of a provisioned target the migration creates"
 
 THEIR_KEYS: tuple[KeyFate, ...] = (
     # ---- top level
@@ -122,7 +123,7 @@ THEIR_KEYS: tuple[KeyFate, ...] = (
     KeyFate(
         "source.type",
         HONOURED,
-        "`dynamodb`, `dynamo`, `alternator`; `dynamodb-s3-export` is parsed, then refused (exit 2)",
+        "`dynamodb`, `dynamo`, `alternator`, `dynamodb-s3-export` (snapshot only: no stream)",
     ),
     KeyFate("source.table", HONOURED, "table name"),
     KeyFate("source.region", HONOURED, "AWS region"),
@@ -172,18 +173,18 @@ THEIR_KEYS: tuple[KeyFate, ...] = (
     _ignored("source.streamApiCallTimeoutSeconds"),
     _ignored("source.streamApiCallAttemptTimeoutSeconds"),
     _ignored("source.streamingPollFutureTimeoutSeconds"),
-    # ---- source (dynamodb-s3-export)
-    KeyFate("source.bucket", REFUSED, _S3),
-    KeyFate("source.manifestKey", REFUSED, _S3),
-    KeyFate("source.usePathStyleAccess", REFUSED, _S3),
-    KeyFate("source.tableDescription", REFUSED, _S3),
-    KeyFate("source.tableDescription.attributeDefinitions[].name", REFUSED, _S3),
-    KeyFate("source.tableDescription.attributeDefinitions[].type", REFUSED, _S3),
-    KeyFate("source.tableDescription.keySchema[].name", REFUSED, _S3),
-    KeyFate("source.tableDescription.keySchema[].type", REFUSED, _S3),
-    KeyFate("source.tableDescription.billingMode", REFUSED, _S3),
-    KeyFate("source.tableDescription.provisionedThroughput.readCapacityUnits", REFUSED, _S3),
-    KeyFate("source.tableDescription.provisionedThroughput.writeCapacityUnits", REFUSED, _S3),
+    # ---- source (dynamodb-s3-export): an export in AWS's layout, loaded once (docs/runbook.md)
+    KeyFate("source.bucket", HONOURED, "S3 bucket of the export"),
+    KeyFate("source.manifestKey", HONOURED, "key of the export's `manifest-summary.json`"),
+    KeyFate("source.usePathStyleAccess", HONOURED, "path-style S3 addressing"),
+    KeyFate("source.tableDescription", HONOURED, "the exported table's shape, for the target"),
+    KeyFate("source.tableDescription.attributeDefinitions[].name", HONOURED, _KEYS),
+    KeyFate("source.tableDescription.attributeDefinitions[].type", HONOURED, "`S`, `N` or `B`"),
+    KeyFate("source.tableDescription.keySchema[].name", HONOURED, _KEYS),
+    KeyFate("source.tableDescription.keySchema[].type", HONOURED, "`HASH` or `RANGE`"),
+    KeyFate("source.tableDescription.billingMode", HONOURED, "of a target the migration creates"),
+    KeyFate("source.tableDescription.provisionedThroughput.readCapacityUnits", HONOURED, _PT),
+    KeyFate("source.tableDescription.provisionedThroughput.writeCapacityUnits", HONOURED, _PT),
     # ---- target
     KeyFate("target.type", HONOURED, "`dynamodb`, `dynamo` or `alternator`"),
     KeyFate("target.table", HONOURED, "table name"),

@@ -170,10 +170,28 @@ class TableDescription:
     read_capacity_units: int | None = None
     write_capacity_units: int | None = None
 
+    def describe(self, table: str) -> dict[str, Any]:
+        """The table as DescribeTable would show it (what schema.py creates the target from)."""
+        desc: dict[str, Any] = {
+            "TableName": table,
+            "KeySchema": [{"AttributeName": n, "KeyType": t.upper()} for n, t in self.key_schema],
+            "AttributeDefinitions": [
+                {"AttributeName": n, "AttributeType": t.upper()}
+                for n, t in self.attribute_definitions
+            ],
+            "BillingModeSummary": {"BillingMode": (self.billing_mode or "PROVISIONED").upper()},
+        }
+        if self.read_capacity_units or self.write_capacity_units:
+            desc["ProvisionedThroughput"] = {
+                "ReadCapacityUnits": self.read_capacity_units or 5,
+                "WriteCapacityUnits": self.write_capacity_units or 5,
+            }
+        return desc
+
 
 @dataclass(frozen=True)
 class S3Export:
-    """A `type: dynamodb-s3-export` source: parsed so that it can be refused precisely."""
+    """A `type: dynamodb-s3-export` source: a DynamoDB export to S3, loaded once."""
 
     bucket: str
     manifest_key: str
@@ -231,7 +249,25 @@ class SourceConfig(_Side):
         "Cap on stream records applied per second, over all shards.",
         shown="unlimited",
     )
-    s3_export: S3Export | None = None  # `type: dynamodb-s3-export` (refused until built)
+    snapshot_from: str = _doc(
+        "snapshotFrom",
+        "`scan` (Scan segments) or `export`: take the snapshot from a DynamoDB export to S3 instead, in the same run (the stream is enabled first, then `ExportTableToPointInTime` is requested, loaded and the stream replayed). Spends no read capacity; needs point-in-time recovery, which is enabled if off.",
+        "scan",
+    )
+    export_bucket: str | None = _doc(
+        "exportBucket",
+        "With `snapshotFrom: export`: the S3 bucket the export is written to (required unless `exportArn` is given). S3 is reached with the source's region, endpoint and credentials.",
+    )
+    export_prefix: str | None = _doc(
+        "exportPrefix",
+        "With `snapshotFrom: export`: the S3 key prefix of the export.",
+        shown="alternator-migrator",
+    )
+    export_arn: str | None = _doc(
+        "exportArn",
+        "With `snapshotFrom: export`: use this existing export instead of requesting one. It must be of this table and its export time must be after the stream was enabled; otherwise the run refuses it.",
+    )
+    s3_export: S3Export | None = None  # `type: dynamodb-s3-export`
 
 
 @dataclass(frozen=True)
@@ -342,11 +378,6 @@ class Config:
 
 def require_supported(cfg: Config, *, streaming: bool = True) -> None:
     """Refuse what is parsed but not built yet (exit 2), before anything is touched."""
-    if cfg.source.s3_export is not None:
-        raise ConfigError(
-            f"{cfg.path}: `source.type` dynamodb-s3-export is not supported yet; "
-            "migrate from the live table with `type: dynamodb`"
-        )
     kinesis = cfg.target.kinesis
     if streaming and kinesis is not None and kinesis.initial_timestamp is not None:
         # Starting later than the stream's oldest record could skip changes the snapshot
@@ -709,9 +740,63 @@ def _s3_export(r: _Reader) -> S3Export:
         )
         pt.done()
     td.done()
+    _check_keys(td, desc)
     r.done()
     assert bucket is not None and manifest is not None
     return S3Export(bucket, manifest, desc, path_style)
+
+
+def _check_keys(td: _Reader, desc: TableDescription) -> None:
+    """The checks CreateTable would make, said in the config's terms."""
+    types = dict(desc.attribute_definitions)
+    for i, (_, t) in enumerate(desc.attribute_definitions):
+        if t.upper() not in ("S", "N", "B"):
+            td.fail(f"{td.key('attributeDefinitions')}[{i}].type", f"is {t!r}", "use S, N or B")
+    for name, _ in desc.key_schema:
+        if name not in types:
+            td.fail(
+                td.key("keySchema"),
+                f"names {name!r}, which is not in attributeDefinitions",
+                "define its type there",
+            )
+    if [t.upper() for _, t in desc.key_schema] not in (["HASH"], ["HASH", "RANGE"]):
+        td.fail(
+            td.key("keySchema"),
+            "must be one HASH key, optionally followed by one RANGE key",
+            "fix the key types",
+        )
+
+
+def _export_table_name(manifest_key: str) -> str:
+    """A name for an export's savepoint: its id (`.../AWSDynamoDB/<id>/manifest-summary.json`),
+    unique per export (an export has no table to name it by)."""
+    parts = manifest_key.split("/")
+    ident = parts[-2] if len(parts) >= 2 else hashlib.sha256(manifest_key.encode()).hexdigest()[:16]
+    return "s3-export-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in ident)
+
+
+def _export_snapshot_keys(r: _Reader) -> dict[str, Any]:
+    """The keys of a DynamoDB source that take its snapshot from an export (one-step mode)."""
+    snap = (r.str_("snapshotFrom") or "scan").lower()
+    bucket, prefix, arn = r.str_("exportBucket"), r.str_("exportPrefix"), r.str_("exportArn")
+    if snap not in ("scan", "export"):
+        r.fail(r.key("snapshotFrom"), f"is {snap!r}", "use `scan` or `export`")
+    if snap == "scan":
+        for name, v in (("exportBucket", bucket), ("exportPrefix", prefix), ("exportArn", arn)):
+            if v is not None:
+                r.fail(r.key(name), "only applies to an export", "add `snapshotFrom: export`")
+    elif str(r.data.get("type", "")).lower() == "alternator":
+        r.fail(r.key("snapshotFrom"), "is `export`, but Alternator has no export", "use `scan`")
+    elif bucket is None and arn is None:
+        r.fail(
+            r.key("exportBucket"), "is missing", "set the S3 bucket to export to (or `exportArn`)"
+        )
+    return {
+        "snapshot_from": snap,
+        "export_bucket": bucket,
+        "export_prefix": prefix,
+        "export_arn": arn,
+    }
 
 
 # Their source keys that mean nothing here (`maxItemsPerBatch` only for `type: alternator`).
@@ -725,7 +810,10 @@ _SOURCE_IGNORED = [
 def _source(r: _Reader) -> SourceConfig:
     common = _side(r, source=True)
     if common["type"] == S3_EXPORT:
-        return SourceConfig(**common, s3_export=_s3_export(r))
+        workers = r.int_("maxMapTasks", minimum=1, maximum=10_000)  # data files loaded at once
+        export = _s3_export(r)
+        common["table"] = _export_table_name(export.manifest_key)
+        return SourceConfig(**common, max_map_tasks=workers, s3_export=export)
     if common["alternator"] is not None and common["alternator"].max_items_per_batch is not None:
         r.warnings.append(
             f"{r.path}: `source.alternator.maxItemsPerBatch` is accepted and ignored: "
@@ -748,6 +836,7 @@ def _source(r: _Reader) -> SourceConfig:
             "streamingMaxRecordsPerPoll", minimum=1, maximum=1000
         ),
         streaming_max_records_per_second=r.int_("streamingMaxRecordsPerSecond", minimum=1),
+        **_export_snapshot_keys(r),
     )
     for k in _SOURCE_IGNORED:
         r.ignore(k)

@@ -9,10 +9,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
+from . import export
 from .checkpoint import Savepoint, SavepointStore, same_table, table_identity
 from .clients import DynamoClient, kinesis_client, source_client, target_client
 from .config import Config, require_supported
-from .errors import Interrupted, SavepointError
+from .errors import ConfigError, Interrupted, SavepointError
 from .kinesis import KinesisSource, ensure_destination
 from .metrics import METRICS, retry_summary
 from .progress import SnapshotProgress
@@ -20,7 +21,7 @@ from .replay import ChangeSource, Replayer, ReplayStats, tuning
 from .schema import describe_source, ensure_target, refuse_same_identity, refuse_same_table
 from .sink import Sink
 from .sink_factory import make_sink
-from .snapshot import ScanPlan, SnapshotCopier, plan_scan
+from .snapshot import ScanPlan, SnapshotCopier, SnapshotSource, plan_scan
 from .streams import ensure_stream
 from .ttl import expiry_check, source_ttl_attribute
 
@@ -47,15 +48,26 @@ def run_snapshot(
     stop: threading.Event,
     show_progress: bool = True,
     ttl_attribute: str | None = None,
+    units: SnapshotSource | None = None,
 ) -> bool:
-    plan: ScanPlan = plan_scan(cfg, src, sp.total_segments)
+    plan: ScanPlan = plan_scan(cfg, src, units.units if units else sp.total_segments)
+    if units is None and (sp.snapshot_source or "").startswith("export "):
+        raise SavepointError(
+            f"savepoint {store.file} records a snapshot from {sp.snapshot_source}, but the config "
+            "asks for a Scan; restore `snapshotFrom: export` or run with --fresh"
+        )
     sp.total_segments = plan.total_segments
     log.info(
-        "Snapshot: %d segments, %d scanners, %d writers, read budget %s RCU/s",
+        "Snapshot: %d %ss, %d readers, %d writers, read budget %s",
         plan.total_segments,
+        units.kind if units else "segment",
         plan.workers,
         plan.writers,
-        f"{plan.read_rate:.0f}" if plan.read_rate else "unlimited",
+        "none needed (export)"
+        if units
+        else f"{plan.read_rate:.0f} RCU/s"
+        if plan.read_rate
+        else "unlimited",
     )
     progress = (
         SnapshotProgress(plan.total_segments, len(sp.segments_done), int(src.get("ItemCount") or 0))
@@ -66,7 +78,9 @@ def run_snapshot(
         progress.start()
     try:
         expired = expiry_check(ttl_attribute, time.time)
-        copier = SnapshotCopier(source, sink, cfg, plan, store, sp, stop, progress, expired=expired)
+        copier = SnapshotCopier(
+            source, sink, cfg, plan, store, sp, stop, progress, expired=expired, units=units
+        )
         return copier.run()
     finally:
         if progress:
@@ -90,6 +104,7 @@ class Job:
     out: TextIO | None
     show_progress: bool
     ttl_attribute: str | None = None  # the source's, when TTL is enabled: expired items skipped
+    units: SnapshotSource | None = None  # None: Scan segments
     changes: ChangeSource | None = None  # None: the source table's DynamoDB Stream
 
 
@@ -119,6 +134,7 @@ class LocalEngine:
             job.stop,
             job.show_progress,
             job.ttl_attribute,
+            job.units,
         )
 
     def replay(self, job: Job, stream_arn: str, stop_when_caught_up: float | None) -> ReplayStats:
@@ -194,7 +210,8 @@ def _check_tables(job: Job) -> None:
         copied
         and not cfg.target.skip_initial_snapshot_transfer
         and _is_empty(job.target, cfg.target.table)
-        and not _is_empty(job.source, cfg.source.table)
+        # An export source has no table to look at; a loaded export is never empty.
+        and (cfg.source.s3_export is not None or not _is_empty(job.source, cfg.source.table))
     ):
         why = (
             f"target table {cfg.target.table!r} is empty although savepoint {store.file} "
@@ -283,6 +300,18 @@ def _snapshot(job: Job, engine: Engine) -> bool:
     return True
 
 
+def _prepare_export(job: Job, engine: Engine) -> bool:
+    """Take the snapshot from an export when the config asks for one; False when stopped
+    while waiting for it."""
+    cfg, sp = job.cfg, job.sp
+    if not export.wanted(cfg) or sp.snapshot_done or cfg.target.skip_initial_snapshot_transfer:
+        return True
+    if not isinstance(engine, LocalEngine):
+        raise ConfigError(f"{cfg.path}: a snapshot from an export runs on the local engine only")
+    job.units = export.snapshot_source(cfg, job.source, job.src, job.store, sp, job.stop)
+    return job.units is not None
+
+
 def migrate(
     cfg: Config,
     stop: threading.Event | None = None,
@@ -347,8 +376,8 @@ def _migrate(
 ) -> MigrationResult:
     _phase("schema")
     refuse_same_table(cfg)
-    src = describe_source(source, cfg.source.table)
-    ttl_attribute = source_ttl_attribute(source, cfg.source.table)
+    src = export.describe(cfg) or describe_source(source, cfg.source.table)
+    ttl_attribute = None if cfg.source.s3_export else source_ttl_attribute(source, cfg.source.table)
     tgt = ensure_target(source, target, src, cfg)
     refuse_same_identity(src, tgt, cfg)
     sp = _open_savepoint(cfg, store, src, fresh)
@@ -374,7 +403,7 @@ def _migrate(
     elif cfg.target.stream_changes:
         arn = _enable_stream(source, src, store, sp, stream_poll_seconds)
     _phase("snapshot")
-    if not _snapshot(job, engine):
+    if not _prepare_export(job, engine) or not _snapshot(job, engine):
         log.info("Stopped before the snapshot finished; savepoint saved to %s", store.file)
         return MigrationResult(False, arn, None, True)
     if arn is None:

@@ -1,6 +1,7 @@
-"""Segmented parallel Scan of the source, pipelined into batched writes on the target.
+"""The snapshot: units of a source (Scan segments, export data files) read in parallel,
+pipelined into batched writes on the target.
 
-Scanner threads (at most ``maxMapTasks``) cut each page into BatchWriteItem-sized batches on a
+Reader threads (at most ``maxMapTasks``) cut each page into BatchWriteItem-sized batches on a
 bounded queue; writer threads drain it. Memory stays flat however large the table: at most one
 page per scanner plus the queued batches are in flight. A segment's position advances only
 over pages whose every batch the target acknowledged, in page order, so the
@@ -13,7 +14,7 @@ import logging
 import math
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,6 +57,64 @@ def plan_scan(cfg: Config, src: dict[str, Any], saved_segments: int | None = Non
     return ScanPlan(
         total, workers, writers, budget(s.read_throughput, s.throughput_read_percent, rcu)
     )
+
+
+class SnapshotSource(Protocol):
+    """What the copier reads: numbered units, each a sequence of pages. A unit's position is
+    opaque to the copier; the savepoint records it per unit once the target acknowledged the
+    page it ends, and a finished unit is never read again."""
+
+    kind: str  # what a unit is, for the log ("segment", "data file")
+
+    @property
+    def units(self) -> int: ...
+
+    def pages(
+        self, unit: int, start: Any, stop: threading.Event
+    ) -> Iterator[tuple[list[dict[str, Any]], Any]]:
+        """(items, position after them) per page from ``start`` (None: the unit's beginning);
+        the unit's last page has position None."""
+        ...
+
+
+class ScanSource:
+    """Scan segments of the source table, within its read budget."""
+
+    kind = "segment"
+
+    def __init__(self, source: DynamoClient, cfg: Config, plan: ScanPlan) -> None:
+        self.source = source
+        self.table = cfg.source.table
+        self.consumed_capacity = not cfg.source.remove_consumed_capacity
+        self.total = plan.total_segments
+        self.read_limiter = RateLimiter(plan.read_rate)
+
+    @property
+    def units(self) -> int:
+        return self.total
+
+    def pages(
+        self, unit: int, start: Any, stop: threading.Event
+    ) -> Iterator[tuple[list[dict[str, Any]], Any]]:
+        start_key = start
+        while not stop.is_set():  # no Scan request after a stop
+            req: dict[str, Any] = {
+                "TableName": self.table,
+                "Segment": unit,
+                "TotalSegments": self.total,
+            }
+            if self.consumed_capacity:
+                req["ReturnConsumedCapacity"] = "TOTAL"
+            if start_key is not None:
+                req["ExclusiveStartKey"] = start_key
+            resp = self.source.call("Scan", req)
+            items: list[dict[str, Any]] = resp.get("Items", [])
+            charge_read(self.read_limiter, resp, items, consistent=False, stop=stop)
+            METRICS.inc("items_scanned_total", len(items))
+            start_key = resp.get("LastEvaluatedKey")
+            yield items, start_key
+            if start_key is None:
+                return
 
 
 @dataclass
@@ -116,6 +175,7 @@ class SnapshotCopier:
         progress: SnapshotProgress | None = None,
         *,
         expired: Callable[[dict[str, Any]], bool] | None = None,
+        units: SnapshotSource | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -125,7 +185,7 @@ class SnapshotCopier:
         self.sp = savepoint
         self.stop = stop
         self.progress = progress
-        self.read_limiter = RateLimiter(plan.read_rate)
+        self.units: SnapshotSource = units or ScanSource(source, cfg, plan)
         self.batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=plan.writers * 2)
         self.segments: queue.Queue[int] = queue.Queue()
         self.errors: list[BaseException] = []
@@ -136,28 +196,14 @@ class SnapshotCopier:
         # the Savepoint while a writer changes it.
         self._lock = threading.RLock()
 
-    # -- scanning
+    # -- reading
     def _scan_segment(self, seg: _Segment) -> None:
-        start_key = self.sp.segment_keys.get(seg.number)
-        while True:
+        start = self.sp.segment_keys.get(seg.number)
+        for items, start_key in self.units.pages(seg.number, start, self.stop):
             if self.stop.is_set() or self._failed.is_set():
                 raise _Abort()
-            req: dict[str, Any] = {
-                "TableName": self.cfg.source.table,
-                "Segment": seg.number,
-                "TotalSegments": self.plan.total_segments,
-            }
-            if not self.cfg.source.remove_consumed_capacity:
-                req["ReturnConsumedCapacity"] = "TOTAL"
-            if start_key is not None:
-                req["ExclusiveStartKey"] = start_key
-            resp = self.source.call("Scan", req)
-            items: list[dict[str, Any]] = resp.get("Items", [])
-            charge_read(self.read_limiter, resp, items, consistent=False, stop=self.stop)
-            METRICS.inc("items_scanned_total", len(items))
             if self.expired is not None:
                 items = self._drop_expired(items)
-            start_key = resp.get("LastEvaluatedKey")
             step = self.sink.max_batch
             chunks = [items[i : i + step] for i in range(0, len(items), step)]
             page = _Page(seg, seg.next_page, len(items), start_key, len(chunks))
@@ -168,6 +214,8 @@ class SnapshotCopier:
                 self._put((page, chunk))
             if start_key is None:
                 return
+        if self.stop.is_set() or self._failed.is_set():
+            raise _Abort()
 
     def _drop_expired(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         assert self.expired is not None
@@ -270,9 +318,10 @@ class SnapshotCopier:
         # A resume, also when only partly copied segments were saved (a kill in the first pages).
         if segments is None and todo and (len(todo) < self.plan.total_segments or partial):
             log.info(
-                "Resuming snapshot: %d of %d segments already done, %d partially",
+                "Resuming snapshot: %d of %d %ss already done, %d partially",
                 self.plan.total_segments - len(todo),
                 self.plan.total_segments,
+                self.units.kind,
                 partial,
             )
         scanners = [

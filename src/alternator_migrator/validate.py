@@ -28,7 +28,7 @@ import orjson
 
 from .clients import DynamoClient, DynamoError, preflight, source_client, target_client
 from .config import Config, require_supported
-from .errors import MigratorError, SchemaError
+from .errors import ConfigError, MigratorError, SchemaError
 from .retry import Backoff
 from .schema import key_names
 from .sink import Request, Sink, item_key, rename_item
@@ -377,6 +377,12 @@ class Validator:
     def open(self) -> None:
         cfg = self.cfg
         require_supported(cfg, streaming=False)
+        if cfg.source.s3_export is not None:
+            raise ConfigError(
+                f"{cfg.path}: `validate` and `copyMissingRows` compare two live tables, and a "
+                "`dynamodb-s3-export` source is none; validate against the table the export "
+                "was made from"
+            )
         self.source_client = source_client(cfg.source)
         self.target_client = target_client(cfg.target)
         self.src_desc = self._describe(self.source_client, cfg.source.table, "source.table")

@@ -1,0 +1,485 @@
+"""Snapshots from a DynamoDB export to S3, in AWS's documented layout.
+
+``manifest-summary.json`` names ``manifest-files.json``, which lists one JSON line per gzipped
+data file; each data file holds one item per line, ``{"Item": {...}}`` in DynamoDB JSON (the
+wire format, so items go to the target as they are). Data files are the snapshot's units: of
+parallelism and of the savepoint. A file is streamed and decompressed line by line, never
+held whole in memory, and its position is the number of lines acknowledged by the target.
+
+Two ways in: a source of ``type: dynamodb-s3-export`` (an export made earlier, loaded once), and
+a DynamoDB source with ``snapshotFrom: export`` (one step: the stream is enabled first, then the
+export requested, waited for, loaded, and the stream replayed from its start).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .checkpoint import Savepoint, SavepointStore
+from .clients import CredentialSource, DynamoClient, DynamoError
+from .config import Config, SourceConfig
+from .errors import ConfigError, EndpointError, MigratorError, SavepointError
+from .metrics import METRICS
+
+log = logging.getLogger(__name__)
+
+PAGE_ITEMS = 1000  # items handed to the copier at a time (bounds memory per reader)
+DEFAULT_PREFIX = "alternator-migrator"
+FILE_ATTEMPTS = 5  # re-opens of one data file after a broken download
+
+
+class ExportError(MigratorError):
+    """An export that cannot be used (missing, failed, ION, too old for the stream)."""
+
+
+class MissingObject(ExportError):
+    """An S3 object (or its bucket) that does not exist."""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    key: str
+    item_count: int | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    bucket: str
+    summary_key: str
+    export_arn: str | None
+    item_count: int | None
+    files: tuple[DataFile, ...]
+
+
+# --------------------------------------------------------------------------- S3
+
+
+def s3_client(side: SourceConfig, path_style: bool) -> Any:
+    """boto3's S3 client for the side's region, endpoint and credentials (default chain and
+    assumed roles resolved as for DynamoDB)."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    region = side.region or "us-east-1"
+    creds = CredentialSource(side.credentials, side.assume_role, region)._resolve()
+    if creds is None:
+        raise EndpointError(
+            "no AWS credentials found for S3 (no `source.credentials` and none in the "
+            "environment, profile or instance role); add `credentials: {accessKey, secretKey}`"
+        )
+    session = boto3.Session(region_name=region)
+    # The same resolved, maybe self-refreshing (assumed role) credentials as the DynamoDB
+    # client's; botocore has no public setter for refreshing ones.
+    session._session._credentials = creds
+    style = "path" if path_style or side.endpoint is not None else "auto"
+    return session.client(
+        "s3",
+        endpoint_url=side.endpoint.url if side.endpoint is not None else None,
+        config=BotoConfig(
+            s3={"addressing_style": style},
+            retries={"max_attempts": 10, "mode": "standard"},
+            max_pool_connections=32,
+        ),
+    )
+
+
+def _get(s3: Any, bucket: str, key: str, what: str, fix: str) -> Any:
+    """The streaming body of an object; a missing one is an operator error naming it."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as e:
+        code = str(e.response.get("Error", {}).get("Code", ""))
+        if code in ("NoSuchKey", "NoSuchBucket", "404"):
+            raise MissingObject(
+                f"{what} s3://{bucket}/{key} does not exist ({code}); {fix}"
+            ) from None
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+            raise EndpointError(
+                f"S3 refused to read s3://{bucket}/{key} ({code}); check `source.credentials` "
+                "and the bucket's policy"
+            ) from None
+        raise
+    except BotoCoreError as e:
+        raise EndpointError(f"S3 is unreachable for s3://{bucket}/{key} ({e})") from None
+
+
+_FIX = "check `source.bucket` and `source.manifestKey` (the export's manifest-summary.json)"
+
+
+def read_manifest(s3: Any, bucket: str, summary_key: str, fix: str = _FIX) -> Manifest:
+    try:
+        return _read_manifest(s3, bucket, summary_key, fix)
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as e:
+        raise ExportError(
+            f"s3://{bucket}/{summary_key} or its file list is not a DynamoDB export manifest "
+            f"({type(e).__name__}: {e}); {fix}"
+        ) from None
+
+
+def _read_manifest(s3: Any, bucket: str, summary_key: str, fix: str) -> Manifest:
+    summary = orjson.loads(_get(s3, bucket, summary_key, "export manifest", fix).read())
+    fmt = str(summary.get("outputFormat") or "DYNAMODB_JSON").upper()
+    if fmt != "DYNAMODB_JSON":
+        raise ExportError(
+            f"export s3://{bucket}/{summary_key} is in {fmt} format, which is not supported; "
+            "export the table again with ExportFormat DYNAMODB_JSON"
+        )
+    files_key = summary.get("manifestFilesS3Key")
+    if not files_key:
+        raise ExportError(
+            f"s3://{bucket}/{summary_key} has no `manifestFilesS3Key`; is it a DynamoDB export's "
+            f"manifest-summary.json? {fix}"
+        )
+    files: list[DataFile] = []
+    body = _get(s3, bucket, str(files_key), "export file list", fix)
+    for line in body.iter_lines():
+        if line.strip():
+            entry = orjson.loads(line)
+            files.append(DataFile(str(entry["dataFileS3Key"]), entry.get("itemCount")))
+    count = summary.get("itemCount")
+    return Manifest(
+        bucket,
+        summary_key,
+        summary.get("exportArn"),
+        int(count) if count is not None else None,
+        tuple(files),
+    )
+
+
+def read_items(s3: Any, bucket: str, key: str, skip: int = 0) -> Iterator[dict[str, Any]]:
+    """The items of one data file, decompressed as they stream in, after ``skip`` lines."""
+    body = _get(s3, bucket, key, "export data file", "was the export deleted or moved?")
+    with gzip.GzipFile(fileobj=body, mode="rb") as gz:
+        for n, line in enumerate(gz):
+            if n < skip:
+                continue
+            if not line.strip():
+                yield {}
+                continue
+            try:
+                item = orjson.loads(line)["Item"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                raise ExportError(
+                    f"line {n + 1} of s3://{bucket}/{key} is not an item in DynamoDB JSON "
+                    '(`{"Item": {...}}`); is this a DynamoDB export in DYNAMODB_JSON format?'
+                ) from None
+            if not isinstance(item, dict):
+                raise ExportError(f"line {n + 1} of s3://{bucket}/{key}: `Item` is not a mapping")
+            yield item
+
+
+class ExportSource:
+    """The data files of one export as snapshot units (a ``snapshot.SnapshotSource``)."""
+
+    kind = "data file"
+
+    def __init__(self, s3: Any, manifest: Manifest, page_items: int = PAGE_ITEMS) -> None:
+        self.s3 = s3
+        self.manifest = manifest
+        self.page_items = page_items
+        self.tag = (
+            f"export {manifest.export_arn or f's3://{manifest.bucket}/{manifest.summary_key}'}"
+        )
+
+    @property
+    def units(self) -> int:
+        return len(self.manifest.files)
+
+    def pages(
+        self, unit: int, start: Any, stop: threading.Event
+    ) -> Iterator[tuple[list[dict[str, Any]], Any]]:
+        """(items, position) per page; the position is the number of lines done, None at the
+        file's end. A download that breaks is re-opened after the lines already handed out."""
+        from botocore.exceptions import BotoCoreError
+
+        f = self.manifest.files[unit]
+        done = int(start or 0)
+        attempt = 0
+        while True:
+            page: list[dict[str, Any]] = []
+            lines = done
+            try:
+                for item in read_items(self.s3, self.manifest.bucket, f.key, done):
+                    lines += 1
+                    if item:  # a blank line moves the position, carries nothing
+                        page.append(item)
+                    if lines - done >= self.page_items:
+                        done = lines
+                        METRICS.inc("items_scanned_total", len(page))
+                        yield page, done
+                        page = []
+                        if stop.is_set():
+                            return
+            except (OSError, EOFError, BotoCoreError) as e:
+                attempt += 1
+                if attempt >= FILE_ATTEMPTS:
+                    raise ExportError(
+                        f"reading s3://{self.manifest.bucket}/{f.key} failed {attempt} times "
+                        f"({e}); a restart resumes this file from its last acknowledged line"
+                    ) from None
+                log.warning("S3 data file %s broke at line %d (%s); re-opening", f.key, lines, e)
+                METRICS.inc("retries_total", cause="connection", endpoint="s3")
+                if stop.wait(min(5.0, 0.2 * 2**attempt)):
+                    return  # stopped: the unit stays unfinished, resumed next run
+                continue
+            METRICS.inc("items_scanned_total", len(page))
+            yield page, None
+            return
+
+
+# --------------------------------------------------------------------------- one-step mode
+
+
+def wanted(cfg: Config) -> bool:
+    return cfg.source.s3_export is not None or cfg.source.snapshot_from == "export"
+
+
+def describe(cfg: Config) -> dict[str, Any] | None:
+    """For a `dynamodb-s3-export` source, the table as DescribeTable would show it (None for
+    a live source, which is described by asking it)."""
+    e = cfg.source.s3_export
+    if e is None:
+        return None
+    if cfg.target.stream_changes:
+        raise ConfigError(
+            f"{cfg.path}: `target.streamChanges` is true, but an S3 export has no stream; set it "
+            "to false, or migrate the live table (`source.type: dynamodb`, `snapshotFrom: export`)"
+        )
+    return e.table_description.describe(cfg.source.table)
+
+
+def _describe_export(source: DynamoClient, arn: str) -> dict[str, Any]:
+    desc: dict[str, Any] = source.call("DescribeExport", {"ExportArn": arn})["ExportDescription"]
+    return desc
+
+
+def _ensure_pitr(source: DynamoClient, table: str) -> None:
+    """An export needs point-in-time recovery; turn it on (as the stream is) when it is off."""
+    cb = source.call("DescribeContinuousBackups", {"TableName": table})
+    pitr = cb.get("ContinuousBackupsDescription", {}).get("PointInTimeRecoveryDescription", {})
+    if pitr.get("PointInTimeRecoveryStatus") == "ENABLED":
+        return
+    log.info("Enabling point-in-time recovery on %r (an export needs it)", table)
+    source.call(
+        "UpdateContinuousBackups",
+        {
+            "TableName": table,
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        },
+    )
+
+
+def _stream_created(source: DynamoClient, stream_arn: str) -> float | None:
+    d = source.call("DescribeStream", {"StreamArn": stream_arn, "Limit": 1}, streams=True)
+    t = d.get("StreamDescription", {}).get("CreationRequestDateTime")
+    return float(t) if isinstance(t, int | float) else None
+
+
+def check_named_export(
+    desc: dict[str, Any], table_arn: str, stream_created: float | None, streamed: bool = True
+) -> None:
+    """Refuse an export the stream does not cover: the replay must start before the export's
+    point in time, or changes between the two would be lost (without a stream to replay, any
+    export of the table will do)."""
+    arn = desc.get("ExportArn")
+    if desc.get("TableArn") != table_arn:
+        raise ExportError(
+            f"export {arn} is of {desc.get('TableArn')}, not of {table_arn}; check `source.exportArn`"
+        )
+    at = desc.get("ExportTime") or desc.get("StartTime")
+    if streamed:
+        if not isinstance(at, int | float) or stream_created is None:
+            raise ExportError(
+                f"cannot tell whether export {arn} started after the stream was enabled (no "
+                "export or stream time); remove `source.exportArn` to request a new export"
+            )
+        if float(at) < stream_created:
+            raise ExportError(
+                f"export {arn} is of a point in time before the stream was enabled, so changes "
+                "in between would be lost; remove `source.exportArn` to request a new export"
+            )
+    if str(desc.get("ExportFormat") or "DYNAMODB_JSON").upper() != "DYNAMODB_JSON":
+        raise ExportError(
+            f"export {arn} is in {desc.get('ExportFormat')} format; only DYNAMODB_JSON is supported"
+        )
+
+
+def _request_export(cfg: Config, source: DynamoClient, src: dict[str, Any], attempt: str) -> str:
+    s = cfg.source
+    assert s.export_bucket is not None
+    _ensure_pitr(source, s.table)
+    # Same migration, stream and attempt -> same token: DynamoDB answers a repeated request
+    # (a crash before the savepoint recorded it) with the same export, not a second one.
+    token = hashlib.sha256(f"{cfg.fingerprint()} {attempt}".encode()).hexdigest()[:36]
+    req = {
+        "TableArn": src["TableArn"],
+        "S3Bucket": s.export_bucket,
+        "S3Prefix": s.export_prefix or DEFAULT_PREFIX,
+        "ExportFormat": "DYNAMODB_JSON",
+        "ClientToken": token,
+    }
+    try:
+        desc = source.call("ExportTableToPointInTime", req)["ExportDescription"]
+    except DynamoError as e:
+        raise ExportError(
+            f"could not request an export of {s.table!r}: {e.code}: {e.message}"
+        ) from None
+    arn = str(desc["ExportArn"])
+    log.info("Requested export %s to s3://%s/%s", arn, s.export_bucket, req["S3Prefix"])
+    return arn
+
+
+def wait_export(source: DynamoClient, arn: str, stop: threading.Event) -> dict[str, Any] | None:
+    """Poll until the export is COMPLETED (its description) or ``stop`` is set (None)."""
+    start = time.monotonic()
+    pause = 0.5
+    while True:
+        desc = _describe_export(source, arn)
+        status = desc.get("ExportStatus")
+        if status == "COMPLETED":
+            log.info(
+                "Export %s completed (%s items) after %.0fs",
+                arn,
+                desc.get("ItemCount", "?"),
+                time.monotonic() - start,
+            )
+            return desc
+        if status != "IN_PROGRESS":
+            raise ExportError(
+                f"export {arn} is {status} ({desc.get('FailureCode')}: {desc.get('FailureMessage')}); "
+                "run again to request a new export"
+            )
+        log.info("Export %s in progress; waiting (%.0fs so far)", arn, time.monotonic() - start)
+        if stop.wait(pause):
+            return None
+        pause = min(30.0, pause * 2)
+
+
+def _manifest_of(s3: Any, desc: dict[str, Any]) -> Manifest:
+    """The export's manifest-summary.json: DescribeExport's ExportManifest, else its
+    documented place, ``<prefix>/AWSDynamoDB/<export id>/manifest-summary.json``."""
+    bucket = str(desc["S3Bucket"])
+    prefix = str(desc.get("S3Prefix") or "").strip("/")
+    export_id = str(desc["ExportArn"]).rsplit("/", 1)[-1]
+    named = str(desc.get("ExportManifest") or "")
+    candidates = [named, f"{prefix}/{named}"] if named else []
+    candidates.append(f"{prefix}/AWSDynamoDB/{export_id}/manifest-summary.json".lstrip("/"))
+    fix = (
+        f"export {desc['ExportArn']} completed, but its manifest is not where DescribeExport and "
+        "AWS's documented layout put it; was it moved or deleted?"
+    )
+    for key in candidates[:-1]:
+        try:
+            return read_manifest(s3, bucket, key, fix)
+        except MissingObject:
+            continue
+    return read_manifest(s3, bucket, candidates[-1], fix)
+
+
+def _check_units(sp: Savepoint, source: ExportSource) -> None:
+    if sp.total_segments is not None and sp.total_segments != source.units:
+        raise SavepointError(
+            f"the savepoint records {sp.total_segments} units, the export has {source.units} "
+            "data files; run with --fresh to copy it again"
+        )
+
+
+def _live_export(
+    cfg: Config,
+    source: DynamoClient,
+    src: dict[str, Any],
+    store: SavepointStore,
+    sp: Savepoint,
+    stop: threading.Event,
+) -> ExportSource | None:
+    """One-step mode: the export this migration requested (or was given), once completed."""
+    s = cfg.source
+    prev = sp.snapshot_source
+    if prev is None and sp.total_segments is not None:
+        raise SavepointError(
+            f"savepoint {store.file} records a Scan snapshot in progress, but the config asks "
+            "for an export (`snapshotFrom: export`); run with --fresh to start over"
+        )
+    if prev is not None and prev.startswith("export "):
+        arn = prev.split(" ", 1)[1]
+        log.info("Resuming with export %s (from the savepoint)", arn)
+    elif s.export_arn is not None:
+        arn = s.export_arn
+        check_named_export(
+            _describe_export(source, arn),
+            src["TableArn"],
+            _stream_created(source, sp.stream_arn) if sp.stream_arn else None,
+            streamed=cfg.target.stream_changes,
+        )
+    else:
+        arn = _request_export(cfg, source, src, f"{sp.stream_arn} {prev}")
+    sp.snapshot_source = f"export {arn}"
+    store.save(sp)
+    try:
+        desc = wait_export(source, arn, stop)
+    except ExportError:
+        # Not resumed; the failed ARN also changes the next request's client token, so
+        # DynamoDB starts a new export rather than answering with this one.
+        sp.snapshot_source = f"failed {arn}"
+        store.save(sp)
+        raise
+    if desc is None:
+        return None
+    s3 = s3_client(s, False)
+    exp = ExportSource(s3, _manifest_of(s3, desc))
+    exp.tag = sp.snapshot_source
+    return exp
+
+
+def snapshot_source(
+    cfg: Config,
+    source: DynamoClient,
+    src: dict[str, Any],
+    store: SavepointStore,
+    sp: Savepoint,
+    stop: threading.Event,
+) -> ExportSource | None:
+    """The export to take the snapshot from, ready to load; None when ``stop`` was set while
+    waiting for it. Records which export it is in the savepoint, so a restart resumes it."""
+    s = cfg.source
+    if cfg.skip_segments:
+        raise ConfigError(
+            f"{cfg.path}: `skipSegments` numbers Scan segments, and this snapshot is loaded from "
+            "an export; remove it"
+        )
+    if s.s3_export is not None:
+        e = s.s3_export
+        s3 = s3_client(s, bool(e.use_path_style_access))
+        exp = ExportSource(s3, read_manifest(s3, e.bucket, e.manifest_key))
+        if exp.manifest.item_count is not None:
+            src["ItemCount"] = exp.manifest.item_count  # the progress bar's estimate
+    else:
+        live = _live_export(cfg, source, src, store, sp, stop)
+        if live is None:
+            return None
+        exp = live
+    if sp.snapshot_source not in (None, exp.tag):  # an s3-export savepoint of another export
+        raise SavepointError(
+            f"savepoint {store.file} belongs to {sp.snapshot_source}, not {exp.tag}; "
+            "run with --fresh to copy the new one"
+        )
+    _check_units(sp, exp)
+    sp.snapshot_source = exp.tag
+    log.info(
+        "Snapshot from %s: %d data files, %s items",
+        exp.tag,
+        exp.units,
+        exp.manifest.item_count if exp.manifest.item_count is not None else "?",
+    )
+    return exp
