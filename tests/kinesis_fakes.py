@@ -294,6 +294,10 @@ class KinesisBridge:
         self.sent = 0  # Kinesis records put (duplicates included)
         self.duplicates = 0
         self.swapped_same_item = 0
+        # moto routes a record to the first shard whose hash range holds its key, closed or
+        # not, so after a split nothing would reach the children. Set before a split of shard
+        # 0: records then go to the other shard's range, and the closed parent stays closed.
+        self.avoid_hashes_below: int | None = None
         self._last_us = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -342,11 +346,11 @@ class KinesisBridge:
                 r = self.streams.get_records(ShardIterator=it, Limit=50)
                 it = r["NextShardIterator"]
                 changes = [self._convert(rec) for rec in r["Records"]]
-                self.read += len(changes)
                 out = self._disorder(changes)
                 out, late = late + out, [c for c in changes if self.rng.random() < 0.2]
                 self.duplicates += len(late)
                 self._put(out)
+                self.read += len(changes)  # counted once forwarded: ``idle`` relies on it
                 if not r["Records"]:
                     if late:
                         self._put(late)
@@ -381,6 +385,13 @@ class KinesisBridge:
                 ],
             )
             self.sent += len(batch)
+
+    def _route(self) -> dict[str, str]:
+        route = {"PartitionKey": str(self.rng.random())}
+        low = self.avoid_hashes_below
+        if low is not None:
+            route["ExplicitHashKey"] = str(self.rng.randrange(low, 2**128))
+        return route
 
     def idle(self) -> bool:
         """Every change made so far was read from the table's stream and forwarded."""

@@ -276,6 +276,7 @@ def _enable_kinesis(job: Job, kinesis: DynamoClient, poll: float) -> str:
     )
     if sp.stream_arn != arn:
         sp.shards.clear()
+        sp.recent_changes.clear()
         sp.stream_arn, sp.stream_enabling = arn, None
         job.store.save(sp)
     job.changes = KinesisSource(kinesis, arn, job.cfg.source.table)

@@ -183,9 +183,23 @@ class KeyClock:
     Bounded: past ``capacity`` keys the least recently changed are forgotten, so protection
     spans the last ``capacity`` distinct keys changed (a reordering spans seconds)."""
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    def __init__(self, capacity: int = 200_000, saved: int = 20_000) -> None:
         self.capacity = capacity
+        self.saved = saved  # keys kept in the savepoint, the most recently changed
         self._newest: OrderedDict[bytes, float] = OrderedDict()
+
+    def recent(self) -> dict[str, float]:
+        """The most recently changed keys, for the savepoint (a restart loads them back)."""
+        out: dict[str, float] = {}
+        for k in reversed(self._newest):
+            if len(out) >= self.saved:
+                break
+            out[k.decode()] = self._newest[k]
+        return out
+
+    def load(self, saved: dict[str, float]) -> None:
+        for k, t in sorted(saved.items(), key=lambda kv: kv[1]):
+            self.note(k.encode(), t)
 
     def get(self, key: bytes) -> float | None:
         return self._newest.get(key)
@@ -489,9 +503,11 @@ class Replayer:
         # after a poll stays short and a stop is seen within seconds.
         self.tree.records_per_poll = min(records_per_poll, records_per_second or records_per_poll)
         self.reads = ReadAhead(parallel_reads)
-        self.writer = BatchWriter(
-            sink, parallel_reads, expired, None if self.changes.ordered else KeyClock()
-        )
+        self.key_clock: KeyClock | None = None
+        if not self.changes.ordered:
+            self.key_clock = KeyClock()
+            self.key_clock.load(savepoint.recent_changes)
+        self.writer = BatchWriter(sink, parallel_reads, expired, self.key_clock)
         self.report = ReplayReport(out or sys.stdout, status_seconds)
         self._rate = RateLimiter(records_per_second)
         self.max_consecutive_errors = max_consecutive_errors
@@ -528,8 +544,17 @@ class Replayer:
         if self.tree.advance(ready, self.clock()):
             self.tree.refresh()  # children of a closed shard become readable now
         self.report.account(result)
+        age = self.store.age()
+        if age is None or age >= self.store.interval:
+            self._keep_key_clock()
         self.store.maybe_save(self.sp)
         return result
+
+    def _keep_key_clock(self) -> None:
+        if self.key_clock is not None:
+            recent = self.key_clock.recent()
+            with self.store.lock:
+                self.sp.recent_changes = recent
 
     def read(self, ready: list[ShardReader]) -> list[tuple[ShardReader, list[dict[str, Any]]]]:
         """One page from each shard, all or nothing: a failed round leaves every shard where
@@ -641,6 +666,7 @@ class Replayer:
             self._check_source_table(e)
             raise
         finally:
+            self._keep_key_clock()
             self.store.save(self.sp)
             self.writer.shutdown()
             self.reads.shutdown()
