@@ -337,7 +337,11 @@ class KinesisBridge:
 
     def _run(self, arn: str) -> None:
         try:
-            shard = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
+            shards: list[dict[str, Any]] = []
+            while not shards and not self._stop.is_set():  # moto may list it a moment later
+                shards = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+                self._stop.wait(0.05)
+            shard = shards[0]
             it = self.streams.get_shard_iterator(
                 StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
             )["ShardIterator"]
@@ -395,6 +399,7 @@ class KinesisBridge:
 
     def idle(self) -> bool:
         """Every change made so far was read from the table's stream and forwarded."""
+        assert not self.errors, f"the bridge stopped: {self.errors!r}"
         if self.status is None:
             return False
         arn = self.ddb.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]

@@ -90,7 +90,8 @@ def converged(src: Any, dst: Any, table: str, bridge: KinesisBridge) -> bool:
     return True
 
 
-def replaying(sp_dir: Path) -> bool:
+def replaying(sp_dir: Path, bridge: KinesisBridge) -> bool:
+    assert not bridge.errors, f"the bridge stopped: {bridge.errors!r}"
     sp = read_savepoint(sp_dir)
     shards = sp.get("shards", {})
     assert sp.get("snapshotDone") and any(p.get("sequenceNumber") for p in shards.values()), (
@@ -121,8 +122,9 @@ def test_live_migration_from_kinesis_with_a_split_mid_replay(
     run = BackgroundMigration(cfg, stream_poll_seconds=0.05).start()
     try:
         rng = random.Random(3)
+        eventually(lambda: bridge.status == "ACTIVE", timeout=60)  # changes captured from here
         churn(src, table_name, rng, 60)
-        eventually(lambda: run.check() or replaying(tmp_path / "sp"), timeout=60)
+        eventually(lambda: run.check() or replaying(tmp_path / "sp", bridge), timeout=60)
         churn(src, table_name, rng, 40)
         bridge.avoid_hashes_below = 2**127  # see KinesisBridge: moto would still fill shard 0
         boto_client(moto.url, "kinesis").split_shard(
@@ -162,8 +164,9 @@ def test_kill_9_during_the_replay_resumes_from_saved_kinesis_positions(
     p = start_cli(["migrate", "--config", str(cfg), "--no-progress"], log)
     try:
         rng = random.Random(5)
+        eventually(lambda: bridge.status == "ACTIVE", timeout=60)  # changes captured from here
         churn(src, table_name, rng, 80)
-        eventually(lambda: replaying(tmp_path / "sp"), timeout=60)
+        eventually(lambda: replaying(tmp_path / "sp", bridge), timeout=60)
         p.send_signal(signal.SIGKILL)
         p.wait(10)
     finally:

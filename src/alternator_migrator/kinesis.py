@@ -89,6 +89,7 @@ class KinesisShardReader(ShardReader):
     ) -> None:
         super().__init__(client, arn, shard, position)
         self.table = table
+        self._behind = 0  # MillisBehindLatest of the last page
 
     def _get_iterator(self, after: str | None) -> str | None:
         body: dict[str, Any] = {"StreamARN": self.arn, "ShardId": self.shard.shard_id}
@@ -109,8 +110,15 @@ class KinesisShardReader(ShardReader):
             rec = decode(raw, self.table, self.shard.shard_id)
             if rec is not None:
                 records.append(rec)
+        # Kinesis may answer an empty page with records further on: not at the end yet.
+        self._behind = int(r.get("MillisBehindLatest") or 0)
         # A closed shard read to its end answers no NextShardIterator (AWS's documented end).
         return records, r.get("NextShardIterator")
+
+    def commit(self, records: list[dict[str, Any]], next_iterator: str | None) -> None:
+        super().commit(records, next_iterator)
+        if self._behind > 0 and not self.closed:
+            self.drained = False
 
 
 class KinesisSource:
