@@ -95,7 +95,8 @@ def replaying(sp_dir: Path, bridge: KinesisBridge) -> bool:
     sp = read_savepoint(sp_dir)
     shards = sp.get("shards", {})
     assert sp.get("snapshotDone") and any(p.get("sequenceNumber") for p in shards.values()), (
-        f"snapshot done: {sp.get('snapshotDone')}, shards: {shards}"
+        f"snapshot done: {sp.get('snapshotDone')}, shards: {shards}; bridge read "
+        f"{bridge.read}, sent {bridge.sent}"
     )
     return True
 
