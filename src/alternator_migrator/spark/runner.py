@@ -16,7 +16,6 @@ import logging
 import os
 import queue
 import signal
-import sys
 import threading
 from collections import Counter, deque
 from typing import Any, TextIO
@@ -30,6 +29,8 @@ from ..replay import BatchResult, Replayer, ReplayStats
 from ..schema import key_names
 from ..snapshot import plan_scan
 from ..streams import ShardReader
+from .live import LiveCounts
+from .preflight import executor_python, prepare
 from .tasks import (
     ReplayContext,
     SegmentResult,
@@ -57,7 +58,11 @@ def _share(rate: float | None, slots: int) -> float | None:
 
 
 def spark_session(master: str | None = None, conf: dict[str, str] | None = None) -> Any:
-    """A SparkSession: spark-submit's own, or a new one on ``master`` (default ``local[*]``)."""
+    """A SparkSession: spark-submit's own, or a new one on ``master`` (default ``local[*]``).
+
+    ``conf`` (``--conf KEY=VALUE``) is applied over spark-submit's settings. Spark logs at WARN
+    unless ``spark.log.level`` is given: at INFO its lines bury ours by the thousand.
+    """
     try:
         from pyspark import SparkConf, SparkContext
         from pyspark.sql import SparkSession
@@ -65,6 +70,7 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None)
         raise SparkUnavailableError(
             "--engine spark needs pyspark: pip install 'alternator-migrator[spark]' (and Java 17)"
         ) from None
+    conf = dict(conf or {})
     # spark-submit starts the JVM before us and passes its port; its settings then stand.
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     SparkContext._ensure_initialized()
@@ -77,12 +83,11 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None)
         sconf.setAppName("alternator-migrator")
         # pyspark's launcher turns Spark's stage bar on; ours says more and they would interleave.
         sconf.set("spark.ui.showConsoleProgress", "false")
-    if str(sconf.get("spark.master")).startswith("local"):
-        # Local workers are forked on this machine: use this interpreter, which has the
-        # package and its dependencies, rather than whatever `python3` is first on PATH.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    for k, v in (conf or {}).items():
+    for k, v in conf.items():
         sconf.set(k, v)
+    if not sconf.contains("spark.log.level"):
+        sconf.set("spark.log.level", "WARN")
+    executor_python(str(sconf.get("spark.master")), conf)
     previous = signal.getsignal(signal.SIGINT)
     session = SparkSession.builder.config(conf=sconf).getOrCreate()
     if threading.current_thread() is threading.main_thread() and previous is not None:
@@ -138,6 +143,14 @@ class SparkEngine:
             if job.show_progress
             else None
         )
+
+        def grow(copied: int, scanned: int) -> None:
+            METRICS.inc("items_copied_total", copied)
+            METRICS.inc("items_scanned_total", scanned)
+            if progress:
+                progress.add_items(copied)
+
+        live = LiveCounts(str(self.sc.getConf().get("spark.driver.host")), grow)
         results: queue.Queue[SegmentResult | BaseException | None] = queue.Queue()
         take = threading.Lock()
         failed = threading.Event()
@@ -153,7 +166,15 @@ class SparkEngine:
                     with store.lock:
                         start_key = sp.segment_keys.get(n)
                     task = SegmentTask(
-                        cfg, keys, total, n, start_key, read_rate, write_rate, self.writers_per_task
+                        cfg,
+                        keys,
+                        total,
+                        n,
+                        start_key,
+                        read_rate,
+                        write_rate,
+                        self.writers_per_task,
+                        (live.address, live.open(n)),
                     )
                     self.sc.setJobDescription(f"snapshot segment {n} of {total}")
                     results.put(self.sc.parallelize([task], 1).map(copy_segment).collect()[0])
@@ -187,7 +208,7 @@ class SparkEngine:
                     running -= 1
                     continue
                 if isinstance(r, SegmentResult):
-                    self._record(job, r, progress)
+                    self._record(job, r, progress, live)
                     if r.error is None:
                         continue
                     exc: BaseException = r.error.exception()
@@ -198,6 +219,7 @@ class SparkEngine:
                     failed.set()
                     self.sc.cancelJobGroup(SNAPSHOT_GROUP)  # fail fast, as the local engine
         finally:
+            live.close_all()
             store.save(sp)
             if progress:
                 progress.close()
@@ -207,7 +229,9 @@ class SparkEngine:
         return len(sp.segments_done) >= total
 
     @staticmethod
-    def _record(job: Job, r: SegmentResult, progress: SnapshotProgress | None) -> None:
+    def _record(
+        job: Job, r: SegmentResult, progress: SnapshotProgress | None, live: LiveCounts
+    ) -> None:
         with job.store.lock:
             if r.done:
                 job.sp.segments_done.add(r.segment)
@@ -215,12 +239,19 @@ class SparkEngine:
             elif r.last_key is not None:
                 job.sp.segment_keys[r.segment] = r.last_key
         job.store.save(job.sp)  # as each task completes: a restart skips this segment
-        forward(r.counters)
-        METRICS.inc("items_copied_total", r.items)
+        # The task's totals are the truth; add what its live reports did not already show.
+        shown_copied, shown_scanned = live.close(r.token) if r.token else (0, 0)
+        forward(
+            tuple(
+                (name, labels, max(0.0, n - shown_scanned) if name == "items_scanned_total" else n)
+                for name, labels, n in r.counters
+            )
+        )
+        METRICS.inc("items_copied_total", max(0, r.items - shown_copied))
         if r.done:
             METRICS.inc("segments_done_total")
         if progress:
-            progress.add_items(r.items)
+            progress.add_items(max(0, r.items - shown_copied))
             if r.done:
                 progress.segment_done()
 
@@ -297,6 +328,7 @@ def migrate_spark(
     stop: threading.Event | None = None,
     *,
     master: str | None = None,
+    conf: dict[str, str] | None = None,
     fresh: bool = False,
     stop_when_caught_up: float | None = None,
     spark: Any = None,
@@ -304,10 +336,15 @@ def migrate_spark(
     show_progress: bool = True,
     stream_poll_seconds: float = 5.0,
 ) -> MigrationResult:
-    """``migrate`` on Spark. Uses ``spark`` if given (and leaves it running), else its own."""
+    """``migrate`` on Spark. Uses ``spark`` if given (and leaves it running), else its own.
+
+    Before anything touches the source or the target, the package is shipped to the executors
+    and one of them must import it (``preflight``), else SparkSetupError (exit 2).
+    """
     own = spark is None
-    session = spark if spark is not None else spark_session(master)
+    session = spark if spark is not None else spark_session(master, conf)
     try:
+        prepare(session.sparkContext)
         return migrate(
             cfg,
             stop,

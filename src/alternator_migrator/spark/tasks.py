@@ -7,6 +7,7 @@ and an error description. The savepoint file belongs to the driver alone.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections import Counter
@@ -25,6 +26,7 @@ from ..replay import collapse, record_time
 from ..snapshot import ScanPlan, SnapshotCopier
 from ..streams import GET_RECORDS_LIMIT, Shard, ShardReader
 from ..throttle import RateLimiter
+from .live import Address, Reporter
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class SegmentTask:
     read_rate: float | None  # this task's share of the read budget (RCU/s)
     write_rate: float | None  # this task's share of the write budget (WCU/s)
     writers: int
+    live: tuple[Address, str] | None = None  # where to send running counts, and as what
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class SegmentResult:
     items: int
     error: TaskError | None = None
     counters: Counters = ()
+    token: str = ""  # the live-count token it reported under
 
 
 def copy_segment(task: SegmentTask) -> SegmentResult:
@@ -143,10 +147,15 @@ def copy_segment(task: SegmentTask) -> SegmentResult:
     counter = SnapshotProgress(task.total_segments)  # never started: just counts items
     before = _counters()
     error: TaskError | None = None
+    copier = SnapshotCopier(source, sink, cfg, plan, store, sp, threading.Event(), counter)
+
+    def counts() -> tuple[int, int]:
+        scanned = _counters().get(("items_scanned_total", ()), 0.0)
+        return counter.items, int(scanned - before.get(("items_scanned_total", ()), 0.0))
+
     try:
-        SnapshotCopier(source, sink, cfg, plan, store, sp, threading.Event(), counter).run(
-            [task.segment]
-        )
+        with Reporter(*task.live, counts) if task.live else contextlib.nullcontext():
+            copier.run([task.segment])
     except (errors.MigratorError, DynamoError) as e:
         error = TaskError.of(e)
     return SegmentResult(
@@ -156,6 +165,7 @@ def copy_segment(task: SegmentTask) -> SegmentResult:
         counter.items,
         error,
         _since(before),
+        task.live[1] if task.live else "",
     )
 
 
