@@ -90,11 +90,23 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None)
     executor_python(str(sconf.get("spark.master")), conf)
     previous = signal.getsignal(signal.SIGINT)
     session = SparkSession.builder.config(conf=sconf).getOrCreate()
+    if submitted:
+        _jvm_ignores_ctrl_c(SparkContext._jvm)
     if threading.current_thread() is threading.main_thread() and previous is not None:
         # SparkContext installs a SIGINT handler that cancels every job and raises
         # KeyboardInterrupt; put back the CLI's, which finishes in-flight work and saves.
         signal.signal(signal.SIGINT, previous)
     return session
+
+
+def _jvm_ignores_ctrl_c(jvm: Any) -> None:
+    """Under spark-submit a Ctrl-C reaches its JVM too, which would die at once (exit 130) and
+    take the SparkContext with it while we finish in-flight work and save. Ignore it there:
+    our handler stops the run, and spark-submit then exits with our exit code."""
+    try:
+        jvm.sun.misc.Signal.handle(jvm.sun.misc.Signal("INT"), jvm.sun.misc.SignalHandler.SIG_IGN)
+    except Exception as e:  # a JVM without sun.misc: Ctrl-C still stops, less cleanly
+        log.debug("could not make the JVM ignore SIGINT: %s", e)
 
 
 class SparkEngine:
