@@ -12,6 +12,7 @@ import functools
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,16 +212,27 @@ def replay_shard(ctx: ReplayContext, task: ShardTask) -> ShardResult:
     reader.iterator = task.iterator
     records: list[dict[str, Any]] = []
     before = _counters()
+    writes = 0
     try:
-        # Several pages per batch: a Spark job costs far more than one GetRecords call.
-        while len(records) < ctx.max_records:
-            page = reader.read()
-            records.extend(page)
-            # A page short of the limit reached the shard's current end: apply what we have
-            # rather than wait (at most 5 calls/s per shard) for a trickle to fill the batch.
-            if len(page) < GET_RECORDS_LIMIT or reader.closed:
-                break
-        writes = sink.write(collapse(records, sink)) if records else 0
+        # Several pages per batch: a Spark job costs far more than one GetRecords call. Each
+        # page is written while the next one is read (as the local replayer reads ahead);
+        # a page's writes start only after the previous page's are acknowledged, so the
+        # changes to one key are still applied in stream order.
+        with ThreadPoolExecutor(1, thread_name_prefix="replay-write") as writer:
+            pending: Future[int] | None = None
+            while len(records) < ctx.max_records:
+                page = reader.read()
+                records.extend(page)
+                if page:
+                    if pending is not None:
+                        writes += pending.result()
+                    pending = writer.submit(sink.write, collapse(page, sink))
+                # A page short of the limit reached the shard's current end: apply what we
+                # have rather than wait (at most 5 calls/s per shard) for a trickle.
+                if len(page) < GET_RECORDS_LIMIT or reader.closed:
+                    break
+            if pending is not None:
+                writes += pending.result()
     except (errors.MigratorError, DynamoError) as e:
         return ShardResult(
             task.shard.shard_id,
