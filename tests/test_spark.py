@@ -320,6 +320,7 @@ def test_live_replay_through_spark_converges_and_resumes(
 def test_submit_refuses_to_run_anything_but_migrate_on_spark(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from alternator_migrator.cli import main as cli_main
     from alternator_migrator.spark.submit import main as submit_main
 
     cfg = str(tmp_path / "any.yaml")  # never read: refused before
@@ -332,6 +333,14 @@ def test_submit_refuses_to_run_anything_but_migrate_on_spark(
         assert (
             len(err) == 1 and err[0].startswith("alternator-migrator: error:") and names in err[0]
         )
+    # --conf is checked before the config file is read.
+    for argv in (
+        ["migrate", "--config", cfg, "--engine", "spark", "--conf", "spark.log.level"],
+        ["migrate", "--config", cfg, "--conf", "spark.log.level=INFO"],
+    ):
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--conf" in err[0]
 
 
 class _Lines:
@@ -412,7 +421,9 @@ def test_spark_submit_with_options_before_the_command_runs_on_the_cluster_and_re
         _mutate(src, table_name, rng, i)
     cfg = load(cfg_file)
     again = migrate_spark(cfg, spark=spark, stop_when_caught_up=1.0, show_progress=False)
-    assert again.replay is not None and again.replay.records >= 40
+    # Only what changed while stopped (a delete of a missing key makes no record on moto),
+    # not the stream again from its start.
+    assert again.replay is not None and 0 < again.replay.records <= 40
     assert table_diff(src, table_name, dst, table_name, ("pk",)) == []
 
 
