@@ -90,6 +90,8 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None)
     executor_python(str(sconf.get("spark.master")), conf)
     previous = signal.getsignal(signal.SIGINT)
     session = SparkSession.builder.config(conf=sconf).getOrCreate()
+    # spark.log.level is applied at start-up from Spark 3.5 on; older ones need this call.
+    session.sparkContext.setLogLevel(str(sconf.get("spark.log.level")))
     if submitted:
         _jvm_ignores_ctrl_c(SparkContext._jvm)
     if threading.current_thread() is threading.main_thread() and previous is not None:
