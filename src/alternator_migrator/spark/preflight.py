@@ -91,7 +91,7 @@ def executor_python(master: str, conf: dict[str, str]) -> None:
         os.environ["PYSPARK_PYTHON"] = sys.executable
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
     """The Python error inside a Py4J/Spark failure, without the JVM stack."""
     text = str(e)
     for line in reversed(text.splitlines()):
@@ -133,7 +133,7 @@ def prepare(sc: Any, timeout: float = PROBE_TIMEOUT) -> None:
         )
     if failure:
         raise SparkSetupError(
-            f"the Spark executors could not run Python {python}: {_one_line(failure[0])}; "
+            f"the Spark executors could not run Python {python}: {one_line(failure[0])}; "
             f"the executors need Python {sys.version_info.major}.{sys.version_info.minor} like "
             f"the driver: --conf spark.pyspark.python=/path/to/python"
             f"{sys.version_info.major}.{sys.version_info.minor}"

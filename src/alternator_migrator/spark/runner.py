@@ -30,7 +30,7 @@ from ..schema import key_names
 from ..snapshot import plan_scan
 from ..streams import ShardReader
 from .live import LiveCounts
-from .preflight import executor_python, prepare
+from .preflight import SparkSetupError, executor_python, one_line, prepare
 from .tasks import (
     ReplayContext,
     SegmentResult,
@@ -73,7 +73,13 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None)
     conf = dict(conf or {})
     # spark-submit starts the JVM before us and passes its port; its settings then stand.
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
-    SparkContext._ensure_initialized()
+    try:
+        SparkContext._ensure_initialized()
+    except Exception as e:  # no Java, or a JVM that would not start
+        raise SparkSetupError(
+            f"could not start Spark's JVM ({one_line(e)}): --engine spark needs Java 17 "
+            f"(JAVA_HOME or `java` on PATH)"
+        ) from None
     sconf = SparkConf()  # spark-submit's (or pyspark's own launcher's) settings
     if master:
         sconf.setMaster(master)
@@ -89,7 +95,12 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None)
         sconf.set("spark.log.level", "WARN")
     executor_python(str(sconf.get("spark.master")), conf)
     previous = signal.getsignal(signal.SIGINT)
-    session = SparkSession.builder.config(conf=sconf).getOrCreate()
+    try:
+        session = SparkSession.builder.config(conf=sconf).getOrCreate()
+    except Exception as e:  # e.g. a master URL nothing answers, a bad setting
+        raise SparkSetupError(
+            f"could not start Spark on {sconf.get('spark.master')}: {one_line(e)}"
+        ) from None
     # spark.log.level is applied at start-up from Spark 3.5 on; older ones need this call.
     session.sparkContext.setLogLevel(str(sconf.get("spark.log.level")))
     if submitted:
