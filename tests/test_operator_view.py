@@ -54,10 +54,16 @@ def test_op_table_prints_at_most_every_few_seconds_summing_batches_and_always_at
     assert "| MODIFY        |  101|" in tables()[1] and "| DELETE        |  100|" in tables()[1]
     table.add(Counter({"REMOVE": 3}))
     assert len(tables()) == 2
-    table.flush()  # at stop: what is left is shown, however recent the last table
+    now[0] += 5.0  # the stream went quiet: the next (empty) round prints what was held back
+    table.add(Counter())
     assert len(tables()) == 3 and "| DELETE        |    3|" in tables()[2]
-    table.flush()  # nothing left: nothing printed
+    table.add(Counter())  # nothing pending: nothing printed
+    table.add(Counter({"INSERT": 2}))
     assert len(tables()) == 3
+    table.flush()  # at stop: what is left is shown, however recent the last table
+    assert len(tables()) == 4 and "| INSERT        |    2|" in tables()[3]
+    table.flush()  # nothing left: nothing printed
+    assert len(tables()) == 4
 
 
 def test_status_before_any_run_says_no_savepoint_yet(

@@ -69,9 +69,11 @@ class OpTable:
         self._printed_at: float | None = None
 
     def add(self, counts: Counter[str]) -> None:
+        """After each round, with what it applied (maybe nothing): a sum held back while the
+        stream went quiet is printed once it is due, not only at stop."""
         self.pending.update(counts)
         now = self.clock()
-        if self._printed_at is None or now - self._printed_at >= self.every:
+        if +self.pending and (self._printed_at is None or now - self._printed_at >= self.every):
             self.flush()
 
     def flush(self) -> None:
@@ -296,8 +298,8 @@ class Replayer:
             METRICS.inc("stream_records_applied_total", n, type=op_label(op))
         if result.lag_seconds is not None:
             METRICS.set("replay_lag_seconds", result.lag_seconds)
+        self.table.add(result.counts)
         if result.records:
-            self.table.add(result.counts)
             log.debug(
                 "Applied %d stream records as %d writes; lag %s",
                 result.records,
