@@ -33,10 +33,14 @@ def probe(_):
     import sys
 
     missing = None
-    try:
-        importlib.import_module("alternator_migrator.spark.tasks")
-    except ImportError as e:
-        missing = getattr(e, "name", None) or str(e)
+    # The task code and what it imports, and boto3, which it imports only when credentials
+    # come from the AWS default chain.
+    for module in ("alternator_migrator.spark.tasks", "boto3"):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            missing = getattr(e, "name", None) or str(e)
+            break
     return sys.executable, "%d.%d" % sys.version_info[:2], missing
 """
 
