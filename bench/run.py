@@ -785,6 +785,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"({c['records']:,} records, {c['calls']} calls).",
             ]
         lines.append("")
+    lines += TRANSPORT_NOTES.splitlines()
     lines += [
         "## How to reproduce",
         "",
@@ -796,6 +797,9 @@ def markdown(results: dict[str, Any]) -> str:
         ".venv/bin/python bench/run.py --only replay",
         ".venv/bin/python bench/run.py --write-docs   # also regenerate this page",
         ".venv/bin/python bench/run.py --docs-only    # only re-render it from the last results",
+        "PYTHONPATH=src .venv/bin/python bench/cpu_per_item.py --variants before,http,cluster "
+        "--before-src OLD/src   # transport variants",
+        "PYTHONPATH=src .venv/bin/python bench/https_client.py   # lean transport vs urllib3",
         "```",
         "",
         "The benchmark starts its own dynalite and moto servers on loopback ports. Sections run "
@@ -805,6 +809,10 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# Measured separately (bench/cpu_per_item.py, bench/https_client.py) and kept as written.
+TRANSPORT_NOTES = (ROOT / "bench" / "transport_notes.md").read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- main

@@ -73,6 +73,13 @@ def create_table(
     if lsis:
         req["LocalSecondaryIndexes"] = lsis
     client.create_table(**req)
+    # dynalite creates tables asynchronously even with --createTableMs 0: a write right after
+    # CreateTable can meet ResourceNotFoundException.
+    eventually(
+        lambda: client.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE",
+        timeout=30,
+        message=f"table {name} ACTIVE",
+    )
 
 
 def scan_all(client: Any, table: str) -> list[dict[str, Any]]:
@@ -236,4 +243,20 @@ def local_config(tmp: Path, source: Any, target: Any, table: str, **kwargs: Any)
             savepoints=tmp / "sp",
             **kwargs,
         )
+    )
+
+
+def cli_process(*args: str) -> Any:
+    """The CLI as a child process (``subprocess.Popen``, text pipes), for runs a test watches
+    or stops while they go on."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "alternator_migrator", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

@@ -88,8 +88,9 @@ def test_savepoint_file_is_private_atomic_and_holds_no_secret(
     cfg = load(_config(tmp_path, moto.url, table_name, dynalite.url))
     migrate(cfg, stop_when_caught_up=0.3, out=io.StringIO(), show_progress=False)
 
-    files = [p for p in (tmp_path / "sp").iterdir()]
-    assert [p.name for p in files] == [SavepointStore(cfg).file.name]  # no temp file left behind
+    store = SavepointStore(cfg)
+    files = [p for p in (tmp_path / "sp").iterdir() if p != store.lock_file]
+    assert [p.name for p in files] == [store.file.name]  # no temp file left behind
     f = files[0]
     assert stat.S_IMODE(f.stat().st_mode) == 0o600
     raw = f.read_text()
@@ -115,7 +116,7 @@ def test_savepoint_of_another_migration_is_refused(tmp_path: Path) -> None:
     assert a.fingerprint() != b.fingerprint()
     store_a, store_b = SavepointStore(a), SavepointStore(b)
     sp = store_a.new()
-    sp.segments_done = {0, 1}
+    sp.total_segments, sp.segments_done = 4, {0, 1}
     store_a.save(sp)
     os.replace(store_a.file, store_b.file)  # e.g. copied by hand
     with pytest.raises(SavepointError, match="another migration"):

@@ -8,10 +8,14 @@ acknowledged are recorded, so resuming can replay a change twice but never skip 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import math
 import os
+import re
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,9 @@ from .errors import SavepointError
 from .metrics import METRICS
 
 VERSION = 1
+MAX_SEGMENTS = 1_000_000  # DynamoDB's limit on Scan TotalSegments
+_SEQUENCE = re.compile(r"[0-9]{1,64}")
+_SEGMENT_ID = re.compile(r"0|[1-9][0-9]{0,6}")
 
 
 @dataclass
@@ -45,6 +52,12 @@ class Savepoint:
     shards: dict[str, ShardPosition] = field(default_factory=dict)
     updated_at: float = 0.0
     created_at: float = field(default_factory=time.time)
+    # Which tables this savepoint describes (see table_identity); None: not recorded yet.
+    source_table: dict[str, Any] | None = None
+    target_table: dict[str, Any] | None = None
+    # Set (our clock) just before UpdateTable enables the stream, cleared once its ARN is
+    # saved: a stream created after it is ours even if we crashed before recording it.
+    stream_enabling: float | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -68,35 +81,169 @@ class Savepoint:
                 },
                 "createdAt": self.created_at,
                 "updatedAt": self.updated_at,
+                "sourceTable": self.source_table,
+                "targetTable": self.target_table,
+                "streamEnabling": self.stream_enabling,
             },
             option=orjson.OPT_INDENT_2,
         )
 
     @classmethod
     def from_json(cls, raw: bytes) -> Savepoint:
+        """Parse and check a savepoint; ValueError names the first field that is wrong.
+
+        Every value is checked, because a savepoint with an impossible value (0 segments, a
+        string for a flag) would otherwise resume as "nothing left to copy"."""
         d = orjson.loads(raw)
+        if not isinstance(d, dict):
+            raise ValueError(f"it holds {type(d).__name__}, not a JSON object")
         if d.get("version") != VERSION:
-            raise ValueError(f"savepoint version {d.get('version')} is not {VERSION}")
+            raise ValueError(f"field `version` is {d.get('version')!r}, expected {VERSION}")
+        total = _opt(d, "totalSegments", _is_int, "an integer from 1 to 1000000")
+        if total is not None and not 1 <= total <= MAX_SEGMENTS:
+            raise _bad("totalSegments", total, "an integer from 1 to 1000000")
+        done = d.get("segmentsDone", [])
+        if not isinstance(done, list) or not all(_is_int(n) for n in done):
+            raise _bad("segmentsDone", done, "a list of segment numbers")
+        if len(set(done)) != len(done):
+            raise _bad("segmentsDone", done, "a list without repeats")
+        seg_keys = d.get("segmentKeys", {})
+        if not isinstance(seg_keys, dict):
+            raise _bad("segmentKeys", seg_keys, "an object of segment number -> key")
+        for k, v in seg_keys.items():
+            if not _SEGMENT_ID.fullmatch(k):
+                raise _bad("segmentKeys", k, "segment numbers written as plain decimals")
+            if not _is_key(v):
+                raise _bad(f"segmentKeys.{k}", v, "a DynamoDB key ({attribute: {type: value}})")
+        segs = [*done, *(int(k) for k in seg_keys)]
+        if segs and total is None:
+            raise _bad("totalSegments", None, "set when segments are recorded")
+        for n in segs:
+            if not 0 <= n < (total or 0):
+                raise _bad("segmentsDone/segmentKeys", n, f"a segment number below {total}")
+        if set(done) & {int(k) for k in seg_keys}:
+            raise _bad("segmentKeys", sorted(seg_keys), "only segments not in segmentsDone")
+        snapshot_done = d.get("snapshotDone", False)
+        if not isinstance(snapshot_done, bool):
+            raise _bad("snapshotDone", snapshot_done, "true or false")
+        shards_raw = d.get("shards", {})
+        if not isinstance(shards_raw, dict):
+            raise _bad("shards", shards_raw, "an object of shard id -> position")
+        shards = {sid: _shard(sid, p) for sid, p in shards_raw.items()}
         return cls(
-            fingerprint=d["fingerprint"],
-            table=d["table"],
-            stream_arn=d.get("streamArn"),
-            snapshot_done=bool(d.get("snapshotDone")),
-            total_segments=d.get("totalSegments"),
-            segments_done=set(d.get("segmentsDone", [])),
-            segment_keys={int(k): v for k, v in d.get("segmentKeys", {}).items()},
-            shards={
-                sid: ShardPosition(
-                    p.get("sequenceNumber"),
-                    bool(p.get("finished")),
-                    p.get("parent"),
-                    p.get("lastRecordTime"),
-                )
-                for sid, p in d.get("shards", {}).items()
-            },
-            created_at=float(d.get("createdAt", 0.0)),
-            updated_at=float(d.get("updatedAt", 0.0)),
+            fingerprint=_req(d, "fingerprint", _is_str, "a string"),
+            table=_req(d, "table", _is_str, "a string"),
+            stream_arn=_opt(d, "streamArn", _is_str, "a string or null"),
+            snapshot_done=snapshot_done,
+            total_segments=total,
+            segments_done=set(done),
+            segment_keys={int(k): v for k, v in seg_keys.items()},
+            shards=shards,
+            created_at=float(_opt(d, "createdAt", _is_time, "a time") or 0.0),
+            updated_at=float(_opt(d, "updatedAt", _is_time, "a time") or 0.0),
+            source_table=_opt(d, "sourceTable", _is_identity, "a table identity object"),
+            target_table=_opt(d, "targetTable", _is_identity, "a table identity object"),
+            stream_enabling=_opt(d, "streamEnabling", _is_time, "a time or null"),
         )
+
+
+def _bad(name: str, value: Any, want: str) -> ValueError:
+    shown = repr(value)
+    return ValueError(
+        f"field `{name}` is {shown[:60] + '...' if len(shown) > 60 else shown}, expected {want}"
+    )
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_time(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def _is_key(v: Any) -> bool:
+    return (
+        isinstance(v, dict)
+        and bool(v)
+        and all(isinstance(a, dict) and len(a) == 1 for a in v.values())
+    )
+
+
+def _is_identity(v: Any) -> bool:
+    return isinstance(v, dict) and all(
+        (k in ("TableArn", "TableId") and isinstance(x, str))
+        or (k == "CreationDateTime" and _is_time(x))
+        for k, x in v.items()
+    )
+
+
+def _req(d: dict[str, Any], name: str, ok: Any, want: str) -> Any:
+    if not ok(d.get(name)):
+        raise _bad(name, d.get(name), want)
+    return d[name]
+
+
+def _opt(d: dict[str, Any], name: str, ok: Any, want: str) -> Any:
+    v = d.get(name)
+    if v is not None and not ok(v):
+        raise _bad(name, v, want)
+    return v
+
+
+def _shard(sid: str, p: Any) -> ShardPosition:
+    name = f"shards.{sid}"
+    if not isinstance(p, dict):
+        raise _bad(name, p, "an object")
+    seq = p.get("sequenceNumber")
+    if seq is not None and not (isinstance(seq, str) and _SEQUENCE.fullmatch(seq)):
+        raise _bad(f"{name}.sequenceNumber", seq, "a string of digits or null")
+    finished = p.get("finished", False)
+    if not isinstance(finished, bool):
+        raise _bad(f"{name}.finished", finished, "true or false")
+    return ShardPosition(
+        seq,
+        finished,
+        _opt(p, "parent", _is_str, "a shard id or null"),
+        _opt(p, "lastRecordTime", _is_time, "a time or null"),
+    )
+
+
+def table_identity(desc: dict[str, Any]) -> dict[str, Any]:
+    """What tells one incarnation of a table from another: DynamoDB and dynalite give a
+    TableId; moto gives none and keeps the ARN when a table is recreated, so the creation
+    time is what differs there."""
+    return {k: desc[k] for k in ("TableArn", "TableId", "CreationDateTime") if k in desc}
+
+
+def same_table(saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    """True unless the two identities prove different tables (a field both sides have differs)."""
+    return all(saved[k] == now[k] for k in saved.keys() & now.keys())
+
+
+def _file_part(table: str) -> str:
+    """The table name as a file-name part that stays inside the savepoint directory whatever
+    the config holds (``../``, ``/``, NUL, a 1000-character name): the fingerprint next to it
+    keeps names unique."""
+    # No "/" or NUL survives, so even ".." is only part of a name. Valid DynamoDB table names
+    # ([A-Za-z0-9_.-]) pass unchanged, and 223 characters is all that fits in NAME_MAX (255)
+    # next to the prefix and fingerprint: savepoints of earlier versions keep their names.
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", table)[:223]
+
+
+_LAST_SAVE = 0.0  # monotonic time of this process's last savepoint write (0: none yet)
+
+
+def _age() -> float | None:
+    return time.monotonic() - _LAST_SAVE if _LAST_SAVE else None
+
+
+# One gauge per process, registered once (not per store): a process runs one migration.
+METRICS.set_function("savepoint_age_seconds", _age)
 
 
 class SavepointStore:
@@ -107,10 +254,67 @@ class SavepointStore:
         self.interval = cfg.savepoints.interval_seconds
         self.fingerprint = cfg.fingerprint()
         self.table = cfg.source.table
-        self.file = self.dir / f"savepoint-{cfg.source.table}-{self.fingerprint}.json"
+        self.file = self.dir / f"savepoint-{_file_part(cfg.source.table)}-{self.fingerprint}.json"
+        self.lock_file = self.file.with_suffix(".lock")
         self.lock = threading.RLock()  # also held by code that mutates the savepoint
         self._last_save = 0.0
-        METRICS.set_function("savepoint_age_seconds", self.age)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the OS lock on this migration's savepoint for the block: one run at a time.
+
+        flock, not a pid file: the kernel drops it when the process dies (even by kill -9), so
+        it never goes stale. The lock file stays; deleting it would let a third run lock a new
+        inode while the second still holds the old one."""
+        self._make_dir()
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise self._dir_error(e) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SavepointError(
+                    f"another run holds {self.lock_file} (pid {self._holder(fd)}); one run at a "
+                    "time per savepoint: stop that run first (it saves and exits on SIGTERM)"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        # The winner writes its pid right after locking; a run started at the same instant
+        # may look before that.
+        for _ in range(20):
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            if pid:
+                return pid
+            time.sleep(0.05)
+        return "unknown"
+
+    def _make_dir(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise SavepointError(
+                f"`savepoints.path` {self.dir} is a file, not a directory; "
+                "point `savepoints.path` at a directory"
+            ) from None
+        except OSError as e:
+            raise self._dir_error(e) from None
+        if not self.dir.is_dir():
+            raise SavepointError(f"`savepoints.path` {self.dir} is not a directory")
+
+    def _dir_error(self, e: OSError) -> SavepointError:
+        return SavepointError(
+            f"cannot write in the savepoint directory {self.dir} ({e.strerror or e}); "
+            "make it writable (`savepoints.path`) and run again: the run resumes from "
+            "the last savepoint written"
+        )
 
     def age(self) -> float | None:
         """Seconds since this process last wrote the savepoint (None before the first write)."""
@@ -121,11 +325,13 @@ class SavepointStore:
             raw = self.file.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as e:
+            raise SavepointError(f"cannot read savepoint {self.file} ({e.strerror})") from None
         try:
             sp = Savepoint.from_json(raw)
         except (ValueError, KeyError, TypeError) as e:
             raise SavepointError(
-                f"savepoint {self.file} is unreadable ({e}); move it away or run with --fresh"
+                f"savepoint {self.file} is unusable: {e}; move it away or run with --fresh"
             ) from None
         if sp.fingerprint != self.fingerprint:
             raise SavepointError(
@@ -148,7 +354,8 @@ class SavepointStore:
                 old = None
             self.discard()
             sp = self.new()
-            sp.stream_arn = old.stream_arn if old is not None else None
+            if old is not None:
+                sp.stream_arn, sp.stream_enabling = old.stream_arn, old.stream_enabling
             return sp
         return self.load() or self.new()
 
@@ -159,27 +366,35 @@ class SavepointStore:
     def save(self, sp: Savepoint) -> None:
         with self.lock:
             sp.updated_at = time.time()
-            data = sp.to_json()
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".savepoint-", dir=self.dir)
             try:
-                os.fchmod(fd, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.file)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-            # The rename is only durable once the directory entry is.
-            dfd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-            self._last_save = time.monotonic()
+                self._write(sp.to_json())
+            except OSError as e:
+                # Read-only, full or gone: stop rather than run on with positions we cannot
+                # keep. What the target already has stays; the last savepoint written resumes.
+                raise self._dir_error(e) from None
+            global _LAST_SAVE
+            self._last_save = _LAST_SAVE = time.monotonic()
+
+    def _write(self, data: bytes) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".savepoint-", dir=self.dir)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.file)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        # The rename is only durable once the directory entry is.
+        dfd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
     def maybe_save(self, sp: Savepoint) -> bool:
         if time.monotonic() - self._last_save >= self.interval:

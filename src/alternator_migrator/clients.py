@@ -12,20 +12,32 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import os
 import random
 import re
+import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import orjson
 
-from .config import AssumeRole, Credentials, SourceConfig, TargetConfig
+from .config import AlternatorSettings, AssumeRole, Credentials, SourceConfig, TargetConfig
 from .errors import EndpointError
 from .metrics import METRICS
-from .transport import HttpPool, TransportError
+from .nodes import AlternatorNodes, SingleNode
+from .transport import (
+    CertificateError,
+    ChecksumError,
+    ConnectError,
+    HttpPool,
+    TransportError,
+    proxy_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +202,7 @@ class CredentialSource:
 
 
 class _Signer:
-    """AWS Signature Version 4 for the JSON protocol (POST /, no query string)."""
+    """AWS Signature Version 4 for the JSON protocol (POST to the endpoint's path, no query)."""
 
     def __init__(self, region: str, service: str = "dynamodb") -> None:
         self.region = region
@@ -208,7 +220,13 @@ class _Signer:
         return k
 
     def headers(
-        self, host: str, target: str, body: bytes, creds: FrozenCreds, now: dt.datetime
+        self,
+        host: str,
+        target: str,
+        body: bytes,
+        creds: FrozenCreds,
+        now: dt.datetime,
+        path: str = "/",
     ) -> dict[str, str]:
         amz_date = now.strftime("%Y%m%dT%H%M%SZ")
         datestamp = amz_date[:8]
@@ -225,7 +243,7 @@ class _Signer:
         canonical = "\n".join(
             [
                 "POST",
-                "/",
+                path if path == "/" else _canonical_path(path),
                 "",
                 "".join(f"{n}:{h[n]}\n" for n in names),
                 signed,
@@ -246,6 +264,11 @@ class _Signer:
         return h
 
 
+def _canonical_path(path: str) -> str:
+    """SigV4's canonical URI for services other than S3: the path, URI-encoded once more."""
+    return quote(path, safe="/~")
+
+
 # --------------------------------------------------------------------------- client
 
 
@@ -264,6 +287,8 @@ class DynamoClient:
         read_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         label: str = "dynamodb",
+        ca_bundle: str | None = None,
+        alternator: AlternatorSettings | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.streams_url = (streams_url or url).rstrip("/")
@@ -272,15 +297,41 @@ class DynamoClient:
         self.retry = retry or RetryPolicy()
         self._creds = creds
         self._signer = _Signer(region)
+        alt = alternator or AlternatorSettings()
+        self._gzip = bool(alt.compression)
+        # The config's CA wins over AWS_CA_BUNDLE, as botocore's `verify` does.
+        ca_bundle = ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None
 
         def pool_for(url: str) -> HttpPool:
-            return HttpPool(
-                url, connect_timeout=connect_timeout, read_timeout=read_timeout, max_idle=pool_size
-            )
+            def ms(v: int | None, default: float) -> float:
+                return v / 1000 if v is not None else default
 
-        self._pool = pool_for(self.url)
-        self._streams_pool = (
-            self._pool if self.streams_url == self.url else pool_for(self.streams_url)
+            try:
+                return HttpPool(
+                    url,
+                    connect_timeout=ms(alt.connection_timeout_ms, connect_timeout),
+                    read_timeout=read_timeout,
+                    max_idle=alt.max_connections or pool_size,
+                    max_connections=alt.max_connections,
+                    acquire_timeout=ms(alt.connection_acquisition_timeout_ms, 10.0),
+                    max_idle_time=ms(alt.connection_max_idle_time_ms, 0) or None,
+                    time_to_live=ms(alt.connection_time_to_live_ms, 0) or None,
+                    ca_bundle=ca_bundle,
+                    proxy=proxy_for(url),
+                )
+            except (ssl.SSLError, OSError) as e:  # loading the CA bundle (https only)
+                raise EndpointError(
+                    f"{label} CA bundle {ca_bundle} cannot be used ({e}); fix "
+                    f"`{label}.endpoint.caBundle` or AWS_CA_BUNDLE"
+                ) from None
+
+        self._router: SingleNode | AlternatorNodes = (
+            AlternatorNodes(self.url, alt, pool_for, label)
+            if alternator is not None
+            else SingleNode(pool_for(self.url))
+        )
+        self._streams_router: SingleNode | AlternatorNodes = (
+            self._router if self.streams_url == self.url else SingleNode(pool_for(self.streams_url))
         )
 
     def __repr__(self) -> str:
@@ -288,16 +339,36 @@ class DynamoClient:
 
     # -- one attempt
     def _send(self, op: str, payload: bytes, streams: bool) -> dict[str, Any]:
-        pool = self._streams_pool if streams else self._pool
+        router = self._streams_router if streams else self._router
         target = f"{STREAMS if streams else DYNAMODB}.{op}"
-        headers = self._signer.headers(
-            pool.netloc, target, payload, self._creds.get(), dt.datetime.now(dt.UTC)
-        )
-        del headers["host"]  # signed, and sent by the transport itself
-        try:
-            resp = pool.post(headers, payload)
-        except TransportError as e:
-            raise DynamoError(op, "ConnectionError", f"{pool.netloc}: {e}") from None
+        if self._gzip:
+            # Alternator takes gzipped requests; the signature covers the bytes sent.
+            gz = zlib.compressobj(1, zlib.DEFLATED, 31)
+            payload = gz.compress(payload) + gz.flush()
+        while True:
+            pool = router.pick()
+            headers = self._signer.headers(
+                pool.netloc, target, payload, self._creds.get(), dt.datetime.now(dt.UTC), pool.path
+            )
+            del headers["host"]  # signed, and sent by the transport itself
+            if self._gzip:
+                headers["content-encoding"] = "gzip"
+            try:
+                resp = pool.post(headers, payload)
+                break
+            except CertificateError as e:
+                raise DynamoError(op, "CertificateError", str(e)) from None
+            except ChecksumError as e:  # retryable, like a reset: the body is never used
+                METRICS.inc("node_errors_total", endpoint=self.label, node=pool.netloc)
+                raise DynamoError(op, "ConnectionError", f"{pool.netloc}: {e}") from None
+            except TransportError as e:
+                METRICS.inc("node_errors_total", endpoint=self.label, node=pool.netloc)
+                # A node that cannot be reached is dropped; a request never sent goes to the
+                # next node at once, any other (maybe processed) through the caller's retry.
+                if router.failed(pool, str(e)) and isinstance(e, ConnectError):
+                    continue
+                raise DynamoError(op, "ConnectionError", f"{pool.netloc}: {e}") from None
+        METRICS.inc("node_requests_total", endpoint=self.label, node=pool.netloc)
         data = resp.body
         if resp.status == 200:
             out: dict[str, Any] = orjson.loads(data) if data else {}
@@ -363,21 +434,64 @@ class DynamoClient:
                 time.sleep(pause)
 
     def close(self) -> None:
-        self._pool.close()
-        self._streams_pool.close()
+        self._router.close()
+        self._streams_router.close()
+
+
+# AWS partitions whose DNS suffix is not amazonaws.com (botocore's endpoints.json).
+_PARTITION_SUFFIXES = (
+    ("cn-", "amazonaws.com.cn"),
+    ("us-isob-", "sc2s.sgov.gov"),
+    ("us-isof-", "csp.hci.ic.gov"),
+    ("us-iso-", "c2s.ic.gov"),
+    ("eu-isoe-", "cloud.adc-e.uk"),
+)
+
+
+def aws_endpoints(region: str, env: dict[str, str] | None = None) -> tuple[str, str]:
+    """The DynamoDB and Streams URLs with no `endpoint` configured: AWS_ENDPOINT_URL_DYNAMODB /
+    AWS_ENDPOINT_URL_DYNAMODB_STREAMS, then AWS_ENDPOINT_URL (as the AWS SDKs read them), else
+    the region's public endpoints in its partition."""
+    env = dict(os.environ) if env is None else env
+    suffix = next((s for p, s in _PARTITION_SUFFIXES if region.startswith(p)), "amazonaws.com")
+    url = f"https://dynamodb.{region}.{suffix}"
+    streams_url = f"https://streams.dynamodb.{region}.{suffix}"
+    if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() != "true":
+        generic = env.get("AWS_ENDPOINT_URL")
+        url = env.get("AWS_ENDPOINT_URL_DYNAMODB") or generic or url
+        streams_url = env.get("AWS_ENDPOINT_URL_DYNAMODB_STREAMS") or generic or streams_url
+    for name, u in (
+        ("AWS_ENDPOINT_URL_DYNAMODB", url),
+        ("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", streams_url),
+    ):
+        if urlsplit(u).scheme not in ("http", "https"):
+            raise EndpointError(f"{name} (or AWS_ENDPOINT_URL) is {u!r}; give an http(s):// URL")
+    return url, streams_url
 
 
 def _client_for(side: SourceConfig | TargetConfig, label: str, pool_size: int) -> DynamoClient:
     region = side.region or "us-east-1"
+    ca_bundle = None
     if side.endpoint is not None:
         url = side.endpoint.url
         streams_url = url
+        ca_bundle = side.endpoint.ca_bundle
     else:
-        url = f"https://dynamodb.{region}.amazonaws.com"
-        streams_url = f"https://streams.dynamodb.{region}.amazonaws.com"
+        url, streams_url = aws_endpoints(region)
+    # Node discovery for Alternator endpoints (an `alternator:` block, or `type: alternator`).
+    alternator = side.alternator
+    if alternator is None and side.type == "alternator" and side.endpoint is not None:
+        alternator = AlternatorSettings()
     creds = CredentialSource(side.credentials, side.assume_role, region)
     return DynamoClient(
-        url, region, creds, streams_url=streams_url, pool_size=pool_size, label=label
+        url,
+        region,
+        creds,
+        streams_url=streams_url,
+        pool_size=pool_size,
+        label=label,
+        ca_bundle=ca_bundle,
+        alternator=alternator,
     )
 
 
@@ -397,6 +511,11 @@ def preflight(client: DynamoClient, op: str, body: dict[str, Any]) -> dict[str, 
     try:
         return client.call(op, body, retry=PREFLIGHT)
     except DynamoError as e:
+        if e.code == "CertificateError":
+            raise EndpointError(
+                f"{client.label} endpoint {client.url}: {e.message}; give the CA that signed it "
+                f"with `{client.label}.endpoint.caBundle` or AWS_CA_BUNDLE"
+            ) from None
         if e.code == "ConnectionError":
             raise EndpointError(
                 f"{client.label} endpoint {client.url} is unreachable ({e.message.split(': ', 1)[-1]}); "

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
-from .checkpoint import Savepoint, SavepointStore
+from .checkpoint import Savepoint, SavepointStore, same_table, table_identity
 from .clients import DynamoClient, source_client, target_client
-from .config import Config
+from .config import Config, require_supported
+from .errors import SavepointError
 from .metrics import METRICS, retry_summary
 from .progress import SnapshotProgress
-from .replay import Replayer, ReplayStats
-from .schema import describe_source, ensure_target, key_names
+from .replay import Replayer, ReplayStats, tuning
+from .schema import describe_source, ensure_target, refuse_same_identity, refuse_same_table
 from .sink import Sink
+from .sink_factory import make_sink
 from .snapshot import ScanPlan, SnapshotCopier, plan_scan
 from .streams import ensure_stream
-from .throttle import RateLimiter, budget, table_capacity
+from .ttl import expiry_check, source_ttl_attribute
 
 log = logging.getLogger(__name__)
 
@@ -32,31 +35,6 @@ class MigrationResult:
     stopped: bool
 
 
-def write_budget(cfg: Config, tgt: dict[str, Any]) -> float | None:
-    """The target's write budget in WCU/s (None: unlimited)."""
-    t = cfg.target
-    wcu = table_capacity(tgt, "WriteCapacityUnits", t.type)
-    return budget(t.write_throughput, t.throughput_write_percent, wcu)
-
-
-def build_sink(cfg: Config, target: DynamoClient, keys: list[str], limiter: RateLimiter) -> Sink:
-    """A sink from plain inputs (the Spark engine builds one per executor task)."""
-    t = cfg.target
-    return Sink(
-        target,
-        t.table,
-        keys,
-        max_batch=t.max_items_per_batch,
-        limiter=limiter,
-        consumed_capacity=not t.remove_consumed_capacity,
-        renames=cfg.rename_map(),
-    )
-
-
-def make_sink(cfg: Config, target: DynamoClient, src: dict[str, Any], tgt: dict[str, Any]) -> Sink:
-    return build_sink(cfg, target, key_names(src), RateLimiter(write_budget(cfg, tgt)))
-
-
 def run_snapshot(
     cfg: Config,
     source: DynamoClient,
@@ -66,6 +44,7 @@ def run_snapshot(
     sp: Savepoint,
     stop: threading.Event,
     show_progress: bool = True,
+    ttl_attribute: str | None = None,
 ) -> bool:
     plan: ScanPlan = plan_scan(cfg, src, sp.total_segments)
     sp.total_segments = plan.total_segments
@@ -84,7 +63,9 @@ def run_snapshot(
     if progress:
         progress.start()
     try:
-        return SnapshotCopier(source, sink, cfg, plan, store, sp, stop, progress).run()
+        expired = expiry_check(ttl_attribute, time.time)
+        copier = SnapshotCopier(source, sink, cfg, plan, store, sp, stop, progress, expired=expired)
+        return copier.run()
     finally:
         if progress:
             progress.close()
@@ -106,6 +87,7 @@ class Job:
     stop: threading.Event
     out: TextIO | None
     show_progress: bool
+    ttl_attribute: str | None = None  # the source's, when TTL is enabled: expired items skipped
 
 
 class Engine(Protocol):
@@ -125,11 +107,28 @@ class LocalEngine:
 
     def snapshot(self, job: Job) -> bool:
         return run_snapshot(
-            job.cfg, job.source, job.sink, job.src, job.store, job.sp, job.stop, job.show_progress
+            job.cfg,
+            job.source,
+            job.sink,
+            job.src,
+            job.store,
+            job.sp,
+            job.stop,
+            job.show_progress,
+            job.ttl_attribute,
         )
 
     def replay(self, job: Job, stream_arn: str, stop_when_caught_up: float | None) -> ReplayStats:
-        replayer = Replayer(job.source, job.sink, stream_arn, job.store, job.sp, out=job.out)
+        replayer = Replayer(
+            job.source,
+            job.sink,
+            stream_arn,
+            job.store,
+            job.sp,
+            out=job.out,
+            expired=expiry_check(job.ttl_attribute, time.time),
+            **tuning(job.cfg),
+        )
         return replayer.run(job.stop, stop_when_caught_up)
 
 
@@ -142,25 +141,100 @@ def _phase(name: str) -> None:
 
 
 def _open_savepoint(
-    cfg: Config, src: dict[str, Any], fresh: bool
-) -> tuple[SavepointStore, Savepoint]:
-    store = SavepointStore(cfg)
+    cfg: Config, store: SavepointStore, src: dict[str, Any], fresh: bool
+) -> Savepoint:
     sp = store.load_or_new(fresh)
     spec = src.get("StreamSpecification") or {}
     if fresh and not (spec.get("StreamEnabled") and src.get("LatestStreamArn") == sp.stream_arn):
         sp.stream_arn = None  # the stream we had is gone: starting over enables a new one
-    if sp.total_segments is None and sp.stream_arn is None:
-        store.save(sp)  # fail early on an unwritable savepoint directory
-    return store, sp
+    return sp
+
+
+def _is_empty(client: DynamoClient, table: str) -> bool:
+    """No item at all (a Scan may return an empty page that is not the last)."""
+    body: dict[str, Any] = {"TableName": table, "Limit": 1}
+    for _ in range(10):
+        r = client.call("Scan", body)
+        if r.get("Items"):
+            return False
+        if not r.get("LastEvaluatedKey"):
+            return True
+        body["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+    return False
+
+
+def _check_tables(job: Job) -> None:
+    """Trust the savepoint only if it describes these tables; record them if new.
+
+    A source recreated since the savepoint: its stream and positions are meaningless, stop.
+    A target recreated, or emptied (its node lost the data), after items were copied: the
+    saved "segments done" no longer hold, so the snapshot is copied again. The stream is
+    still replayed from the saved positions, which is enough: every change since them is
+    in it, and the new copy is newer than all of them."""
+    cfg, sp, store = job.cfg, job.sp, job.store
+    src_id, tgt_id = table_identity(job.src), table_identity(job.tgt)
+    if sp.source_table is not None and not same_table(sp.source_table, src_id):
+        raise SavepointError(
+            f"source table {cfg.source.table!r} is not the table savepoint {store.file} was "
+            f"taken from (recorded {sp.source_table}, now {src_id}); it was recreated, so the "
+            "saved stream positions no longer apply: run with --fresh"
+        )
+    copied = sp.snapshot_done or bool(sp.segments_done) or bool(sp.segment_keys)
+    why = None
+    if sp.target_table is not None and not same_table(sp.target_table, tgt_id):
+        why = (
+            f"target table {cfg.target.table!r} is not the table savepoint {store.file} filled "
+            f"(recorded {sp.target_table}, now {tgt_id}): it was dropped or recreated"
+        )
+    elif (
+        copied
+        and not cfg.target.skip_initial_snapshot_transfer
+        and _is_empty(job.target, cfg.target.table)
+        and not _is_empty(job.source, cfg.source.table)
+    ):
+        why = (
+            f"target table {cfg.target.table!r} is empty although savepoint {store.file} "
+            "records copied items: its data was lost"
+        )
+    if why is not None and (copied or sp.shards):
+        if cfg.target.skip_initial_snapshot_transfer:
+            raise SavepointError(
+                f"{why}; with `skipInitialSnapshotTransfer` the snapshot cannot be copied "
+                "again: run with --fresh to replay the stream from its start, or copy the "
+                "snapshot (remove skipInitialSnapshotTransfer)"
+            )
+        log.warning(
+            "%s. Copying the snapshot again; the stream is replayed from the saved positions, "
+            "so no change is lost",
+            why,
+        )
+        sp.snapshot_done = False
+        sp.total_segments = None
+        sp.segments_done.clear()
+        sp.segment_keys.clear()
+    sp.source_table, sp.target_table = src_id, tgt_id
+    store.save(sp)
 
 
 def _enable_stream(
     source: DynamoClient, src: dict[str, Any], store: SavepointStore, sp: Savepoint, poll: float
 ) -> str:
-    arn = ensure_stream(source, src, sp.stream_arn, poll_seconds=poll)
-    if sp.stream_arn != arn:
-        sp.stream_arn = arn
-        sp.shards.clear()
+    def mark() -> None:
+        sp.stream_enabling = time.time()
+        store.save(sp)
+
+    arn = ensure_stream(
+        source,
+        src,
+        sp.stream_arn,
+        poll_seconds=poll,
+        enabling_since=sp.stream_enabling,
+        before_enable=mark,
+    )
+    if sp.stream_arn != arn or sp.stream_enabling is not None:
+        if sp.stream_arn != arn:
+            sp.shards.clear()
+        sp.stream_arn, sp.stream_enabling = arn, None
         store.save(sp)
     return arn
 
@@ -174,6 +248,10 @@ def _snapshot(job: Job, engine: Engine) -> bool:
         log.info("Snapshot already done according to the savepoint %s", store.file)
     elif not engine.snapshot(job) or job.stop.is_set():
         return False
+    elif job.cfg.validation.copy_missing_rows:
+        from .validate import copy_missing_rows  # validate builds on this module
+
+        copy_missing_rows(job.cfg)
     sp.snapshot_done = True
     store.save(sp)
     return True
@@ -192,18 +270,42 @@ def migrate(
 ) -> MigrationResult:
     """Run the whole migration; returns when done, caught up, or ``stop`` is set."""
     stop = stop or threading.Event()
-    engine = engine or LocalEngine()
+    require_supported(cfg)
+    store = SavepointStore(cfg)
+    # The lock comes first: a second run must not even look at the source's stream.
+    with store.exclusive():
+        return _migrate(
+            cfg,
+            store,
+            stop,
+            fresh,
+            stop_when_caught_up,
+            out,
+            stream_poll_seconds,
+            show_progress,
+            engine or LocalEngine(),
+        )
+
+
+def _migrate(
+    cfg: Config,
+    store: SavepointStore,
+    stop: threading.Event,
+    fresh: bool,
+    stop_when_caught_up: float | None,
+    out: TextIO | None,
+    stream_poll_seconds: float,
+    show_progress: bool,
+    engine: Engine,
+) -> MigrationResult:
     _phase("schema")
+    refuse_same_table(cfg)
     source, target = source_client(cfg.source), target_client(cfg.target)
     src = describe_source(source, cfg.source.table)
+    ttl_attribute = source_ttl_attribute(source, cfg.source.table)
     tgt = ensure_target(source, target, src, cfg)
-    store, sp = _open_savepoint(cfg, src, fresh)
-    # The stream comes before the scan: every write made while copying is then in it.
-    arn = (
-        _enable_stream(source, src, store, sp, stream_poll_seconds)
-        if cfg.target.stream_changes
-        else None
-    )
+    refuse_same_identity(src, tgt, cfg)
+    sp = _open_savepoint(cfg, store, src, fresh)
     job = Job(
         cfg,
         source,
@@ -216,6 +318,14 @@ def migrate(
         stop,
         out,
         show_progress,
+        ttl_attribute,
+    )
+    _check_tables(job)
+    # The stream comes before the scan: every write made while copying is then in it.
+    arn = (
+        _enable_stream(source, src, store, sp, stream_poll_seconds)
+        if cfg.target.stream_changes
+        else None
     )
     _phase("snapshot")
     if not _snapshot(job, engine):

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .checkpoint import Savepoint, SavepointStore, ShardPosition
-from .clients import DynamoClient
+from .clients import DynamoClient, DynamoError
+from .config import Config
 from .metrics import METRICS, retry_summary
 from .sink import Request, Sink, key_id
-from .streams import Page, ShardReader, _trimmed, list_shards
+from .streams import GET_RECORDS_LIMIT, Page, ShardReader, _trimmed, list_shards
+from .throttle import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +103,16 @@ def record_time(record: dict[str, Any]) -> float | None:
             return None
 
 
-def collapse(records: Sequence[dict[str, Any]], sink: Sink) -> list[Request]:
-    """The last change per key, as BatchWriteItem requests; order across keys is irrelevant."""
+def collapse(
+    records: Sequence[dict[str, Any]],
+    sink: Sink,
+    expired: Callable[[dict[str, Any]], bool] | None = None,
+) -> list[Request]:
+    """The last change per key, as BatchWriteItem requests; order across keys is irrelevant.
+
+    An image whose TTL has already passed (``expired``) is not written: the key is deleted
+    instead, so an older live copy on the target does not outlive the source's.
+    """
     last: dict[bytes, Request] = {}
     for rec in records:
         d = rec["dynamodb"]
@@ -115,8 +125,37 @@ def collapse(records: Sequence[dict[str, Any]], sink: Sink) -> list[Request]:
                 raise ValueError(
                     "a stream record carries no NewImage: the stream's view type must be NEW_IMAGE"
                 )
-            last[k] = sink.put(image)
+            if expired is not None and expired(image):
+                METRICS.inc("stream_images_expired_total")
+                last[k] = sink.delete(d["Keys"])
+            else:
+                last[k] = sink.put(image)
     return list(last.values())
+
+
+def tuning(cfg: Config) -> dict[str, Any]:
+    """Replayer options from the source's `streaming*` keys (only those given)."""
+    s = cfg.source
+    opts: dict[str, Any] = {}
+    if s.streaming_poll_interval_seconds is not None:
+        opts["max_idle_sleep"] = s.streaming_poll_interval_seconds
+    if s.streaming_polling_pool_size is not None:
+        opts["parallel_reads"] = s.streaming_polling_pool_size
+    if s.streaming_max_records_per_poll is not None:
+        opts["records_per_poll"] = s.streaming_max_records_per_poll
+    if s.streaming_max_records_per_second is not None:
+        opts["records_per_second"] = s.streaming_max_records_per_second
+    if s.streaming_max_consecutive_errors is not None:
+        opts["max_consecutive_errors"] = s.streaming_max_consecutive_errors
+    return opts
+
+
+class _ReadFailed(Exception):
+    """A shard read failed after its own retries; nothing of the round was applied."""
+
+    def __init__(self, cause: DynamoError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 @dataclass
@@ -150,6 +189,10 @@ class Replayer:
         clock: Callable[[], float] = time.time,
         status_seconds: float = 5.0,
         table_seconds: float = 5.0,
+        records_per_poll: int = GET_RECORDS_LIMIT,
+        records_per_second: int | None = None,
+        max_consecutive_errors: int = 1,
+        expired: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -173,6 +216,12 @@ class Replayer:
         self.status_seconds = status_seconds
         self._status_at = time.monotonic()
         self._status_records = 0
+        # A poll never asks for more than a second's worth of the rate cap, so the cap's wait
+        # after a poll stays short and a stop is seen within seconds.
+        self.records_per_poll = min(records_per_poll, records_per_second or records_per_poll)
+        self._rate = RateLimiter(records_per_second)
+        self.max_consecutive_errors = max_consecutive_errors
+        self.expired = expired
 
     # -- shard tree
     def refresh(self) -> None:
@@ -202,9 +251,9 @@ class Replayer:
                 raise _trimmed(
                     s.shard_id, f"its parent shard {s.parent} expired before it was read"
                 )
-            self.readers[s.shard_id] = ShardReader(
-                self.source, self.arn, s, pos.sequence_number if pos else None
-            )
+            reader = ShardReader(self.source, self.arn, s, pos.sequence_number if pos else None)
+            reader.limit = self.records_per_poll
+            self.readers[s.shard_id] = reader
             if pos is None:
                 with self.store.lock:
                     self.sp.shards[s.shard_id] = ShardPosition(None, False, s.parent)
@@ -258,12 +307,25 @@ class Replayer:
         for r in ready:
             ahead = self._prefetched.pop(r.shard.shard_id, None)
             pages[r] = ahead if ahead is not None else self._reads.submit(r.fetch, r.iterator)
-        fetched = []
+        # Every read must succeed before any reader moves on: a failed round then leaves all
+        # shards where they were and may simply be run again.
+        results: dict[ShardReader, Page] = {}
+        failed: DynamoError | None = None
         for r, page in pages.items():
-            recs, nxt = page.result()
+            try:
+                results[r] = page.result()
+            except DynamoError as e:
+                if not e.retryable:
+                    raise
+                failed = failed or e
+        if failed is not None:
+            raise _ReadFailed(failed)
+        fetched = []
+        for r, (recs, nxt) in results.items():
             r.commit(recs, nxt)
             fetched.append((r, recs))
         records = [rec for _, recs in fetched for rec in recs]
+        self._rate.acquire(len(records))
         if records:
             # Read the next pages while this batch is written: reads and writes overlap, and
             # nothing read ahead is applied or checkpointed before its turn.
@@ -272,7 +334,7 @@ class Replayer:
                     self._prefetched[r.shard.shard_id] = self._reads.submit(r.fetch, r.iterator)
         result = BatchResult(len(records), 0, Counter(rec["eventName"] for rec in records), None)
         if records:
-            requests = collapse(records, self.sink)
+            requests = collapse(records, self.sink, self.expired)
             chunks = [
                 requests[i : i + self.sink.max_batch]
                 for i in range(0, len(requests), self.sink.max_batch)
@@ -338,11 +400,27 @@ class Replayer:
         idle_sleep = 0.0
         quiet_since: float | None = None
         self._status_at, self._status_records = time.monotonic(), 0
+        errors = 0
         try:
             while not stop.is_set():
                 if time.monotonic() - self._status_at >= self.status_seconds:
                     self._status_line(time.monotonic())
-                result = self.round()
+                try:
+                    result = self.round()
+                except _ReadFailed as e:
+                    errors += 1
+                    if errors >= self.max_consecutive_errors:
+                        raise e.cause from None
+                    log.warning(
+                        "Stream read failed (%d of %d in a row allowed by "
+                        "streamingMaxConsecutiveErrors): %s; polling again",
+                        errors,
+                        self.max_consecutive_errors,
+                        e.cause.code,
+                    )
+                    stop.wait(min(5.0, 0.1 * 2**errors))
+                    continue
+                errors = 0
                 if result.records:
                     idle_sleep = 0.0
                     quiet_since = None

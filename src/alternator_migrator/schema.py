@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from .clients import DynamoClient, DynamoError, preflight
-from .config import Config
+from .config import Config, SourceConfig, TargetConfig
 from .errors import SchemaError
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,52 @@ def describe_source(client: DynamoClient, table: str) -> dict[str, Any]:
                 f"source table {table!r} does not exist at {client.url}; "
                 "check `source.table` and `source.endpoint`/`source.region`"
             ) from None
-        raise
+        raise _side_error("source", table, client, "DescribeTable", e) from None
     return desc
+
+
+def _side_error(
+    side: str, table: str, client: DynamoClient, op: str, e: DynamoError
+) -> SchemaError:
+    return SchemaError(
+        f"{side} table {table!r} at {client.url}: {op} failed: {e.code}: {e.message}"
+    )
+
+
+def _location(side: SourceConfig | TargetConfig) -> tuple[str, str, str]:
+    """Where a table lives, spelled one way: scheme and host in lower case, default port
+    explicit, no trailing slash; the region (moto keeps one set of tables per region)."""
+    if side.endpoint is None:
+        return ("aws", side.region or "", side.table)
+    u = urlsplit(side.endpoint.url)
+    port = u.port or (443 if u.scheme.lower() == "https" else 80)
+    where = f"{u.scheme.lower()}://{(u.hostname or '').lower()}:{port}{u.path.rstrip('/')}"
+    return (where, side.region or "us-east-1", side.table)
+
+
+def refuse_same_table(cfg: Config) -> None:
+    """Source and target named as one table: copying it onto itself would replay its own
+    writes forever. Checked from the config, before any request."""
+    if _location(cfg.source) == _location(cfg.target):
+        raise SchemaError(
+            f"source and target are the same table ({cfg.target.table!r} at "
+            f"{_location(cfg.target)[0]}); point `target.table` or `target.endpoint` elsewhere"
+        )
+
+
+def refuse_same_identity(src: dict[str, Any], tgt: dict[str, Any], cfg: Config) -> None:
+    """The same check by what the endpoints answer (two spellings of one host, an alias)."""
+    same_id = src.get("TableId") is not None and src.get("TableId") == tgt.get("TableId")
+    same_arn = (
+        src.get("TableArn") is not None
+        and src.get("TableArn") == tgt.get("TableArn")
+        and src.get("CreationDateTime") == tgt.get("CreationDateTime")
+    )
+    if same_id or same_arn:
+        raise SchemaError(
+            f"source and target are the same table ({src.get('TableArn')}, described alike "
+            "by both endpoints); point `target.table` or `target.endpoint` elsewhere"
+        )
 
 
 def key_names(desc: dict[str, Any]) -> list[str]:
@@ -173,7 +218,7 @@ def ensure_target(
         ]
     except DynamoError as e:
         if e.code != "ResourceNotFoundException":
-            raise
+            raise _side_error("target", table, target, "DescribeTable", e) from None
         existing = None
     if existing is not None:
         want, have = _key_signature(src, cfg.rename_map()), _key_signature(existing)

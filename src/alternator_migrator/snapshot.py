@@ -13,12 +13,14 @@ import logging
 import math
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from .checkpoint import Savepoint, SavepointStore
+from .checkpoint import Savepoint
 from .clients import DynamoClient
 from .config import Config
+from .errors import ConfigError
 from .metrics import METRICS
 from .progress import SnapshotProgress
 from .sink import Sink
@@ -49,7 +51,7 @@ def plan_scan(cfg: Config, src: dict[str, Any], saved_segments: int | None = Non
         size = int(src.get("TableSizeBytes") or 0)
         total = max(DEFAULT_MIN_SEGMENTS, math.ceil(size / SEGMENT_BYTES))
     workers = min(total, s.max_map_tasks or DEFAULT_MAX_WORKERS)
-    writers = max(2, min(16, workers * 2))
+    writers = cfg.target.max_map_tasks or max(2, min(16, workers * 2))
     rcu = table_capacity(src, "ReadCapacityUnits", s.type)
     return ScanPlan(
         total, workers, writers, budget(s.read_throughput, s.throughput_read_percent, rcu)
@@ -82,6 +84,25 @@ class _Abort(Exception):
     pass
 
 
+class Checkpointer(Protocol):
+    """Keeps the progress the copier records in its Savepoint (a SavepointStore writes it to
+    disk; a Spark task keeps it in memory and returns it to the driver)."""
+
+    def save(self, sp: Savepoint) -> None: ...
+
+    def maybe_save(self, sp: Savepoint) -> bool: ...
+
+
+class InMemory:
+    """A Checkpointer that keeps nothing beyond the Savepoint object itself."""
+
+    def save(self, sp: Savepoint) -> None:
+        return None
+
+    def maybe_save(self, sp: Savepoint) -> bool:
+        return False
+
+
 class SnapshotCopier:
     def __init__(
         self,
@@ -89,10 +110,12 @@ class SnapshotCopier:
         sink: Sink,
         cfg: Config,
         plan: ScanPlan,
-        store: SavepointStore,
+        store: Checkpointer,
         savepoint: Savepoint,
         stop: threading.Event,
         progress: SnapshotProgress | None = None,
+        *,
+        expired: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -107,6 +130,11 @@ class SnapshotCopier:
         self.segments: queue.Queue[int] = queue.Queue()
         self.errors: list[BaseException] = []
         self._failed = threading.Event()
+        self.expired = expired  # TTL already passed: not copied
+        self.skipped_expired = 0
+        # Guards the pages and the Savepoint; saves run under it too, so a save never reads
+        # the Savepoint while a writer changes it.
+        self._lock = threading.RLock()
 
     # -- scanning
     def _scan_segment(self, seg: _Segment) -> None:
@@ -118,14 +146,17 @@ class SnapshotCopier:
                 "TableName": self.cfg.source.table,
                 "Segment": seg.number,
                 "TotalSegments": self.plan.total_segments,
-                "ReturnConsumedCapacity": "TOTAL",
             }
+            if not self.cfg.source.remove_consumed_capacity:
+                req["ReturnConsumedCapacity"] = "TOTAL"
             if start_key is not None:
                 req["ExclusiveStartKey"] = start_key
             resp = self.source.call("Scan", req)
             items: list[dict[str, Any]] = resp.get("Items", [])
             charge_read(self.read_limiter, resp, items, consistent=False)
             METRICS.inc("items_scanned_total", len(items))
+            if self.expired is not None:
+                items = self._drop_expired(items)
             start_key = resp.get("LastEvaluatedKey")
             step = self.sink.max_batch
             chunks = [items[i : i + step] for i in range(0, len(items), step)]
@@ -137,6 +168,15 @@ class SnapshotCopier:
                 self._put((page, chunk))
             if start_key is None:
                 return
+
+    def _drop_expired(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        assert self.expired is not None
+        live = [it for it in items if not self.expired(it)]
+        if len(live) != len(items):
+            with self._lock:
+                self.skipped_expired += len(items) - len(live)
+            METRICS.inc("items_expired_skipped_total", len(items) - len(live))
+        return live
 
     def _put(self, batch: _Batch) -> None:
         while True:
@@ -172,7 +212,7 @@ class SnapshotCopier:
             page, items = batch
             try:
                 self.sink.put_items(items)
-                with self.store.lock:
+                with self._lock:
                     page.pending -= 1
                     done = page.pending == 0
                 if done:
@@ -183,7 +223,7 @@ class SnapshotCopier:
     def _ack(self, page: _Page) -> None:
         seg = page.segment
         finished = False
-        with self.store.lock:
+        with self._lock:
             seg.acked[page.number] = page.last_key
             while seg.committed in seg.acked:
                 key = seg.acked.pop(seg.committed)
@@ -194,6 +234,7 @@ class SnapshotCopier:
                     finished = True
                 else:
                     self.sp.segment_keys[seg.number] = key
+            self.store.maybe_save(self.sp)
         if self.progress is not None:
             self.progress.add_items(page.size)
             if finished:
@@ -201,10 +242,9 @@ class SnapshotCopier:
         METRICS.inc("items_copied_total", page.size)
         if finished:
             METRICS.inc("segments_done_total")
-        self.store.maybe_save(self.sp)
 
     def _fail(self, e: BaseException) -> None:
-        with self.store.lock:
+        with self._lock:
             self.errors.append(e)
         self._failed.set()
 
@@ -212,16 +252,21 @@ class SnapshotCopier:
         """Copy every unfinished segment (or only the unfinished ones of ``segments``, as a Spark
         task does). True when the whole snapshot is complete."""
         wanted = range(self.plan.total_segments) if segments is None else segments
-        todo = [n for n in wanted if n not in self.sp.segments_done]
+        skip = skipped_segments(self.cfg, self.plan.total_segments)
+        todo = [n for n in wanted if n not in self.sp.segments_done and n not in skip]
+        if skip and segments is None:
+            log.info("Skipping segments %s (skipSegments)", ", ".join(map(str, sorted(skip))))
         for n in todo:
             self.segments.put(n)
         METRICS.set("segments_total", self.plan.total_segments)
-        if segments is None and todo and len(todo) < self.plan.total_segments:
+        partial = sum(1 for n in todo if n in self.sp.segment_keys)
+        # A resume, also when only partly copied segments were saved (a kill in the first pages).
+        if segments is None and todo and (len(todo) < self.plan.total_segments or partial):
             log.info(
                 "Resuming snapshot: %d of %d segments already done, %d partially",
                 self.plan.total_segments - len(todo),
                 self.plan.total_segments,
-                sum(1 for n in todo if n in self.sp.segment_keys),
+                partial,
             )
         scanners = [
             threading.Thread(target=self._scanner, name=f"scan-{i}", daemon=True)
@@ -239,8 +284,25 @@ class SnapshotCopier:
             self.batches.put(None)
         for t in writers:
             t.join()
-        self.store.save(self.sp)
+        with self._lock:
+            self.store.save(self.sp)
+        if self.skipped_expired:
+            log.info(
+                "Skipped %d expired items (their TTL attribute is in the past)",
+                self.skipped_expired,
+            )
         if self.errors:
             raise self.errors[0]
-        complete = len(self.sp.segments_done) >= self.plan.total_segments
-        return complete
+        return len(self.sp.segments_done | skip) >= self.plan.total_segments
+
+
+def skipped_segments(cfg: Config, total_segments: int) -> set[int]:
+    """The segments ``skipSegments`` names; they count as done (as in the Scylla Migrator)."""
+    beyond = [n for n in cfg.skip_segments if n >= total_segments]
+    if beyond:
+        raise ConfigError(
+            f"{cfg.path}: `skipSegments` names segment {beyond[0]} but the scan has "
+            f"{total_segments} segments (0-{total_segments - 1}); set `source.scanSegments` "
+            "to the count those numbers refer to"
+        )
+    return set(cfg.skip_segments)

@@ -18,6 +18,9 @@ GET_RECORDS_LIMIT = 1000
 # DynamoDB Streams allows about 5 GetRecords calls per second per shard; polling a busy shard
 # faster only gets throttled (and costs the source). A fuller page per call loses nothing.
 MIN_GET_RECORDS_INTERVAL = 0.2
+# How far the source's clock may run behind ours when telling whether a stream was created
+# after our 'enabling' marker.
+CLOCK_SLACK_SECONDS = 5.0
 
 
 def _stream_status(client: DynamoClient, arn: str) -> str:
@@ -35,6 +38,21 @@ def _existing_stream_error(table: str, arn: str | None) -> StreamError:
     )
 
 
+def _no_streams_error(client: DynamoClient, table: str, answer: str) -> StreamError:
+    return StreamError(
+        f"the source endpoint {client.url} does not support DynamoDB Streams (enabling a stream "
+        f"on {table!r} answered {answer}); changes cannot be captured there: set "
+        "`target.streamChanges: false` for a snapshot-only copy"
+    )
+
+
+def _created_since(client: DynamoClient, arn: str, since: float) -> bool:
+    """True when the stream was created after ``since`` (our clock, minus a little slack)."""
+    d = client.call("DescribeStream", {"StreamArn": arn, "Limit": 1}, streams=True)
+    created = d["StreamDescription"].get("CreationRequestDateTime")
+    return isinstance(created, int | float) and created >= since - CLOCK_SLACK_SECONDS
+
+
 def ensure_stream(
     client: DynamoClient,
     src: dict[str, Any],
@@ -42,11 +60,31 @@ def ensure_stream(
     *,
     poll_seconds: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
+    enabling_since: float | None = None,
+    before_enable: Callable[[], None] | None = None,
 ) -> str:
-    """Enable a NEW_IMAGE stream on the source (or reuse the one this migration enabled)."""
+    """Enable a NEW_IMAGE stream on the source (or reuse the one this migration enabled).
+
+    ``before_enable`` runs just before UpdateTable (the caller saves an 'enabling' marker);
+    ``enabling_since`` is a marker left by an earlier run: a NEW_IMAGE stream created after it
+    is that run's, which stopped before it could record the ARN."""
     table = src["TableName"]
     spec = src.get("StreamSpecification") or {}
     arn = src.get("LatestStreamArn")
+    if (
+        our_arn is None
+        and enabling_since is not None
+        and spec.get("StreamEnabled")
+        and spec.get("StreamViewType") in NEW_IMAGE_VIEWS
+        and arn
+        and _created_since(client, arn, enabling_since)
+    ):
+        log.info(
+            "The stream %s was enabled by an earlier run of this migration that stopped before "
+            "recording it; using it",
+            arn,
+        )
+        our_arn = arn
     if our_arn is not None and not spec.get("StreamEnabled"):
         raise StreamTrimmedError(
             f"the stream this migration enabled on {table!r} ({our_arn}) is gone, so changes made "
@@ -61,6 +99,8 @@ def ensure_stream(
     else:
         log.info("Source is a Dynamo table and change streaming requested; enabling Dynamo Stream")
         lost_answers: list[DynamoError] = []
+        if before_enable is not None:
+            before_enable()
 
         def note(err: DynamoError, attempt: int) -> None:
             # A throttling answer means "not done"; a reset or a 5xx may hide a done.
@@ -83,6 +123,10 @@ def ensure_stream(
                 raise
             d = client.call("DescribeTable", {"TableName": table})["Table"]
             dspec = d.get("StreamSpecification") or {}
+            if not dspec.get("StreamEnabled") and not d.get("LatestStreamArn"):
+                # Refused, yet no stream anywhere: not a concurrent enable (dynalite answers a
+                # ValidationException because it does not know StreamSpecification at all).
+                raise _no_streams_error(client, table, f"{e.code}: {e.message}") from None
             # After a lost answer (reset, timeout, 5xx) our own first attempt may have enabled
             # it: a NEW_IMAGE stream that appeared exactly then is ours.
             if not (
@@ -98,7 +142,7 @@ def ensure_stream(
             d = client.call("DescribeTable", {"TableName": table})["Table"]
             arn = d.get("LatestStreamArn")
         if not arn:
-            raise StreamError(f"enabled a stream on {table!r} but the table reports no stream ARN")
+            raise _no_streams_error(client, table, "success, yet the table reports no stream")
     while True:
         status = _stream_status(client, arn)
         if status == "ENABLED":
@@ -179,6 +223,7 @@ class ShardReader:
         self.drained = False  # last read returned nothing
         self.newest: float | None = None  # creation time of the newest applied record
         self.min_interval = MIN_GET_RECORDS_INTERVAL
+        self.limit = GET_RECORDS_LIMIT  # GetRecords Limit (streamingMaxRecordsPerPoll)
         self._next_call = 0.0
 
     def _acquire(self) -> str | None:
@@ -224,7 +269,7 @@ class ShardReader:
             try:
                 r = self.client.call(
                     "GetRecords",
-                    {"ShardIterator": iterator, "Limit": GET_RECORDS_LIMIT},
+                    {"ShardIterator": iterator, "Limit": self.limit},
                     streams=True,
                 )
             except DynamoError as e:
@@ -237,7 +282,7 @@ class ShardReader:
                     raise _trimmed(self.shard.shard_id, e.message) from None
                 raise
             records: list[dict[str, Any]] = r.get("Records", [])
-            if len(records) >= GET_RECORDS_LIMIT:
+            if len(records) >= self.limit:
                 self._next_call = 0.0  # a full page: more is waiting, read on at once
             return records, r.get("NextShardIterator")
         raise StreamError(f"shard {self.shard.shard_id}: iterator kept expiring")

@@ -3,23 +3,49 @@
 urllib3 on top of http.client runs about a thousand Python calls per request (header objects,
 email-parser-based response headers), which at 25 items a request cost ~40 us of client CPU
 per item: more than everything else the migrator does. This client writes one buffer per
-request and parses only the status line, Content-Length / chunked framing and Connection.
+request and parses only the status line, Content-Length / chunked framing, Connection and
+``x-amz-crc32``. It still gives what AWS users rely on from botocore/urllib3: proxies from the
+environment (CONNECT tunnels for https, absolute-form requests for http), a custom CA bundle,
+CRC32 checks, strict framing, size caps, a deadline per call and no select() fd limit.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import re
 import select
 import socket
 import ssl
 import threading
+import time
+import urllib.request
+import zlib
 from collections import deque
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]  # not in typeshed
+
+MAX_HEADER_BYTES = 64 * 1024
+# DynamoDB's largest answers (BatchGetItem, 100 items of 400 KB) stay under 64 MiB.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 
 class TransportError(Exception):
     """The request may or may not have reached the server (connect, reset, timeout, framing)."""
+
+
+class ConnectError(TransportError):
+    """No byte of the request was sent: it is safe to send it elsewhere at once."""
+
+
+class CertificateError(ConnectError):
+    """The server's TLS certificate is not trusted; retrying cannot help."""
+
+
+class ChecksumError(TransportError):
+    """The body does not match its ``x-amz-crc32``: corrupted on the way, must not be used."""
 
 
 @dataclass(frozen=True)
@@ -28,30 +54,71 @@ class Response:
     body: bytes
 
 
-class _Conn:
-    __slots__ = ("buf", "sock")
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment (HTTPS_PROXY/HTTP_PROXY, NO_PROXY) asks for this URL, if any."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme)
+    if not proxy or proxy_bypass_environment(parts.hostname or "", proxies):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
-    def __init__(self, sock: socket.socket) -> None:
+
+_TLS_CONTEXTS: dict[str | None, ssl.SSLContext] = {}
+_TLS_LOCK = threading.Lock()
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """One verifying context per CA bundle (None: the system's CAs); loading one takes ms."""
+    with _TLS_LOCK:
+        ctx = _TLS_CONTEXTS.get(ca_bundle)
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=ca_bundle)
+            _TLS_CONTEXTS[ca_bundle] = ctx
+        return ctx
+
+
+class _Conn:
+    __slots__ = ("born", "buf", "deadline", "read_timeout", "short", "sock", "used")
+
+    def __init__(self, sock: socket.socket, read_timeout: float) -> None:
         self.sock = sock
         self.buf = b""
+        self.read_timeout = read_timeout
+        self.deadline = 0.0
+        self.short = False  # the socket timeout was cut to fit the call's deadline
+        self.born = self.used = time.monotonic()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
 
+    def _recv(self, n: int) -> bytes:
+        left = self.deadline - time.monotonic()
+        if left < self.read_timeout:
+            if left <= 0:
+                raise TransportError("no complete response before the call's deadline")
+            self.sock.settimeout(left)
+            self.short = True
+        return self.sock.recv(n)
+
     def _fill(self) -> None:
-        chunk = self.sock.recv(262144)
+        chunk = self._recv(262144)
         if not chunk:
             raise TransportError("connection closed by the server")
         self.buf += chunk
 
-    def read_until(self, sep: bytes) -> bytes:
+    def read_until(self, sep: bytes, limit: int = MAX_HEADER_BYTES) -> bytes:
         start = 0
         while True:
             i = self.buf.find(sep, start)
+            if i > limit:
+                raise TransportError(f"response header larger than {limit // 1024} KiB")
             if i >= 0:
                 out, self.buf = self.buf[:i], self.buf[i + len(sep) :]
                 return out
+            if len(self.buf) > limit:
+                raise TransportError(f"response header larger than {limit // 1024} KiB")
             start = max(0, len(self.buf) - len(sep) + 1)
             self._fill()
 
@@ -63,7 +130,7 @@ class _Conn:
         have = len(self.buf)
         self.buf = b""
         while have < n:
-            chunk = self.sock.recv(max(262144, n - have))
+            chunk = self._recv(max(262144, n - have))
             if not chunk:
                 raise TransportError("connection closed mid-response")
             parts.append(chunk)
@@ -72,9 +139,27 @@ class _Conn:
         self.buf = data[n:]
         return data[:n]
 
+    def read_to_eof(self) -> bytes:
+        parts = [self.buf]
+        have = len(self.buf)
+        self.buf = b""
+        while chunk := self._recv(262144):
+            have += len(chunk)
+            if have > MAX_RESPONSE_BYTES:
+                raise TransportError(f"response body larger than {MAX_RESPONSE_BYTES >> 20} MiB")
+            parts.append(chunk)
+        return b"".join(parts)
+
 
 class HttpPool:
-    """Keep-alive connections to one origin, shared by threads (one request per connection)."""
+    """Keep-alive connections to one origin, shared by threads (one request per connection).
+
+    ``proxy`` is an ``http://[user:pass@]host:port`` forward proxy (see proxy_for); https goes
+    through it in a CONNECT tunnel. ``call_timeout`` bounds a whole call (connect, send and
+    every read), ``read_timeout`` one wait for data. ``max_connections`` caps connections in use
+    at once (waiting up to ``acquire_timeout`` for one); idle ones older than ``max_idle_time``
+    or ``time_to_live`` are closed instead of reused.
+    """
 
     def __init__(
         self,
@@ -82,11 +167,19 @@ class HttpPool:
         *,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
+        call_timeout: float = 120.0,
         max_idle: int = 32,
+        max_connections: int | None = None,
+        acquire_timeout: float = 10.0,
+        max_idle_time: float | None = None,
+        time_to_live: float | None = None,
+        ca_bundle: str | None = None,
+        proxy: str | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"unsupported scheme in {url!r}")
+        self.url = url
         self.tls = parts.scheme == "https"
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (443 if self.tls else 80)
@@ -94,38 +187,106 @@ class HttpPool:
         self.path = parts.path or "/"
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.call_timeout = call_timeout
         self.max_idle = max_idle
+        self.max_idle_time = max_idle_time
+        self.time_to_live = time_to_live
+        self.acquire_timeout = acquire_timeout
+        self._slots = threading.BoundedSemaphore(max_connections) if max_connections else None
         self._idle: deque[_Conn] = deque()
         self._lock = threading.Lock()
-        self._ssl = ssl.create_default_context() if self.tls else None
+        self._ssl = tls_context(ca_bundle) if self.tls else None
+        self.proxy: tuple[str, int] | None = None
+        self._proxy_auth = ""
+        if proxy:
+            p = urlsplit(proxy)
+            self.proxy = (p.hostname or "localhost", p.port or 8080)
+            if p.username is not None:
+                cred = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
+                self._proxy_auth = (
+                    f"Proxy-Authorization: Basic {base64.b64encode(cred).decode()}\r\n"
+                )
+        # A plain-http request through a proxy names the whole URL (absolute form).
+        self._prefix = f"http://{self.netloc}" if self.proxy and not self.tls else ""
+        self._post_line = f"POST {self._prefix}{self.path} HTTP/1.1\r\nHost: {self.netloc}\r\n"
+        if self._prefix:
+            self._post_line += self._proxy_auth
 
-    def _connect(self) -> _Conn:
+    def _connect(self, deadline: float) -> _Conn:
+        where = f"proxy {self.proxy[0]}:{self.proxy[1]}" if self.proxy else self.netloc
+        timeout = max(0.001, min(self.connect_timeout, deadline - time.monotonic()))
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+            sock = socket.create_connection(self.proxy or (self.host, self.port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as e:
+            raise ConnectError(f"cannot connect to {where}: {e}") from None
+        try:
+            if self.proxy is not None and self.tls:
+                self._tunnel(sock, deadline)
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
             sock.settimeout(self.read_timeout)
+        except ssl.SSLCertVerificationError as e:
+            sock.close()
+            raise CertificateError(
+                f"TLS certificate of {self.netloc} is not trusted: {e.verify_message}"
+            ) from None
+        except TransportError:
+            sock.close()
+            raise
         except OSError as e:
-            raise TransportError(f"cannot connect to {self.netloc}: {e}") from None
-        return _Conn(sock)
+            sock.close()
+            raise ConnectError(f"TLS handshake with {self.netloc} failed: {e}") from None
+        return _Conn(sock, self.read_timeout)
 
-    def _take(self) -> _Conn:
+    def _tunnel(self, sock: socket.socket, deadline: float) -> None:
+        target = (
+            f"{self.host}:{self.port}" if ":" not in self.host else f"[{self.host}]:{self.port}"
+        )
+        sock.settimeout(self.read_timeout)
+        sock.sendall(
+            f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{self._proxy_auth}\r\n".encode(
+                "latin-1"
+            )
+        )
+        conn = _Conn(sock, self.read_timeout)
+        conn.deadline = deadline
+        status_line = conn.read_until(b"\r\n\r\n").split(b"\r\n", 1)[0]
+        parts = status_line.split(b" ", 2)
+        if len(parts) < 2 or parts[1] != b"200" or conn.buf:
+            raise ConnectError(
+                f"proxy {self.proxy[0] if self.proxy else '?'} refused the tunnel to {target}: "
+                f"{status_line[:80].decode('latin-1')}"
+            )
+
+    def _take(self, deadline: float) -> _Conn:
         while True:
             with self._lock:
                 if not self._idle:
                     break
                 conn = self._idle.pop()
+            now = time.monotonic()
+            if (self.max_idle_time is not None and now - conn.used > self.max_idle_time) or (
+                self.time_to_live is not None and now - conn.born > self.time_to_live
+            ):
+                conn.close()
+                continue
             # An idle connection with something to read has been closed by the server (its
             # keep-alive timeout): drop it now, because once a request is sent on it, a reset
             # could also mean "processed, answer lost", which only the caller may retry.
-            readable, _, _ = select.select([conn.sock], [], [], 0)
-            if not readable:
+            # poll(), not select(): select() fails for descriptors >= 1024.
+            p = select.poll()
+            p.register(conn.sock, select.POLLIN)
+            if not p.poll(0):
                 return conn
             conn.close()
-        return self._connect()
+        return self._connect(deadline)
 
     def _give_back(self, conn: _Conn) -> None:
+        if conn.short:
+            conn.sock.settimeout(self.read_timeout)
+            conn.short = False
+        conn.used = time.monotonic()
         with self._lock:
             if len(self._idle) < self.max_idle:
                 self._idle.append(conn)
@@ -135,35 +296,73 @@ class HttpPool:
     def post(self, headers: dict[str, str], body: bytes) -> Response:
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         request = (
-            f"POST {self.path} HTTP/1.1\r\nHost: {self.netloc}\r\nContent-Length: {len(body)}\r\n{head}\r\n"
-        ).encode("latin-1") + body
-        conn = self._take()
+            f"{self._post_line}Content-Length: {len(body)}\r\n{head}\r\n".encode("latin-1") + body
+        )
+        return self._call(request)
+
+    def get(self, path_and_query: str, timeout: float | None = None) -> Response:
+        """A small unsigned GET (Alternator's /localnodes)."""
+        request = (
+            f"GET {self._prefix}{path_and_query} HTTP/1.1\r\nHost: {self.netloc}\r\n"
+            f"{self._proxy_auth if self._prefix else ''}\r\n"
+        ).encode("latin-1")
+        return self._call(request, timeout)
+
+    def _call(self, request: bytes, timeout: float | None = None) -> Response:
+        deadline = time.monotonic() + (timeout or self.call_timeout)
+        if self._slots is not None and not self._slots.acquire(timeout=self.acquire_timeout):
+            raise ConnectError(
+                f"no free connection to {self.netloc} within {self.acquire_timeout:g}s "
+                "(maxConnections reached)"
+            )
         try:
-            return self._exchange(conn, request)
-        except (TransportError, OSError) as e:
-            conn.close()
-            raise _wrap(e) from None
+            conn = self._take(deadline)
+            conn.deadline = deadline
+            try:
+                return self._exchange(conn, request)
+            except (TransportError, OSError) as e:
+                conn.close()
+                if isinstance(e, TimeoutError) and time.monotonic() >= deadline:
+                    raise TransportError(
+                        f"no complete response from {self.netloc} within "
+                        f"{timeout or self.call_timeout:g}s"
+                    ) from None
+                raise _wrap(e) from None
+        finally:
+            if self._slots is not None:
+                self._slots.release()
 
     def _exchange(self, conn: _Conn, request: bytes) -> Response:
         conn.sock.sendall(request)
         while True:
-            status_line = conn.read_until(b"\r\n")
-            try:
-                status = int(status_line.split(b" ", 2)[1])
-            except (IndexError, ValueError):
-                raise TransportError(f"bad status line {status_line[:80]!r}") from None
+            status_line, _, head = conn.read_until(b"\r\n\r\n").partition(b"\r\n")
+            parts = status_line.split(b" ", 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+                raise TransportError(f"bad status line {status_line[:80]!r}")
+            status = int(parts[1])
             length: int | None = None
             chunked = False
             close = False
-            for line in conn.read_until(b"\r\n\r\n").split(b"\r\n"):
+            crc: bytes | None = None
+            for line in head.split(b"\r\n"):
                 name, _, value = line.partition(b":")
                 name = name.strip().lower()
                 if name == b"content-length":
+                    value = value.strip()
+                    if not value.isdigit() or (length is not None and int(value) != length):
+                        raise TransportError(f"bad Content-Length {value[:40]!r}")
                     length = int(value)
+                    if length > MAX_RESPONSE_BYTES:
+                        raise TransportError(
+                            f"response body of {length:,} bytes exceeds the "
+                            f"{MAX_RESPONSE_BYTES >> 20} MiB cap"
+                        )
                 elif name == b"transfer-encoding":
                     chunked = b"chunked" in value.lower()
                 elif name == b"connection":
                     close = value.strip().lower() == b"close"
+                elif name == b"x-amz-crc32":
+                    crc = value.strip()
             if status != 100:
                 break
         if chunked:
@@ -171,9 +370,13 @@ class HttpPool:
         elif length is not None:
             body = conn.read_exact(length)
         else:  # no framing: the body runs to the end of the connection
-            body = conn.buf + _read_to_eof(conn.sock)
-            conn.buf = b""
+            body = conn.read_to_eof()
             close = True
+        if crc is not None and (not crc.isdigit() or int(crc) != zlib.crc32(body)):
+            raise ChecksumError(
+                f"response body does not match its x-amz-crc32 ({crc[:20].decode('latin-1')}, "
+                f"body has {zlib.crc32(body)}): corrupted on the way"
+            )
         if close:
             conn.close()
         else:
@@ -183,25 +386,28 @@ class HttpPool:
     @staticmethod
     def _read_chunked(conn: _Conn) -> bytes:
         parts: list[bytes] = []
+        total = 0
         while True:
-            size = int(conn.read_until(b"\r\n").split(b";", 1)[0], 16)
+            line = conn.read_until(b"\r\n")
+            size_text = line.split(b";", 1)[0].strip()
+            if not _CHUNK_SIZE.fullmatch(size_text):
+                raise TransportError(f"bad chunk size {line[:40]!r}")
+            size = int(size_text, 16)
             if size == 0:
-                conn.read_until(b"\r\n")  # trailers end (we send none and expect none)
+                while conn.read_until(b"\r\n"):  # trailer lines, up to the empty line
+                    pass
                 return b"".join(parts)
+            total += size
+            if total > MAX_RESPONSE_BYTES:
+                raise TransportError(f"response body larger than {MAX_RESPONSE_BYTES >> 20} MiB")
             parts.append(conn.read_exact(size))
-            conn.read_exact(2)
+            if conn.read_exact(2) != b"\r\n":
+                raise TransportError("chunk not followed by CRLF")
 
     def close(self) -> None:
         with self._lock:
             while self._idle:
                 self._idle.pop().close()
-
-
-def _read_to_eof(sock: socket.socket) -> bytes:
-    parts: list[bytes] = []
-    while chunk := sock.recv(262144):
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 def _wrap(e: BaseException) -> TransportError:

@@ -27,13 +27,14 @@ from typing import Any, TextIO
 import orjson
 
 from .clients import DynamoClient, DynamoError, preflight, source_client, target_client
-from .config import Config
+from .config import Config, require_supported
 from .errors import MigratorError, SchemaError
-from .migrate import make_sink
 from .schema import key_names
 from .sink import Request, Sink, item_key, rename_item
+from .sink_factory import make_sink
 from .snapshot import plan_scan
 from .throttle import RateLimiter, budget, charge_read, table_capacity
+from .ttl import expiry_check, source_ttl_attribute
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ class ValidationReport:
     repaired: dict[str, int] = field(default_factory=lambda: {"put": 0, "delete": 0})
     repairs: list[tuple[str, Item]] = field(default_factory=list)  # the first few, for the log
     seconds: float = 0.0
+    expired_skipped: int = 0  # source items whose TTL has passed: not expected on the target
 
     @property
     def differences(self) -> int:
@@ -214,6 +216,10 @@ class ValidationReport:
         ]
         for kind in (MISSING, EXTRA, DIFFER):
             lines.append(f"  {KIND_LABELS[kind]:<21}: {self.counts[kind]:>10,}")
+        if self.expired_skipped:
+            lines.append(
+                f"  ({self.expired_skipped:,} expired source items skipped: their TTL has passed)"
+            )
         if self.cleared_on_recheck:
             lines.append(
                 f"  ({self.cleared_on_recheck:,} differences cleared when re-read: changed mid-scan)"
@@ -340,6 +346,9 @@ class Validator:
     def __init__(self, cfg: Config, *, repair: bool = False) -> None:
         self.cfg = cfg
         self.repair = repair
+        # copyMissingRows: put what the target lacks; never overwrite or delete (that is --repair)
+        self.copy_missing = repair or cfg.validation.copy_missing_rows
+        self.expired: Callable[[Item], bool] | None = None
         self.tol = cfg.validation.floating_point_tolerance
         self.limit = cfg.validation.failures_to_fetch
         self.renames = cfg.rename_map()
@@ -364,6 +373,7 @@ class Validator:
 
     def open(self) -> None:
         cfg = self.cfg
+        require_supported(cfg, streaming=False)
         self.source_client = source_client(cfg.source)
         self.target_client = target_client(cfg.target)
         self.src_desc = self._describe(self.source_client, cfg.source.table, "source.table")
@@ -399,8 +409,11 @@ class Validator:
             RateLimiter(self.tgt_plan.read_rate),
             not cfg.target.remove_consumed_capacity,
         )
-        if self.repair:
+        if self.copy_missing:
             self.sink = make_sink(cfg, self.target_client, self.src_desc, self.tgt_desc)
+        self.expired = expiry_check(
+            source_ttl_attribute(self.source_client, cfg.source.table), time.time
+        )
 
     def close(self) -> None:
         self.source_client.close()
@@ -451,6 +464,11 @@ class Validator:
 
     # -- pass 1: every source item has an equal target item
     def check_source_page(self, items: list[Item]) -> None:
+        if self.expired is not None:
+            live = [it for it in items if not self.expired(it)]
+            with self._lock:
+                self.report.expired_skipped += len(items) - len(live)
+            items = live
         # One BatchGetItem's worth at a time: only a page plus 100 target items are in memory.
         for i in range(0, len(items), BATCH_GET_MAX):
             renamed = [self._to_target(it) for it in items[i : i + BATCH_GET_MAX]]
@@ -483,6 +501,8 @@ class Validator:
                 diffs.append(Difference(MISSING, k))
             elif attrs := compare_items(s, t, self.tol):
                 diffs.append(Difference(DIFFER, k, tuple(attrs)))
+                if not self.repair:
+                    continue  # copyMissingRows never overwrites an item the target has
             else:
                 cleared += 1
                 continue
@@ -510,7 +530,8 @@ class Validator:
                 cleared += 1
                 continue
             diffs.append(Difference(EXTRA, k))
-            repairs.append({"DeleteRequest": {"Key": tgt_now[kid]}})
+            if self.repair:
+                repairs.append({"DeleteRequest": {"Key": tgt_now[kid]}})
         self._record(diffs, repairs, cleared)
 
     # -- running a pass
@@ -629,11 +650,35 @@ def validate(cfg: Config, *, repair: bool = False, out: TextIO | None = None) ->
             v.target_client.url,
             v.src_plan.total_segments,
             v.tgt_plan.total_segments,
-            "; repairing differences" if repair else "",
+            "; repairing differences"
+            if repair
+            else "; copying missing rows (copyMissingRows)"
+            if v.copy_missing
+            else "",
         )
         report = v.run()
     finally:
         v.close()
-    out.write(report.format(repair) + "\n")
+    out.write(report.format(v.copy_missing) + "\n")
     out.flush()
     return report
+
+
+def copy_missing_rows(cfg: Config) -> int:
+    """``copyMissingRows`` after a snapshot: one pass over the source that puts every item the
+    target lacks (never overwriting one it has). Returns how many were copied."""
+    v = Validator(cfg)
+    v.copy_missing = True
+    v.open()
+    try:
+        plan = v.src_plan
+        v.run_pass(v.source, plan.total_segments, plan.workers, False, v.check_source_page)
+    finally:
+        v.close()
+    copied = v.report.repaired["put"]
+    log.info(
+        "copyMissingRows: %d items the target lacked were copied (%d source items checked)",
+        copied,
+        v.report.source_items,
+    )
+    return copied

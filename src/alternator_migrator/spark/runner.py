@@ -23,11 +23,12 @@ from typing import Any, TextIO
 from ..config import Config
 from ..errors import MigratorError
 from ..metrics import METRICS, retry_summary
-from ..migrate import Job, MigrationResult, migrate, write_budget
+from ..migrate import Job, MigrationResult, migrate
 from ..progress import SnapshotProgress
 from ..replay import BatchResult, Replayer, ReplayStats
 from ..schema import key_names
-from ..snapshot import plan_scan
+from ..sink_factory import write_budget
+from ..snapshot import plan_scan, skipped_segments
 from ..streams import ShardReader
 from .live import LiveCounts
 from .preflight import SparkSetupError, executor_python, one_line, prepare
@@ -147,7 +148,8 @@ class SparkEngine:
         cfg, sp, store = job.cfg, job.sp, job.store
         plan = plan_scan(cfg, job.src, sp.total_segments)
         total = sp.total_segments = plan.total_segments
-        todo = deque(n for n in range(total) if n not in sp.segments_done)
+        skip = skipped_segments(cfg, total)
+        todo = deque(n for n in range(total) if n not in sp.segments_done and n not in skip)
         slots = self.slots(job, len(todo))
         read_rate, write_rate = (
             _share(plan.read_rate, slots),
@@ -251,7 +253,7 @@ class SparkEngine:
             log.info("Snapshot retries by cause: %s", retry_summary() or "none")
         if error is not None:
             raise error
-        return len(sp.segments_done) >= total
+        return len(sp.segments_done | skip) >= total
 
     @staticmethod
     def _record(

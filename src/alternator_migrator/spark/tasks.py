@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import errors
-from ..checkpoint import Savepoint, SavepointStore
+from ..checkpoint import Savepoint
 from ..clients import DynamoClient, DynamoError, source_client, target_client
 from ..config import Config
 from ..metrics import METRICS
-from ..migrate import build_sink
 from ..progress import SnapshotProgress
 from ..replay import collapse, record_time
-from ..snapshot import ScanPlan, SnapshotCopier
+from ..sink_factory import build_sink
+from ..snapshot import InMemory, ScanPlan, SnapshotCopier
 from ..streams import GET_RECORDS_LIMIT, Shard, ShardReader
 from ..throttle import RateLimiter
 from .live import Address, Reporter
@@ -97,16 +97,6 @@ def forward(counters: Counters) -> None:
         METRICS.inc(name, n, **dict(labels))
 
 
-class _TaskStore(SavepointStore):
-    """Executors never write the savepoint file: the driver records what tasks return."""
-
-    def save(self, sp: Savepoint) -> None:
-        return None
-
-    def maybe_save(self, sp: Savepoint) -> bool:
-        return False
-
-
 # --------------------------------------------------------------------------- snapshot
 
 
@@ -140,15 +130,15 @@ def copy_segment(task: SegmentTask) -> SegmentResult:
     source, target = _clients(cfg)
     sink = build_sink(cfg, target, list(task.keys), RateLimiter(task.write_rate))
     plan = ScanPlan(task.total_segments, 1, task.writers, task.read_rate)
-    store = _TaskStore(cfg)
-    sp = store.new()
+    # Executors never write the savepoint file: the driver records what tasks return.
+    sp = Savepoint(fingerprint=cfg.fingerprint(), table=cfg.source.table)
     sp.total_segments = task.total_segments
     if task.start_key is not None:
         sp.segment_keys[task.segment] = task.start_key
     counter = SnapshotProgress(task.total_segments)  # never started: just counts items
     before = _counters()
     error: TaskError | None = None
-    copier = SnapshotCopier(source, sink, cfg, plan, store, sp, threading.Event(), counter)
+    copier = SnapshotCopier(source, sink, cfg, plan, InMemory(), sp, threading.Event(), counter)
 
     def counts() -> tuple[int, int]:
         scanned = _counters().get(("items_scanned_total", ()), 0.0)
