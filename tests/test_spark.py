@@ -410,6 +410,13 @@ def test_spark_submit_with_options_before_the_command_runs_on_the_cluster_and_re
         for i in range(40):
             _mutate(src, table_name, rng, i)
         eventually(lambda: out.shows("Changes to be applied:", proc), 60)
+        # All of them applied before the stop, so that the restart has only the later ones.
+        eventually(
+            lambda: table_diff(src, table_name, dst, table_name, ("pk",)) == [],
+            60,
+            interval=0.5,
+            message="live changes applied",
+        )
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the JVM and our driver
         rc = proc.wait(60)
