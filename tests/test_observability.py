@@ -102,7 +102,7 @@ def test_metrics_scraped_during_a_run_and_json_logs(
         m = eventually(
             lambda: (
                 (s := _scrape(port)).get(
-                    'alternator_migrator_stream_records_applied_total{type="REMOVE"}'
+                    'alternator_migrator_stream_records_applied_total{type="DELETE"}'
                 )
                 and s
             ),

@@ -1,12 +1,22 @@
-"""The Spark engine (local[2]) against the real servers: moto source, dynalite target."""
+"""The Spark engine on a real standalone cluster (a master and a worker started here with
+``spark-class``, executors in their own processes) against the real servers: moto source,
+dynalite target."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
+import os
 import random
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +24,20 @@ import pytest
 
 from alternator_migrator.checkpoint import SavepointStore
 from alternator_migrator.config import Config, load
-from alternator_migrator.localservers import Server
+from alternator_migrator.localservers import Server, free_port
+from alternator_migrator.metrics import METRICS
 from alternator_migrator.migrate import MigrationResult, migrate
 
-from .helpers import batch_put, create_table, eventually, scan_all, table_diff, write_config
+from .conftest import ROOT
+from .helpers import (
+    batch_put,
+    boto_client,
+    create_table,
+    eventually,
+    scan_all,
+    table_diff,
+    write_config,
+)
 
 pytest.importorskip("pyspark")
 if shutil.which("java") is None:
@@ -28,12 +48,109 @@ from alternator_migrator.spark import migrate_spark, spark_session
 pytestmark = pytest.mark.spark
 
 
+# Each app takes one of the worker's two cores, so that two drivers can run at once.
+APP_CONF = {"spark.cores.max": "1", "spark.executor.memory": "512m"}
+APP_ARGS = [a for k, v in APP_CONF.items() for a in ("--conf", f"{k}={v}")]
+
+
+@dataclass
+class Cluster:
+    """A Spark standalone master and one worker, separate JVMs on loopback."""
+
+    url: str  # spark://127.0.0.1:PORT
+    procs: list[subprocess.Popen[bytes]]
+    env: dict[str, str]  # what a spark-submit or driver process needs to reach it
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):  # the worker first: it stops its executors
+            p.terminate()
+        for p in reversed(self.procs):
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)  # an executor JVM left in its group
+
+
+def _distinct_ports(n: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < n:  # two free-port lookups can return the same port
+        ports.add(free_port())
+    return sorted(ports)
+
+
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
+def cluster(server_logs: Path) -> Iterator[Cluster]:
+    import pyspark
+
+    home = str(Path(pyspark.__file__).parent)
+    env = {
+        **os.environ,
+        "SPARK_HOME": home,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+    master_port, master_ui, worker_port, worker_ui = _distinct_ports(4)
+    url = f"spark://127.0.0.1:{master_port}"
+    spark_class = [f"{home}/bin/spark-class"]
+    cmds = [
+        [
+            *spark_class,
+            "org.apache.spark.deploy.master.Master",
+            *("--host", "127.0.0.1", "--port", str(master_port), "--webui-port", str(master_ui)),
+        ],
+        [
+            *spark_class,
+            "org.apache.spark.deploy.worker.Worker",
+            *("--host", "127.0.0.1", "--port", str(worker_port), "--webui-port", str(worker_ui)),
+            # Two one-core apps at once: the session below and a spark-submit'd driver.
+            *("--cores", "2", "--memory", "1g", url),
+        ],
+    ]
+    procs = []
+    started = Cluster(url, procs, env)
+    try:
+        for name, cmd in zip(("master", "worker"), cmds, strict=True):
+            with (server_logs / f"spark-{name}.log").open("wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                    )
+                )
+
+        def worker_alive() -> bool:
+            assert all(p.poll() is None for p in procs), f"a JVM exited; see {server_logs}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{master_ui}/json", timeout=2) as r:
+                    state = json.load(r)
+            except OSError:
+                return False
+            return any(w.get("state") == "ALIVE" for w in state.get("workers", []))
+
+        eventually(worker_alive, 90, interval=0.5, message="Spark master with a live worker")
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def spark(cluster: Cluster) -> Iterator[Any]:
+    # A driver in this process; its executors are the worker's own Python processes.
+    old = {k: os.environ.get(k) for k in ("SPARK_LOCAL_IP", "PYSPARK_PYTHON")}
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    os.environ.pop("PYSPARK_PYTHON", None)  # the engine's own choice is under test
     # No UI: other test runs may share this machine and its port 4040.
-    session = spark_session("local[2]", {"spark.ui.enabled": "false"})
+    session = spark_session(cluster.url, {**APP_CONF, "spark.ui.enabled": "false"})
     yield session
     session.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def _config(
@@ -169,7 +286,9 @@ def test_live_replay_through_spark_converges_and_resumes(
     )
     runner.start()
     # The load keeps going while batches are applied; then it stops and the target converges.
-    eventually(lambda: out.getvalue().count("\n") >= 4, 120, message="replay batches printed")
+    eventually(
+        lambda: out.getvalue().count("Changes to be applied:") >= 2, 120, message="op tables"
+    )
     stop_load.set()
     loader.join()
     eventually(
@@ -183,6 +302,7 @@ def test_live_replay_through_spark_converges_and_resumes(
     assert done and done[0].snapshot_complete and done[0].stopped
     assert done[0].replay is not None and done[0].replay.records > 0
     assert "| DELETE" in out.getvalue() and "| MODIFY" in out.getvalue()
+    assert "|_dynamo_op_type|count|" in out.getvalue()
     saved = SavepointStore(cfg).load()
     assert saved is not None and saved.stream_arn == done[0].stream_arn
     assert all(p.sequence_number for p in saved.shards.values())
@@ -196,3 +316,207 @@ def test_live_replay_through_spark_converges_and_resumes(
     again = migrate_spark(cfg, spark=spark, stop_when_caught_up=1.0, show_progress=False, out=out)
     assert again.replay is not None and again.replay.records == 40
     assert table_diff(src, table_name, dst, table_name, ("pk",)) == []
+
+
+# --------------------------------------------------------------------------- the Spark route
+
+
+def test_submit_refuses_to_run_anything_but_migrate_on_spark(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alternator_migrator.cli import main as cli_main
+    from alternator_migrator.spark.submit import main as submit_main
+
+    cfg = str(tmp_path / "any.yaml")  # never read: refused before
+    for argv, names in (
+        (["status", "--config", cfg], "only `migrate`"),
+        (["--log-format", "text", "migrate", "--config", cfg, "--engine", "local"], "--engine"),
+    ):
+        assert submit_main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert (
+            len(err) == 1 and err[0].startswith("alternator-migrator: error:") and names in err[0]
+        )
+    # --conf is checked before the config file is read.
+    for argv in (
+        ["migrate", "--config", cfg, "--engine", "spark", "--conf", "spark.log.level"],
+        ["migrate", "--config", cfg, "--conf", "spark.log.level=INFO"],
+    ):
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--conf" in err[0]
+
+
+class _Lines:
+    """A child's merged output, read as it comes (spark-submit merges Python's stderr in)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.lines: list[str] = []
+        assert proc.stdout is not None
+        stdout = proc.stdout
+        self.thread = threading.Thread(
+            target=lambda: self.lines.extend(ln.decode(errors="replace") for ln in stdout),
+            daemon=True,
+        )
+        self.thread.start()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def shows(self, what: str, proc: subprocess.Popen[bytes]) -> bool:
+        assert proc.poll() is None, f"exited {proc.returncode}: {self.text()[-3000:]}"
+        return what in self.text()
+
+
+def test_spark_submit_with_options_before_the_command_runs_on_the_cluster_and_resumes(
+    cluster: Cluster,
+    spark: Any,
+    moto: Server,
+    dynalite: Server,
+    src: Any,
+    dst: Any,
+    table_name: str,
+    tmp_path: Path,
+) -> None:
+    """spark-submit ... submit.py --log-format text migrate ...: Spark runs it (not the driver
+    alone), a Ctrl-C stops it cleanly with exit 0, and a restart converges."""
+    create_table(src, table_name)
+    batch_put(src, table_name, [{"pk": {"S": f"k{i}"}, "v": {"N": "0"}} for i in range(200)])
+    cfg_file = write_config(
+        tmp_path / "c.yaml",
+        source_url=moto.url,
+        source_table=table_name,
+        target_url=dynalite.url,
+        target_table=table_name,
+        savepoints=tmp_path / "sp",
+    )
+    cmd = [
+        str(Path(sys.executable).parent / "spark-submit"),
+        *("--master", cluster.url, "--conf", "spark.ui.enabled=false", *APP_ARGS),
+        str(ROOT / "src" / "alternator_migrator" / "spark" / "submit.py"),
+        *("--log-format", "text", "migrate", "--config", str(cfg_file)),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=cluster.env,
+        start_new_session=True,
+    )
+    out = _Lines(proc)
+    rng = random.Random(7)
+    try:
+        eventually(lambda: out.shows("Starting to transfer changes", proc), 120)
+        for i in range(40):
+            _mutate(src, table_name, rng, i)
+        eventually(lambda: out.shows("Changes to be applied:", proc), 60)
+        # All of them applied before the stop, so that the restart has only the later ones.
+        eventually(
+            lambda: table_diff(src, table_name, dst, table_name, ("pk",)) == [],
+            60,
+            interval=0.5,
+            message="live changes applied",
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the JVM and our driver
+        rc = proc.wait(60)
+        out.thread.join(10)
+    text = out.text()
+    assert rc == 0, text[-3000:]
+    assert "Snapshot on Spark:" in text and "Stop requested (SIGINT)" in text
+    assert "|_dynamo_op_type|count|" in text
+    assert " INFO DAGScheduler" not in text and " INFO TaskSetManager" not in text  # WARN level
+
+    # Changes made while stopped; the restart (same savepoint) applies them and converges.
+    for i in range(40, 80):
+        _mutate(src, table_name, rng, i)
+    cfg = load(cfg_file)
+    again = migrate_spark(cfg, spark=spark, stop_when_caught_up=1.0, show_progress=False)
+    # Only what changed while stopped (a delete of a missing key makes no record on moto),
+    # not the stream again from its start.
+    assert again.replay is not None and 0 < again.replay.records <= 40
+    assert table_diff(src, table_name, dst, table_name, ("pk",)) == []
+
+
+def test_executors_missing_a_dependency_stop_the_run_before_any_table_is_touched(
+    cluster: Cluster, moto: Server, dynalite: Server, src: Any, table_name: str, tmp_path: Path
+) -> None:
+    # An executor Python of the right version with nothing installed (what a worker's plain
+    # `python3` usually is).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", tmp_path / "bare"], check=True)
+    create_table(src, table_name)
+    cfg_file = write_config(
+        tmp_path / "c.yaml",
+        source_url=moto.url,
+        source_table=table_name,
+        target_url=dynalite.url,
+        target_table=table_name,
+        savepoints=tmp_path / "sp",
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "alternator_migrator", "migrate", "--config", str(cfg_file)),
+            *("--engine", "spark", "--master", cluster.url),
+            *("--conf", f"spark.pyspark.python={tmp_path / 'bare' / 'bin' / 'python'}"),
+            *("--conf", "spark.ui.enabled=false", *APP_ARGS),
+        ],
+        capture_output=True,
+        text=True,
+        env=cluster.env,
+        timeout=180,
+    )
+    assert r.returncode == 2, r.stderr[-3000:]
+    ours = [ln for ln in r.stderr.splitlines() if ln.startswith("alternator-migrator:")]
+    assert len(ours) == 1 and "Traceback" not in r.stderr
+    assert "cannot import" in ours[0] and "spark.pyspark.python" in ours[0]
+    # Nothing was touched: no target table, no stream on the source.
+    assert table_name not in boto_client(dynalite.url).list_tables()["TableNames"]
+    assert "LatestStreamArn" not in src.describe_table(TableName=table_name)["Table"]
+
+
+def test_snapshot_counts_move_while_a_segment_is_still_running(
+    spark: Any, moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str, tmp_path: Path
+) -> None:
+    create_table(src, table_name)
+    # 4 KB items: a 1 MB Scan page holds about 250, so the segment is copied page by page.
+    pad = {"S": "p" * 4000}
+    batch_put(src, table_name, [{"pk": {"S": f"k{i}"}, "pad": pad} for i in range(600)])
+    # One segment, written at 100 items/s (4 WCU each): it runs for seconds, and its task
+    # returns only at the end.
+    cfg = _config(
+        tmp_path,
+        moto,
+        dynalite,
+        table_name,
+        table_name,
+        stream=False,
+        source_extra={"scanSegments": 1},
+        target_extra={"writeThroughput": 400, "throughputWritePercent": 1.0},
+    )
+
+    def counts() -> tuple[float, float, float]:
+        c = METRICS.snapshot()[0]
+        return tuple(  # type: ignore[return-value]
+            c.get((n, ()), 0.0)
+            for n in ("items_copied_total", "items_scanned_total", "segments_done_total")
+        )
+
+    copied0, scanned0, segments0 = counts()
+    done: list[MigrationResult] = []
+    runner = threading.Thread(
+        target=lambda: done.append(migrate_spark(cfg, spark=spark, show_progress=False)),
+        daemon=True,
+    )
+    runner.start()
+    live = eventually(
+        lambda: (c := counts())[0] > copied0 and c[2] == segments0 and c,
+        60,
+        interval=0.2,
+        message="items copied counted before the segment ended",
+    )
+    assert live[1] > scanned0
+    runner.join(120)
+    assert done and done[0].snapshot_complete
+    copied, _, segments = counts()
+    assert (copied - copied0, segments - segments0) == (600, 1)  # no double counting

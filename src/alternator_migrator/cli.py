@@ -76,8 +76,14 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     from .config import load
     from .migrate import migrate
 
-    if args.master and args.engine != "spark":
-        raise MigratorError("--master applies only to --engine spark")
+    if (args.master or args.conf) and args.engine != "spark":
+        raise MigratorError("--master and --conf apply only to --engine spark")
+    spark_conf = {}
+    for item in args.conf or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise MigratorError(f"--conf {item!r}: expected KEY=VALUE, e.g. spark.log.level=INFO")
+        spark_conf[key.strip()] = value
     cfg = load(args.config)
     stop = threading.Event()
     _install_stop_handlers(stop)
@@ -95,6 +101,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
             cfg,
             stop,
             master=args.master,
+            conf=spark_conf,
             fresh=args.fresh,
             stop_when_caught_up=args.stop_when_caught_up,
             show_progress=not args.no_progress,
@@ -202,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="Spark master for --engine spark (e.g. spark://host:7077, yarn, local[4]); "
         "default: spark-submit's, else local[*]",
+    )
+    m.add_argument(
+        "--conf",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a Spark setting for --engine spark (repeatable), e.g. "
+        "spark.pyspark.python=/usr/bin/python3.11; over spark-submit's own",
     )
     m.add_argument(
         "--metrics-port",

@@ -36,8 +36,16 @@ class SnapshotProgress:
     ) -> None:
         self.total_segments = total_segments
         self.segments_done = segments_done
+        self._seg_start = segments_done
         self.estimated_items = estimated_items or None
-        self.items = 0
+        self.items = 0  # copied by this run
+        # What the finished segments of earlier runs copied, as the savepoint records segments
+        # and not items: their share of the estimate, so the % agrees with "segments n/N".
+        self.items_before = (
+            int(self.estimated_items * segments_done / total_segments)
+            if self.estimated_items and total_segments
+            else 0
+        )
         self._lock = threading.Lock()
         self._start = time.monotonic()
         self._stream = stream or sys.stderr
@@ -62,20 +70,25 @@ class SnapshotProgress:
         with self._lock:
             items, seg = self.items, self.segments_done
         rate = self.rate()
+        done = self.items_before + items
         parts = [
-            f"{items:,} items",
+            f"{done:,} items" + (f" ({items:,} this run)" if self.items_before else ""),
             f"{rate:,.0f} items/s",
             f"segments {seg}/{self.total_segments}",
         ]
-        if self.estimated_items and rate > 0:
-            left = max(0, self.estimated_items - items)
-            pct = min(100.0, 100.0 * items / self.estimated_items)
+        if self.estimated_items:
+            # ItemCount is an estimate (DynamoDB refreshes it every ~6 h): all segments is 100%.
+            full = self.total_segments and seg >= self.total_segments
+            pct = 100.0 if full else min(99.9, 100.0 * done / self.estimated_items)
             parts.insert(0, f"{pct:5.1f}%")
-            parts.append(f"ETA {_fmt_duration(left / rate)}")
-        elif self.total_segments and seg and rate > 0:
-            # No item count (moto, Alternator): estimate from the share of segments done.
+            if rate > 0:
+                left = max(0, self.estimated_items - done)
+                parts.append(f"ETA {_fmt_duration(left / rate)}")
+        elif self.total_segments and seg > self._seg_start and rate > 0:
+            # No item count (moto, Alternator): estimate from the segments this run finished.
             elapsed = time.monotonic() - self._start
-            parts.append(f"ETA ~{_fmt_duration(elapsed * (self.total_segments - seg) / seg)}")
+            this_run = seg - self._seg_start
+            parts.append(f"ETA ~{_fmt_duration(elapsed * (self.total_segments - seg) / this_run)}")
         parts.append(f"elapsed {_fmt_duration(time.monotonic() - self._start)}")
         return "Snapshot: " + " | ".join(parts)
 

@@ -52,18 +52,62 @@ log = logging.getLogger(__name__)
 
 _ONE_TRY = RetryPolicy(max_attempts=1)
 
-# Labels of the op-count table, as the Scylla Migrator prints them.
+# Labels of the op-count table, as the Scylla Migrator prints them; also the metrics' `type`.
 OP_LABELS = {"INSERT": "INSERT", "MODIFY": "MODIFY", "REMOVE": "DELETE"}
+# The Scylla Migrator printed its counts as a Spark table of this column and `count`.
+OP_COLUMN = "_dynamo_op_type"
+
+
+def op_label(event_name: str) -> str:
+    return OP_LABELS.get(event_name, event_name)
 
 
 def format_op_table(counts: Counter[str]) -> str:
-    rows = [
-        f"| {OP_LABELS.get(op, op):<14}|{counts[op]:>5}|"
-        for op in ("INSERT", "MODIFY", "REMOVE")
-        if counts[op]
-    ]
-    rows += [f"| {op:<14}|{n:>5}|" for op, n in sorted(counts.items()) if op not in OP_LABELS and n]
-    return "\n".join(rows)
+    """A bordered table with a header row, as Scylla Migrator users know it; '' when empty."""
+    rows = [(op_label(op), counts[op]) for op in OP_LABELS if counts[op]]
+    rows += [(op, n) for op, n in sorted(counts.items()) if op not in OP_LABELS and n]
+    if not rows:
+        return ""
+    w1 = max(len(OP_COLUMN), *(len(label) + 1 for label, _ in rows))
+    w2 = max(len("count"), *(len(str(n)) for _, n in rows))
+    border = f"+{'-' * w1}+{'-' * w2}+"
+    lines = ["Changes to be applied:", border, f"|{OP_COLUMN:<{w1}}|{'count':>{w2}}|", border]
+    lines += [f"| {label:<{w1 - 1}}|{n:>{w2}}|" for label, n in rows]
+    lines.append(border)
+    return "\n".join(lines)
+
+
+class OpTable:
+    """Prints the op-count table after applied batches, at most once per ``every`` seconds.
+
+    Batches in between are summed into the next table; ``flush`` prints what is left (at stop),
+    so every applied record is counted in exactly one table.
+    """
+
+    def __init__(
+        self, out: TextIO, every: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.out = out
+        self.every = every
+        self.clock = clock
+        self.pending: Counter[str] = Counter()
+        self._printed_at: float | None = None
+
+    def add(self, counts: Counter[str]) -> None:
+        """After each round, with what it applied (maybe nothing): a sum held back while the
+        stream went quiet is printed once it is due, not only at stop."""
+        self.pending.update(counts)
+        now = self.clock()
+        if +self.pending and (self._printed_at is None or now - self._printed_at >= self.every):
+            self.flush()
+
+    def flush(self) -> None:
+        table = format_op_table(self.pending)
+        if table:
+            self.out.write(table + "\n")
+            self.out.flush()
+            self._printed_at = self.clock()
+        self.pending.clear()
 
 
 def record_time(record: dict[str, Any]) -> float | None:
@@ -412,8 +456,8 @@ class BatchWriter:
 class ReplayReport:
     """Counts, metrics, the op-count table on ``out`` and the status line in the log."""
 
-    def __init__(self, out: TextIO, status_seconds: float) -> None:
-        self.out = out
+    def __init__(self, out: TextIO, status_seconds: float, table_seconds: float = 5.0) -> None:
+        self.table = OpTable(out, table_seconds)
         self.stats = ReplayStats()
         self.status_seconds = status_seconds
         self._status_at = time.monotonic()
@@ -425,13 +469,12 @@ class ReplayReport:
         self.stats.records += result.records
         self.stats.counts.update(result.counts)
         for op, n in result.counts.items():
-            METRICS.inc("stream_records_applied_total", n, type=op)
+            METRICS.inc("stream_records_applied_total", n, type=op_label(op))
         if result.lag_seconds is not None:
             METRICS.set("replay_lag_seconds", result.lag_seconds)
+        self.table.add(result.counts)
         if not result.records:
             return
-        self.out.write(format_op_table(result.counts) + "\n")
-        self.out.flush()
         log.debug(
             "Applied %d stream records as %d writes; lag %s",
             result.records,
@@ -483,6 +526,7 @@ class Replayer:
         parallel_reads: int = 8,
         clock: Callable[[], float] = time.time,
         status_seconds: float = 5.0,
+        table_seconds: float = 5.0,
         records_per_poll: int = GET_RECORDS_LIMIT,
         records_per_second: int | None = None,
         max_consecutive_errors: int = 1,
@@ -508,11 +552,12 @@ class Replayer:
             self.key_clock = KeyClock()
             self.key_clock.load(savepoint.recent_changes)
         self.writer = BatchWriter(sink, parallel_reads, expired, self.key_clock)
-        self.report = ReplayReport(out or sys.stdout, status_seconds)
+        self.report = ReplayReport(out or sys.stdout, status_seconds, table_seconds)
         self._rate = RateLimiter(records_per_second)
         self.max_consecutive_errors = max_consecutive_errors
         # Kept for callers of the single-class Replayer (tests shut the pools down).
         self._pool, self._reads = self.writer.pool, self.reads.pool
+        self.table = self.report.table
 
     @property
     def records_per_poll(self) -> int:
@@ -666,6 +711,7 @@ class Replayer:
             self._check_source_table(e)
             raise
         finally:
+            self.report.table.flush()  # the batches since the last table, always shown at stop
             self._keep_key_clock()
             self.store.save(self.sp)
             self.writer.shutdown()

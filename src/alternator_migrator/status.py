@@ -86,7 +86,12 @@ def _shards(changes: ChangeSource, sp: Savepoint, now: float) -> list[ShardStatu
                 pending = _pending(changes, listed[sid], seq)
             except (DynamoError, StreamError):
                 pending = None
-        lag = now - pos.last_record_time if pos and pos.last_record_time else None
+        if finished or pending is False:
+            # Read to its end: nothing is waiting, so it is not behind however old its last
+            # record is (an idle source writes nothing new).
+            lag: float | None = 0.0
+        else:
+            lag = now - pos.last_record_time if pos and pos.last_record_time else None
         parent = pos.parent if pos else listed[sid].parent
         out.append(ShardStatus(sid, parent, seq, finished, lag, pending))
     return out
@@ -125,9 +130,10 @@ def _age(seconds: float | None) -> str:
 def print_status(st: Status, out: TextIO | None = None) -> None:
     w = (out or sys.stdout).write
     w(f"Phase: {st.phase}\n")
-    w(f"Savepoint: {st.savepoint_file} (written {_age(st.savepoint_age_seconds)} ago)\n")
     if st.phase == "not started":
+        w(f"Savepoint: no savepoint yet (a run will write {st.savepoint_file})\n")
         return
+    w(f"Savepoint: {st.savepoint_file} (written {_age(st.savepoint_age_seconds)} ago)\n")
     total = st.segments_total if st.segments_total is not None else "?"
     w(f"Snapshot: {st.segments_done}/{total} segments done, {st.segments_partial} in progress\n")
     if st.stream_arn:
@@ -142,4 +148,6 @@ def print_status(st: Status, out: TextIO | None = None) -> None:
             w(
                 f"  {s.shard_id}  {state:<9}  lag {_age(s.lag_seconds):>8}  at {s.sequence_number or 'start'}\n"
             )
-        w(f"Caught up: {'yes' if st.caught_up else 'no'}\n")
+        lags = [s.lag_seconds for s in st.shards if s.lag_seconds is not None]
+        lag = "unknown" if not lags else f"{max(lags):.1f}s"
+        w(f"Caught up: {'yes' if st.caught_up else 'no'} (lag {lag})\n")

@@ -16,7 +16,6 @@ import logging
 import os
 import queue
 import signal
-import sys
 import threading
 from collections import Counter, deque
 from typing import Any, TextIO
@@ -31,6 +30,8 @@ from ..schema import key_names
 from ..sink_factory import write_budget
 from ..snapshot import plan_scan, skipped_segments
 from ..streams import ShardReader
+from .live import LiveCounts
+from .preflight import SparkSetupError, executor_python, one_line, prepare
 from .tasks import (
     ReplayContext,
     SegmentResult,
@@ -58,7 +59,11 @@ def _share(rate: float | None, slots: int) -> float | None:
 
 
 def spark_session(master: str | None = None, conf: dict[str, str] | None = None) -> Any:
-    """A SparkSession: spark-submit's own, or a new one on ``master`` (default ``local[*]``)."""
+    """A SparkSession: spark-submit's own, or a new one on ``master`` (default ``local[*]``).
+
+    ``conf`` (``--conf KEY=VALUE``) is applied over spark-submit's settings. Spark logs at WARN
+    unless ``spark.log.level`` is given: at INFO its lines bury ours by the thousand.
+    """
     try:
         from pyspark import SparkConf, SparkContext
         from pyspark.sql import SparkSession
@@ -66,9 +71,16 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None)
         raise SparkUnavailableError(
             "--engine spark needs pyspark: pip install 'alternator-migrator[spark]' (and Java 17)"
         ) from None
+    conf = dict(conf or {})
     # spark-submit starts the JVM before us and passes its port; its settings then stand.
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
-    SparkContext._ensure_initialized()
+    try:
+        SparkContext._ensure_initialized()
+    except Exception as e:  # no Java, or a JVM that would not start
+        raise SparkSetupError(
+            f"could not start Spark's JVM ({one_line(e)}): --engine spark needs Java 17 "
+            f"(JAVA_HOME or `java` on PATH)"
+        ) from None
     sconf = SparkConf()  # spark-submit's (or pyspark's own launcher's) settings
     if master:
         sconf.setMaster(master)
@@ -78,19 +90,37 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None)
         sconf.setAppName("alternator-migrator")
         # pyspark's launcher turns Spark's stage bar on; ours says more and they would interleave.
         sconf.set("spark.ui.showConsoleProgress", "false")
-    if str(sconf.get("spark.master")).startswith("local"):
-        # Local workers are forked on this machine: use this interpreter, which has the
-        # package and its dependencies, rather than whatever `python3` is first on PATH.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    for k, v in (conf or {}).items():
+    for k, v in conf.items():
         sconf.set(k, v)
+    if not sconf.contains("spark.log.level"):
+        sconf.set("spark.log.level", "WARN")
+    executor_python(str(sconf.get("spark.master")), conf)
     previous = signal.getsignal(signal.SIGINT)
-    session = SparkSession.builder.config(conf=sconf).getOrCreate()
+    try:
+        session = SparkSession.builder.config(conf=sconf).getOrCreate()
+    except Exception as e:  # e.g. a master URL nothing answers, a bad setting
+        raise SparkSetupError(
+            f"could not start Spark on {sconf.get('spark.master')}: {one_line(e)}"
+        ) from None
+    # spark.log.level is applied at start-up from Spark 3.5 on; older ones need this call.
+    session.sparkContext.setLogLevel(str(sconf.get("spark.log.level")))
+    if submitted:
+        _jvm_ignores_ctrl_c(SparkContext._jvm)
     if threading.current_thread() is threading.main_thread() and previous is not None:
         # SparkContext installs a SIGINT handler that cancels every job and raises
         # KeyboardInterrupt; put back the CLI's, which finishes in-flight work and saves.
         signal.signal(signal.SIGINT, previous)
     return session
+
+
+def _jvm_ignores_ctrl_c(jvm: Any) -> None:
+    """Under spark-submit a Ctrl-C reaches its JVM too, which would die at once (exit 130) and
+    take the SparkContext with it while we finish in-flight work and save. Ignore it there:
+    our handler stops the run, and spark-submit then exits with our exit code."""
+    try:
+        jvm.sun.misc.Signal.handle(jvm.sun.misc.Signal("INT"), jvm.sun.misc.SignalHandler.SIG_IGN)
+    except Exception as e:  # a JVM without sun.misc: Ctrl-C still stops, less cleanly
+        log.debug("could not make the JVM ignore SIGINT: %s", e)
 
 
 class SparkEngine:
@@ -140,6 +170,14 @@ class SparkEngine:
             if job.show_progress
             else None
         )
+
+        def grow(copied: int, scanned: int) -> None:
+            METRICS.inc("items_copied_total", copied)
+            METRICS.inc("items_scanned_total", scanned)
+            if progress:
+                progress.add_items(copied)
+
+        live = LiveCounts(str(self.sc.getConf().get("spark.driver.host")), grow)
         results: queue.Queue[SegmentResult | BaseException | None] = queue.Queue()
         take = threading.Lock()
         failed = threading.Event()
@@ -155,7 +193,15 @@ class SparkEngine:
                     with store.lock:
                         start_key = sp.segment_keys.get(n)
                     task = SegmentTask(
-                        cfg, keys, total, n, start_key, read_rate, write_rate, self.writers_per_task
+                        cfg,
+                        keys,
+                        total,
+                        n,
+                        start_key,
+                        read_rate,
+                        write_rate,
+                        self.writers_per_task,
+                        (live.address, live.open(n)),
                     )
                     self.sc.setJobDescription(f"snapshot segment {n} of {total}")
                     results.put(self.sc.parallelize([task], 1).map(copy_segment).collect()[0])
@@ -189,7 +235,7 @@ class SparkEngine:
                     running -= 1
                     continue
                 if isinstance(r, SegmentResult):
-                    self._record(job, r, progress)
+                    self._record(job, r, progress, live)
                     if r.error is None:
                         continue
                     exc: BaseException = r.error.exception()
@@ -200,6 +246,7 @@ class SparkEngine:
                     failed.set()
                     self.sc.cancelJobGroup(SNAPSHOT_GROUP)  # fail fast, as the local engine
         finally:
+            live.close_all()
             store.save(sp)
             if progress:
                 progress.close()
@@ -209,7 +256,9 @@ class SparkEngine:
         return len(sp.segments_done | skip) >= total
 
     @staticmethod
-    def _record(job: Job, r: SegmentResult, progress: SnapshotProgress | None) -> None:
+    def _record(
+        job: Job, r: SegmentResult, progress: SnapshotProgress | None, live: LiveCounts
+    ) -> None:
         with job.store.lock:
             if r.done:
                 job.sp.segments_done.add(r.segment)
@@ -217,12 +266,19 @@ class SparkEngine:
             elif r.last_key is not None:
                 job.sp.segment_keys[r.segment] = r.last_key
         job.store.save(job.sp)  # as each task completes: a restart skips this segment
-        forward(r.counters)
-        METRICS.inc("items_copied_total", r.items)
+        # The task's totals are the truth; add what its live reports did not already show.
+        shown_copied, shown_scanned = live.close(r.token) if r.token else (0, 0)
+        forward(
+            tuple(
+                (name, labels, max(0.0, n - shown_scanned) if name == "items_scanned_total" else n)
+                for name, labels, n in r.counters
+            )
+        )
+        METRICS.inc("items_copied_total", max(0, r.items - shown_copied))
         if r.done:
             METRICS.inc("segments_done_total")
         if progress:
-            progress.add_items(r.items)
+            progress.add_items(max(0, r.items - shown_copied))
             if r.done:
                 progress.segment_done()
 
@@ -299,6 +355,7 @@ def migrate_spark(
     stop: threading.Event | None = None,
     *,
     master: str | None = None,
+    conf: dict[str, str] | None = None,
     fresh: bool = False,
     stop_when_caught_up: float | None = None,
     spark: Any = None,
@@ -306,15 +363,20 @@ def migrate_spark(
     show_progress: bool = True,
     stream_poll_seconds: float = 5.0,
 ) -> MigrationResult:
-    """``migrate`` on Spark. Uses ``spark`` if given (and leaves it running), else its own."""
+    """``migrate`` on Spark. Uses ``spark`` if given (and leaves it running), else its own.
+
+    Before anything touches the source or the target, the package is shipped to the executors
+    and one of them must import it (``preflight``), else SparkSetupError (exit 2).
+    """
     if cfg.target.kinesis is not None:
         raise ConfigError(
             f"{cfg.path}: `streamChanges: {{type: kinesis}}` is replayed by the local engine "
             "only; run `migrate` without Spark"
         )
     own = spark is None
-    session = spark if spark is not None else spark_session(master)
+    session = spark if spark is not None else spark_session(master, conf)
     try:
+        prepare(session.sparkContext)
         return migrate(
             cfg,
             stop,

@@ -7,10 +7,12 @@ and an error description. The savepoint file belongs to the driver alone.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,7 @@ from ..sink_factory import build_sink
 from ..snapshot import InMemory, ScanPlan, SnapshotCopier
 from ..streams import GET_RECORDS_LIMIT, Shard, ShardReader
 from ..throttle import RateLimiter
+from .live import Address, Reporter
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class SegmentTask:
     read_rate: float | None  # this task's share of the read budget (RCU/s)
     write_rate: float | None  # this task's share of the write budget (WCU/s)
     writers: int
+    live: tuple[Address, str] | None = None  # where to send running counts, and as what
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ class SegmentResult:
     items: int
     error: TaskError | None = None
     counters: Counters = ()
+    token: str = ""  # the live-count token it reported under
 
 
 def copy_segment(task: SegmentTask) -> SegmentResult:
@@ -133,10 +138,15 @@ def copy_segment(task: SegmentTask) -> SegmentResult:
     counter = SnapshotProgress(task.total_segments)  # never started: just counts items
     before = _counters()
     error: TaskError | None = None
+    copier = SnapshotCopier(source, sink, cfg, plan, InMemory(), sp, threading.Event(), counter)
+
+    def counts() -> tuple[int, int]:
+        scanned = _counters().get(("items_scanned_total", ()), 0.0)
+        return counter.items, int(scanned - before.get(("items_scanned_total", ()), 0.0))
+
     try:
-        SnapshotCopier(source, sink, cfg, plan, InMemory(), sp, threading.Event(), counter).run(
-            [task.segment]
-        )
+        with Reporter(*task.live, counts) if task.live else contextlib.nullcontext():
+            copier.run([task.segment])
     except (errors.MigratorError, DynamoError) as e:
         error = TaskError.of(e)
     return SegmentResult(
@@ -146,6 +156,7 @@ def copy_segment(task: SegmentTask) -> SegmentResult:
         counter.items,
         error,
         _since(before),
+        task.live[1] if task.live else "",
     )
 
 
@@ -191,16 +202,27 @@ def replay_shard(ctx: ReplayContext, task: ShardTask) -> ShardResult:
     reader.iterator = task.iterator
     records: list[dict[str, Any]] = []
     before = _counters()
+    writes = 0
     try:
-        # Several pages per batch: a Spark job costs far more than one GetRecords call.
-        while len(records) < ctx.max_records:
-            page = reader.read()
-            records.extend(page)
-            # A page short of the limit reached the shard's current end: apply what we have
-            # rather than wait (at most 5 calls/s per shard) for a trickle to fill the batch.
-            if len(page) < GET_RECORDS_LIMIT or reader.closed:
-                break
-        writes = sink.write(collapse(records, sink)) if records else 0
+        # Several pages per batch: a Spark job costs far more than one GetRecords call. Each
+        # page is written while the next one is read (as the local replayer reads ahead);
+        # a page's writes start only after the previous page's are acknowledged, so the
+        # changes to one key are still applied in stream order.
+        with ThreadPoolExecutor(1, thread_name_prefix="replay-write") as writer:
+            pending: Future[int] | None = None
+            while len(records) < ctx.max_records:
+                page = reader.read()
+                records.extend(page)
+                if page:
+                    if pending is not None:
+                        writes += pending.result()
+                    pending = writer.submit(sink.write, collapse(page, sink))
+                # A page short of the limit reached the shard's current end: apply what we
+                # have rather than wait (at most 5 calls/s per shard) for a trickle.
+                if len(page) < GET_RECORDS_LIMIT or reader.closed:
+                    break
+            if pending is not None:
+                writes += pending.result()
     except (errors.MigratorError, DynamoError) as e:
         return ShardResult(
             task.shard.shard_id,
