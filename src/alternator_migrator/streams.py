@@ -326,8 +326,8 @@ class ShardReader:
     def _past_end(self) -> bool:
         """Read up to the end the listing gives a closed shard. AWS ends such a shard's reads
         with no next iterator; some emulators (moto's Kinesis) never do."""
-        end = self.shard.ending_sequence
-        at = self.read_to or self.shard.starting_sequence
+        end, at = self.shard.ending_sequence, self.read_to
+        # Nothing read yet proves nothing: an empty page may come before the first record.
         return end is not None and at is not None and int(at) >= int(end)
 
     def read(self) -> list[dict[str, Any]]:
