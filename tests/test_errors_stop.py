@@ -297,3 +297,23 @@ def test_the_wait_for_an_enabling_stream_ends_on_stop() -> None:
         client.close()
     finally:
         fake.stop()
+
+
+def test_the_wait_for_an_active_target_table_ends_on_stop() -> None:
+    """A target stuck in CREATING must not hold a stopped run for the 600 s deadline."""
+    from alternator_migrator.errors import Interrupted
+    from alternator_migrator.schema import _wait_active
+
+    class Creating:
+        stop = threading.Event()
+        calls = 0
+
+        def call(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
+            self.calls += 1
+            return {"Table": {"TableName": body["TableName"], "TableStatus": "CREATING"}}
+
+    client = Creating()
+    client.stop.set()
+    with pytest.raises(Interrupted, match="ACTIVE"):
+        _wait_active(client, "t")  # type: ignore[arg-type]
+    assert client.calls == 1
