@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -230,6 +231,13 @@ def test_spark_and_local_engines_give_identical_targets(
 ) -> None:
     create_table(src, table_name, range_key=("sk", "N"))
     batch_put(src, table_name, _varied_items(800))
+    # TTL on: items that expired an hour ago are skipped by both engines.
+    src.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "exp"}
+    )
+    gone = str(int(time.time()) - 3600)
+    expired = [{"pk": {"S": f"x{i}"}, "sk": {"N": "0"}, "exp": {"N": gone}} for i in range(5)]
+    batch_put(src, table_name, expired)
     kw: dict[str, Any] = {
         "stream": False,
         "source_extra": {"scanSegments": 4},

@@ -202,6 +202,7 @@ class SparkEngine:
                         write_rate,
                         self.writers_per_task,
                         (live.address, live.open(n)),
+                        job.ttl_attribute,
                     )
                     self.sc.setJobDescription(f"snapshot segment {n} of {total}")
                     results.put(self.sc.parallelize([task], 1).map(copy_segment).collect()[0])
@@ -316,6 +317,7 @@ class SparkReplayer(Replayer):
             self.arn,
             _share(self.write_rate, slots),
             self.engine.records_per_shard,
+            self.job.ttl_attribute,
         )
         tasks = [ShardTask(r.shard, r.position, r.iterator) for r in ready]
         self.batches += 1
