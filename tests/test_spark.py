@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import random
 import shutil
@@ -528,3 +529,25 @@ def test_snapshot_counts_move_while_a_segment_is_still_running(
     assert done and done[0].snapshot_complete
     copied, _, segments = counts()
     assert (copied - copied0, segments - segments0) == (600, 1)  # no double counting
+
+
+def test_streaming_tuning_keys_are_said_not_to_apply_on_spark(
+    tmp_path: Path, moto: Server, dynalite: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not silently ignored: one warning naming the keys (no Spark session is needed for it)."""
+    from alternator_migrator.spark.runner import _warn_local_only_keys
+
+    cfg = _config(
+        tmp_path,
+        moto,
+        dynalite,
+        "t",
+        "t2",
+        source_extra={"streamingMaxRecordsPerSecond": 50, "streamingPollingPoolSize": 2},
+    )
+    with caplog.at_level(logging.WARNING):
+        _warn_local_only_keys(cfg)
+    lines = [r.getMessage() for r in caplog.records if "not applied by the Spark" in r.getMessage()]
+    assert len(lines) == 1
+    assert "source.streamingPollingPoolSize" in lines[0]
+    assert "source.streamingMaxRecordsPerSecond" in lines[0]
