@@ -297,3 +297,58 @@ def test_the_wait_for_an_enabling_stream_ends_on_stop() -> None:
         client.close()
     finally:
         fake.stop()
+
+
+def test_the_wait_for_an_active_target_table_ends_on_stop() -> None:
+    """A target stuck in CREATING must not hold a stopped run for the 600 s deadline."""
+    from alternator_migrator.errors import Interrupted
+    from alternator_migrator.schema import _wait_active
+
+    class Creating:
+        stop = threading.Event()
+        calls = 0
+
+        def call(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
+            self.calls += 1
+            return {"Table": {"TableName": body["TableName"], "TableStatus": "CREATING"}}
+
+    client = Creating()
+    client.stop.set()
+    with pytest.raises(Interrupted, match="ACTIVE"):
+        _wait_active(client, "t")  # type: ignore[arg-type]
+    assert client.calls == 1
+
+
+def test_a_hung_call_is_cut_a_grace_period_after_the_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server never answers and the read timeout is long: the stop cuts the exchange."""
+    import alternator_migrator.clients as clients
+
+    monkeypatch.setattr(clients, "STOP_GRACE", 0.2)
+    hung = _Hanging()
+    stop = threading.Event()
+    client = DynamoClient(
+        hung.url,
+        "us-east-1",
+        CredentialSource(Credentials("AKIDTEST", "test-secret"), None, "us-east-1"),
+        label="target",
+        read_timeout=600,
+        stop=stop,
+    )
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            client.call("BatchWriteItem", {"RequestItems": {}})
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    eventually(lambda: hung.conns, 20, 0.05, "the request reached the server")
+    stop.set()
+    t.join(STOP_BOUND)  # the server stays up: only the cut can end the call
+    alive = t.is_alive()
+    hung.close()
+    client.close()
+    assert not alive
+    assert len(errors) == 1 and isinstance(errors[0], Interrupted), errors

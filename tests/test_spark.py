@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import random
 import shutil
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -230,6 +232,13 @@ def test_spark_and_local_engines_give_identical_targets(
 ) -> None:
     create_table(src, table_name, range_key=("sk", "N"))
     batch_put(src, table_name, _varied_items(800))
+    # TTL on: items that expired an hour ago are skipped by both engines.
+    src.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "exp"}
+    )
+    gone = str(int(time.time()) - 3600)
+    expired = [{"pk": {"S": f"x{i}"}, "sk": {"N": "0"}, "exp": {"N": gone}} for i in range(5)]
+    batch_put(src, table_name, expired)
     kw: dict[str, Any] = {
         "stream": False,
         "source_extra": {"scanSegments": 4},
@@ -520,3 +529,25 @@ def test_snapshot_counts_move_while_a_segment_is_still_running(
     assert done and done[0].snapshot_complete
     copied, _, segments = counts()
     assert (copied - copied0, segments - segments0) == (600, 1)  # no double counting
+
+
+def test_streaming_tuning_keys_are_said_not_to_apply_on_spark(
+    tmp_path: Path, moto: Server, dynalite: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not silently ignored: one warning naming the keys (no Spark session is needed for it)."""
+    from alternator_migrator.spark.runner import _warn_local_only_keys
+
+    cfg = _config(
+        tmp_path,
+        moto,
+        dynalite,
+        "t",
+        "t2",
+        source_extra={"streamingMaxRecordsPerSecond": 50, "streamingPollingPoolSize": 2},
+    )
+    with caplog.at_level(logging.WARNING):
+        _warn_local_only_keys(cfg)
+    lines = [r.getMessage() for r in caplog.records if "not applied by the Spark" in r.getMessage()]
+    assert len(lines) == 1
+    assert "source.streamingPollingPoolSize" in lines[0]
+    assert "source.streamingMaxRecordsPerSecond" in lines[0]

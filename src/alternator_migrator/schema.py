@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from .clients import DynamoClient, DynamoError, preflight
 from .config import Config, SourceConfig, TargetConfig
 from .errors import SchemaError
+from .retry import wait
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,8 @@ def _wait_active(client: DynamoClient, table: str, timeout: float = 600.0) -> di
             return desc
         if time.monotonic() > deadline:
             raise SchemaError(f"target table {table!r} did not become ACTIVE within {timeout:.0f}s")
-        time.sleep(1.0)
+        # A stop must not wait out the 600 s: nothing has been written yet, so stopping is free.
+        wait(client.stop, 1.0, f"target table {table!r} becomes ACTIVE")
 
 
 def _copy_ttl(source: DynamoClient, target: DynamoClient, src_table: str, cfg: Config) -> None:

@@ -315,11 +315,13 @@ class SnapshotCopier:
             self.segments.put(n)
         METRICS.set("segments_total", self.plan.total_segments)
         partial = sum(1 for n in todo if n in self.sp.segment_keys)
-        # A resume, also when only partly copied segments were saved (a kill in the first pages).
-        if segments is None and todo and (len(todo) < self.plan.total_segments or partial):
+        done_before = sum(1 for n in wanted if n in self.sp.segments_done)
+        # A resume, also when only partly copied segments were saved (a kill in the first
+        # pages) or every one was (a kill just before the savepoint said the snapshot is done).
+        if segments is None and (done_before or partial):
             log.info(
                 "Resuming snapshot: %d of %d %ss already done, %d partially",
-                self.plan.total_segments - len(todo),
+                done_before,
                 self.plan.total_segments,
                 self.units.kind,
                 partial,

@@ -194,6 +194,7 @@ class HttpPool:
         self.acquire_timeout = acquire_timeout
         self._slots = threading.BoundedSemaphore(max_connections) if max_connections else None
         self._idle: deque[_Conn] = deque()
+        self._busy: set[_Conn] = set()  # exchanges under way, for abort_busy()
         self._lock = threading.Lock()
         self._ssl = tls_context(ca_bundle) if self.tls else None
         self.proxy: tuple[str, int] | None = None
@@ -318,6 +319,8 @@ class HttpPool:
         try:
             conn = self._take(deadline)
             conn.deadline = deadline
+            with self._lock:
+                self._busy.add(conn)
             try:
                 return self._exchange(conn, request)
             except (TransportError, OSError) as e:
@@ -328,6 +331,9 @@ class HttpPool:
                         f"{timeout or self.call_timeout:g}s"
                     ) from None
                 raise _wrap(e) from None
+            finally:
+                with self._lock:
+                    self._busy.discard(conn)
         finally:
             if self._slots is not None:
                 self._slots.release()
@@ -408,6 +414,16 @@ class HttpPool:
         with self._lock:
             while self._idle:
                 self._idle.pop().close()
+
+    def abort_busy(self) -> int:
+        """Cut the exchanges under way (their calls fail with a TransportError at once); for a
+        stop that must not wait out a hung request's read timeout. Returns how many."""
+        with self._lock:
+            busy = list(self._busy)
+        for conn in busy:
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
+        return len(busy)
 
 
 def _wrap(e: BaseException) -> TransportError:

@@ -202,6 +202,7 @@ class SparkEngine:
                         write_rate,
                         self.writers_per_task,
                         (live.address, live.open(n)),
+                        job.ttl_attribute,
                     )
                     self.sc.setJobDescription(f"snapshot segment {n} of {total}")
                     results.put(self.sc.parallelize([task], 1).map(copy_segment).collect()[0])
@@ -316,6 +317,7 @@ class SparkReplayer(Replayer):
             self.arn,
             _share(self.write_rate, slots),
             self.engine.records_per_shard,
+            self.job.ttl_attribute,
         )
         tasks = [ShardTask(r.shard, r.position, r.iterator) for r in ready]
         self.batches += 1
@@ -373,6 +375,7 @@ def migrate_spark(
             f"{cfg.path}: `streamChanges: {{type: kinesis}}` is replayed by the local engine "
             "only; run `migrate` without Spark"
         )
+    _warn_local_only_keys(cfg)
     own = spark is None
     session = spark if spark is not None else spark_session(master, conf)
     try:
@@ -390,3 +393,25 @@ def migrate_spark(
     finally:
         if own:
             session.stop()
+
+
+def _warn_local_only_keys(cfg: Config) -> None:
+    """The `streaming*` tuning keys shape the local replayer's reads; Spark replay tasks read
+    each shard in micro-batches of their own, so say (once) that they do not apply here."""
+    s = cfg.source
+    keys = {
+        "streamingPollIntervalSeconds": s.streaming_poll_interval_seconds,
+        "streamingPollingPoolSize": s.streaming_polling_pool_size,
+        "streamingMaxRecordsPerPoll": s.streaming_max_records_per_poll,
+        "streamingMaxRecordsPerSecond": s.streaming_max_records_per_second,
+        "streamingMaxConsecutiveErrors": s.streaming_max_consecutive_errors,
+    }
+    given = [key for key, v in keys.items() if v is not None]
+    if given:
+        log.warning(
+            "%s: %s not applied by the Spark engine (its replay reads each shard in "
+            "micro-batches); the write budget (writeThroughput) still holds; run on the local "
+            "engine to use them",
+            cfg.path,
+            ", ".join(f"source.{k}" for k in given),
+        )

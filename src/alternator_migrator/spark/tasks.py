@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +28,7 @@ from ..sink_factory import build_sink
 from ..snapshot import InMemory, ScanPlan, SnapshotCopier
 from ..streams import GET_RECORDS_LIMIT, Shard, ShardReader
 from ..throttle import RateLimiter
+from ..ttl import expiry_check
 from .live import Address, Reporter
 
 
@@ -111,6 +113,7 @@ class SegmentTask:
     write_rate: float | None  # this task's share of the write budget (WCU/s)
     writers: int
     live: tuple[Address, str] | None = None  # where to send running counts, and as what
+    ttl_attribute: str | None = None  # the source's TTL attribute: expired items are skipped
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,17 @@ def copy_segment(task: SegmentTask) -> SegmentResult:
     counter = SnapshotProgress(task.total_segments)  # never started: just counts items
     before = _counters()
     error: TaskError | None = None
-    copier = SnapshotCopier(source, sink, cfg, plan, InMemory(), sp, threading.Event(), counter)
+    copier = SnapshotCopier(
+        source,
+        sink,
+        cfg,
+        plan,
+        InMemory(),
+        sp,
+        threading.Event(),
+        counter,
+        expired=expiry_check(task.ttl_attribute, time.time),
+    )
 
     def counts() -> tuple[int, int]:
         scanned = _counters().get(("items_scanned_total", ()), 0.0)
@@ -170,6 +183,7 @@ class ReplayContext:
     stream_arn: str
     write_rate: float | None  # per task
     max_records: int  # per shard and batch
+    ttl_attribute: str | None = None  # the source's TTL attribute: expired images not written
 
 
 @dataclass(frozen=True)
@@ -203,6 +217,7 @@ def replay_shard(ctx: ReplayContext, task: ShardTask) -> ShardResult:
     records: list[dict[str, Any]] = []
     before = _counters()
     writes = 0
+    expired = expiry_check(ctx.ttl_attribute, time.time)
     try:
         # Several pages per batch: a Spark job costs far more than one GetRecords call. Each
         # page is written while the next one is read (as the local replayer reads ahead);
@@ -216,7 +231,7 @@ def replay_shard(ctx: ReplayContext, task: ShardTask) -> ShardResult:
                 if page:
                     if pending is not None:
                         writes += pending.result()
-                    pending = writer.submit(sink.write, collapse(page, sink))
+                    pending = writer.submit(sink.write, collapse(page, sink, expired))
                 # A page short of the limit reached the shard's current end: apply what we
                 # have rather than wait (at most 5 calls/s per shard) for a trickle.
                 if len(page) < GET_RECORDS_LIMIT or reader.closed:
