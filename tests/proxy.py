@@ -45,6 +45,8 @@ class FaultProxy:
         self.error500 = error500
         self.reset = reset
         self.ops = ops  # only these X-Amz-Target operations get faults (None: all)
+        # (operation, body) -> an answer the proxy gives itself, or None to forward.
+        self.intercept: Callable[[str, bytes], dict[str, Any] | None] | None = None
         self.injected: Counter[str] = Counter()
         # Sees (X-Amz-Target operation or "", path, answer body) of every forwarded request and
         # returns the body to send: to count calls, or to make a server answer as AWS does.
@@ -167,6 +169,11 @@ class FaultProxy:
                     _abort(conn)
                     return
                 op = headers.get("x-amz-target", "").rsplit(".", 1)[-1]
+                own = self.intercept(op, body) if self.intercept is not None else None
+                if own is not None:  # a test stand-in answers this request itself
+                    self._note("intercepted")
+                    _answer(conn, 200, own)
+                    continue
                 fault = self._decide(op)
                 if fault == "reset":
                     self._note("reset")

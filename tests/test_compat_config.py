@@ -272,8 +272,14 @@ def test_stream_changes_mappings() -> None:
     k = parsed("kinesis")
     assert k.target.kinesis is not None and k.target.kinesis.app_name == "migrator_orders"
     assert k.savepoints.path == "/app/savepoints"
-    with pytest.raises(ConfigError, match="kinesis is not supported yet"):
+    # Kinesis is a change source now (issue 15); only a later start position is refused.
+    with pytest.raises(ConfigError, match="initialTimestamp` is not supported yet"):
         require_supported(k)
+    whole = {**SAMPLES["kinesis"], "target": {**SAMPLES["kinesis"]["target"]}}
+    whole["target"]["streamChanges"] = {
+        n: v for n, v in whole["target"]["streamChanges"].items() if n != "initialTimestamp"
+    }
+    require_supported(parse(whole))
     require_supported(k, streaming=False)  # validate compares tables: no stream needed
 
 

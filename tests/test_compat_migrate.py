@@ -477,7 +477,7 @@ def test_s3_export_source_errors_are_one_line(
     assert len(errors) == 1 and message in errors[0], p.stderr
 
 
-def test_kinesis_stream_refused_cleanly(
+def test_kinesis_initial_timestamp_refused_cleanly(
     tmp_path: Path, moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str
 ) -> None:
     create_table(src, table_name, hash_key=("id", "S"))
@@ -491,12 +491,13 @@ def test_kinesis_stream_refused_cleanly(
                 "type": "kinesis",
                 "streamArn": "arn:aws:kinesis:us-east-1:111122223333:stream/x",
                 "appName": "migrator_x",
+                "initialTimestamp": "2024-01-01T00:00:00Z",
             }
         },
     )
     p = cli("migrate", "--config", str(cfg))
     ok(p, 2)
-    assert "kinesis is not supported yet" in p.stderr
+    assert "initialTimestamp` is not supported yet" in p.stderr
     # Nothing was touched: no stream enabled, no target created.
     assert not src.describe_table(TableName=table_name)["Table"].get("StreamSpecification")
     assert table_name not in dst.list_tables()["TableNames"]

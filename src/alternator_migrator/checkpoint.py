@@ -28,7 +28,7 @@ from .metrics import METRICS
 
 VERSION = 1
 MAX_SEGMENTS = 1_000_000  # DynamoDB's limit on Scan TotalSegments
-_SEQUENCE = re.compile(r"[0-9]{1,64}")
+_SEQUENCE = re.compile(r"[0-9]{1,129}")  # Kinesis: up to 129 digits
 _SEGMENT_ID = re.compile(r"0|[1-9][0-9]{0,6}")
 
 
@@ -37,7 +37,8 @@ class ShardPosition:
     sequence_number: str | None = None  # last applied record; None: read from TRIM_HORIZON
     finished: bool = False
     parent: str | None = None
-    last_record_time: float | None = None  # ApproximateCreationDateTime of the last applied
+    last_record_time: float | None = None  # ApproximateCreationDateTime of the newest applied
+    adjacent_parent: str | None = None  # a Kinesis shard made by MergeShards has two parents
 
 
 @dataclass
@@ -62,6 +63,9 @@ class Savepoint:
     # Set (our clock) just before UpdateTable enables the stream, cleared once its ARN is
     # saved: a stream created after it is ours even if we crashed before recording it.
     stream_enabling: float | None = None
+    # A Kinesis replay's newest applied change time per recently changed key (key as JSON):
+    # a stale duplicate read after a restart must still lose to what was applied before it.
+    recent_changes: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -81,6 +85,7 @@ class Savepoint:
                         "finished": p.finished,
                         "parent": p.parent,
                         "lastRecordTime": p.last_record_time,
+                        **({"adjacentParent": p.adjacent_parent} if p.adjacent_parent else {}),
                     }
                     for sid, p in self.shards.items()
                 },
@@ -89,6 +94,7 @@ class Savepoint:
                 "sourceTable": self.source_table,
                 "targetTable": self.target_table,
                 "streamEnabling": self.stream_enabling,
+                **({"recentChanges": self.recent_changes} if self.recent_changes else {}),
             },
             option=orjson.OPT_INDENT_2,
         )
@@ -153,6 +159,7 @@ class Savepoint:
             source_table=_opt(d, "sourceTable", _is_identity, "a table identity object"),
             target_table=_opt(d, "targetTable", _is_identity, "a table identity object"),
             stream_enabling=_opt(d, "streamEnabling", _is_time, "a time or null"),
+            recent_changes=_recent(d.get("recentChanges", {})),
         )
 
 
@@ -223,7 +230,14 @@ def _shard(sid: str, p: Any) -> ShardPosition:
         finished,
         _opt(p, "parent", _is_str, "a shard id or null"),
         _opt(p, "lastRecordTime", _is_time, "a time or null"),
+        _opt(p, "adjacentParent", _is_str, "a shard id or null"),
     )
+
+
+def _recent(v: Any) -> dict[str, float]:
+    if not isinstance(v, dict) or not all(_is_time(t) for t in v.values()):
+        raise _bad("recentChanges", v, "an object of key -> time")
+    return {str(k): float(t) for k, t in v.items()}
 
 
 def table_identity(desc: dict[str, Any]) -> dict[str, Any]:

@@ -47,6 +47,19 @@ _XML_CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
 _XML_MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
 STREAMS = "DynamoDBStreams_20120810"
 
+
+@dataclass(frozen=True)
+class JsonApi:
+    """What tells one AWS JSON-protocol service from another on the wire."""
+
+    target_prefix: str  # X-Amz-Target is "<prefix>.<operation>"
+    service: str  # SigV4 signing name
+    content_type: str
+
+
+DYNAMODB_API = JsonApi(DYNAMODB, "dynamodb", "application/x-amz-json-1.0")
+KINESIS_API = JsonApi("Kinesis_20131202", "kinesis", "application/x-amz-json-1.1")
+
 # Error codes worth another try: capacity, server hiccups, and Alternator/DynamoDB overload.
 _RETRYABLE_CODES = {
     "ProvisionedThroughputExceededException",
@@ -229,9 +242,10 @@ class CredentialSource:
 class _Signer:
     """AWS Signature Version 4 for the JSON protocol (POST to the endpoint's path, no query)."""
 
-    def __init__(self, region: str, service: str = "dynamodb") -> None:
+    def __init__(self, region: str, api: JsonApi = DYNAMODB_API) -> None:
         self.region = region
-        self.service = service
+        self.service = api.service
+        self.content_type = api.content_type
         self._key_cache: tuple[str, str, bytes] | None = None
 
     def _signing_key(self, secret: str, datestamp: str) -> bytes:
@@ -256,7 +270,7 @@ class _Signer:
         amz_date = now.strftime("%Y%m%dT%H%M%SZ")
         datestamp = amz_date[:8]
         h = {
-            "content-type": "application/x-amz-json-1.0",
+            "content-type": self.content_type,
             "host": host,
             "x-amz-date": amz_date,
             "x-amz-target": target,
@@ -315,8 +329,10 @@ class DynamoClient:
         stop: threading.Event | None = None,
         ca_bundle: str | None = None,
         alternator: AlternatorSettings | None = None,
+        api: JsonApi = DYNAMODB_API,
     ) -> None:
         self.url = url.rstrip("/")
+        self.api = api
         # The run's stop event: it cuts retry pauses short (the call raises ``Interrupted``).
         self.stop = stop
         self.streams_url = (streams_url or url).rstrip("/")
@@ -324,7 +340,7 @@ class DynamoClient:
         self.label = label
         self.retry = retry or RetryPolicy()
         self._creds = creds
-        self._signer = _Signer(region)
+        self._signer = _Signer(region, api)
         alt = alternator or AlternatorSettings()
         self._gzip = bool(alt.compression)
         # The config's CA wins over AWS_CA_BUNDLE, as botocore's `verify` does.
@@ -392,7 +408,7 @@ class DynamoClient:
     # -- one attempt
     def _send(self, op: str, payload: bytes, streams: bool) -> dict[str, Any]:
         router = self._streams_router if streams else self._router
-        target = f"{STREAMS if streams else DYNAMODB}.{op}"
+        target = f"{STREAMS if streams else self.api.target_prefix}.{op}"
         if self._gzip:
             # Alternator takes gzipped requests; the signature covers the bytes sent.
             gz = zlib.compressobj(1, zlib.DEFLATED, 31)
@@ -572,6 +588,45 @@ def _client_for(
         ca_bundle=ca_bundle,
         alternator=alternator,
         stop=stop,
+    )
+
+
+def kinesis_url(side: SourceConfig, env: dict[str, str] | None = None) -> str:
+    """Where the source's Kinesis API is: AWS_ENDPOINT_URL_KINESIS first; else the source's own
+    `endpoint` (moto and LocalStack serve every service on one port); else AWS_ENDPOINT_URL or
+    the region's public endpoint in its partition."""
+    env = dict(os.environ) if env is None else env
+    region = side.region or "us-east-1"
+    suffix = next((s for p, s in _PARTITION_SUFFIXES if region.startswith(p)), "amazonaws.com")
+    url = f"https://kinesis.{region}.{suffix}"
+    honour_env = env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() != "true"
+    if honour_env and env.get("AWS_ENDPOINT_URL_KINESIS"):
+        url = env["AWS_ENDPOINT_URL_KINESIS"]
+    elif side.endpoint is not None:
+        url = side.endpoint.url
+    elif honour_env and env.get("AWS_ENDPOINT_URL"):
+        url = env["AWS_ENDPOINT_URL"]
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise EndpointError(
+            f"AWS_ENDPOINT_URL_KINESIS (or AWS_ENDPOINT_URL) is {url!r}; give an http(s):// URL"
+        )
+    return url
+
+
+def kinesis_client(
+    cfg: SourceConfig, pool_size: int = 8, stop: threading.Event | None = None
+) -> DynamoClient:
+    """A client of the source account's Kinesis Data Streams API (same credentials, region)."""
+    region = cfg.region or "us-east-1"
+    return DynamoClient(
+        kinesis_url(cfg),
+        region,
+        CredentialSource(cfg.credentials, cfg.assume_role, region, label="source"),
+        pool_size=pool_size,
+        label="source kinesis",
+        ca_bundle=cfg.endpoint.ca_bundle if cfg.endpoint is not None else None,
+        stop=stop,
+        api=KINESIS_API,
     )
 
 

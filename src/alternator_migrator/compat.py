@@ -206,9 +206,22 @@ THEIR_KEYS: tuple[KeyFate, ...] = (
         "`true`, `false`, or a mapping: `{type: dynamodb-streams}` (also `dynamodb`, `ddb`) is "
         "`true`, `{type: disabled}` (also `none`, `off`) is `false`",
     ),
-    KeyFate("target.streamChanges.type", HONOURED, "`kinesis` is parsed, then refused (exit 2)"),
-    KeyFate("target.streamChanges.streamArn", REFUSED, "Kinesis Data Streams source of changes"),
-    KeyFate("target.streamChanges.appName", REFUSED, "Kinesis consumer name"),
+    KeyFate(
+        "target.streamChanges.type",
+        HONOURED,
+        "`kinesis`: changes are read from the table's Kinesis streaming destination",
+    ),
+    KeyFate(
+        "target.streamChanges.streamArn",
+        HONOURED,
+        "the Kinesis data stream; its streaming destination is enabled on the table if needed",
+    ),
+    KeyFate(
+        "target.streamChanges.appName",
+        MAPPED,
+        "names the consumer's positions: kept per Kinesis shard in the savepoint, not in a "
+        "KCL lease table",
+    ),
     KeyFate("target.streamChanges.initialTimestamp", REFUSED, "Kinesis start position"),
     KeyFate("target.skipInitialSnapshotTransfer", HONOURED, "replay only, no snapshot"),
     KeyFate("target.removeConsumedCapacity", HONOURED, "writes without ReturnConsumedCapacity"),

@@ -201,7 +201,7 @@ class S3Export:
 
 @dataclass(frozen=True)
 class KinesisStream:
-    """`streamChanges: {type: kinesis, ...}`: parsed so that it can be refused precisely."""
+    """`streamChanges: {type: kinesis, ...}`: the table's Kinesis streaming destination."""
 
     stream_arn: str
     app_name: str | None = None
@@ -274,7 +274,7 @@ class SourceConfig(_Side):
 class TargetConfig(_Side):
     stream_changes: bool = _doc(
         "streamChanges",
-        "Enable a NEW_IMAGE stream on the source before the snapshot and replay it afterwards, until stopped. Also a mapping: `{type: dynamodb-streams}` is true, `{type: disabled}` false.",
+        "Enable a NEW_IMAGE stream on the source before the snapshot and replay it afterwards, until stopped. Also a mapping: `{type: dynamodb-streams}` is true, `{type: disabled}` false, `{type: kinesis, streamArn: ARN}` reads the changes from the table's Kinesis streaming destination (enabled if needed; see docs/runbook.md).",
         False,
     )
     skip_initial_snapshot_transfer: bool = _doc(
@@ -303,7 +303,7 @@ class TargetConfig(_Side):
         "Writer threads of the snapshot (the Scylla Migrator 1.x key).",
         shown="2 per scanner, 2-16",
     )
-    kinesis: KinesisStream | None = None  # `streamChanges: {type: kinesis}` (refused until built)
+    kinesis: KinesisStream | None = None  # `streamChanges: {type: kinesis}`: changes from Kinesis
 
 
 @dataclass(frozen=True)
@@ -378,10 +378,14 @@ class Config:
 
 def require_supported(cfg: Config, *, streaming: bool = True) -> None:
     """Refuse what is parsed but not built yet (exit 2), before anything is touched."""
-    if streaming and cfg.target.kinesis is not None:
+    kinesis = cfg.target.kinesis
+    if streaming and kinesis is not None and kinesis.initial_timestamp is not None:
+        # Starting later than the stream's oldest record could skip changes the snapshot
+        # missed; reading from the oldest record is always exact.
         raise ConfigError(
-            f"{cfg.path}: `target.streamChanges` of type kinesis is not supported yet; "
-            "use `streamChanges: true` (DynamoDB Streams)"
+            f"{cfg.path}: `target.streamChanges.initialTimestamp` is not supported yet; "
+            "remove it: the replay reads the Kinesis stream from its oldest record, and changes "
+            "older than the snapshot are superseded by newer ones"
         )
 
 

@@ -281,6 +281,8 @@ def _ensure_pitr(source: DynamoClient, table: str) -> None:
 
 
 def _stream_created(source: DynamoClient, stream_arn: str) -> float | None:
+    if ":kinesis:" in stream_arn:
+        return None  # when a Kinesis destination began to carry changes is not recorded
     d = source.call("DescribeStream", {"StreamArn": stream_arn, "Limit": 1}, streams=True)
     t = d.get("StreamDescription", {}).get("CreationRequestDateTime")
     return float(t) if isinstance(t, int | float) else None

@@ -108,6 +108,18 @@ _HELP = {
     "replay_lag_seconds": ("gauge", "Age of the newest applied stream record."),
     "replay_shard_lag_seconds": ("gauge", "Age of the newest applied record, per shard."),
     "stream_shards_open": ("gauge", "Stream shards not yet read to their end."),
+    "stream_records_superseded_total": (
+        "counter",
+        "Kinesis records dropped: a newer change of the same item was already applied.",
+    ),
+    "replay_key_clock_evictions_total": (
+        "counter",
+        "Keys forgotten by the Kinesis newest-wins memory (bounded; see docs/runbook.md).",
+    ),
+    "stream_records_other_table_total": (
+        "counter",
+        "Kinesis records skipped because they belong to another table.",
+    ),
     "savepoint_age_seconds": ("gauge", "Seconds since the savepoint was last written."),
     "phase": ("gauge", "1 for the phase the migration is in."),
 }

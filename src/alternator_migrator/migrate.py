@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -10,12 +11,13 @@ from typing import Any, Protocol, TextIO
 
 from . import export
 from .checkpoint import Savepoint, SavepointStore, same_table, table_identity
-from .clients import DynamoClient, source_client, target_client
+from .clients import DynamoClient, kinesis_client, source_client, target_client
 from .config import Config, require_supported
 from .errors import ConfigError, Interrupted, SavepointError
+from .kinesis import KinesisSource, ensure_destination
 from .metrics import METRICS, retry_summary
 from .progress import SnapshotProgress
-from .replay import Replayer, ReplayStats, tuning
+from .replay import ChangeSource, Replayer, ReplayStats, tuning
 from .schema import describe_source, ensure_target, refuse_same_identity, refuse_same_table
 from .sink import Sink
 from .sink_factory import make_sink
@@ -103,6 +105,7 @@ class Job:
     show_progress: bool
     ttl_attribute: str | None = None  # the source's, when TTL is enabled: expired items skipped
     units: SnapshotSource | None = None  # None: Scan segments
+    changes: ChangeSource | None = None  # None: the source table's DynamoDB Stream
 
 
 class Engine(Protocol):
@@ -143,6 +146,7 @@ class LocalEngine:
             job.sp,
             out=job.out,
             expired=expiry_check(job.ttl_attribute, time.time),
+            changes=job.changes,
             **tuning(job.cfg),
         )
         return replayer.run(job.stop, stop_when_caught_up)
@@ -256,6 +260,29 @@ def _enable_stream(
     return arn
 
 
+def _enable_kinesis(job: Job, kinesis: DynamoClient, poll: float) -> str:
+    """The table's Kinesis streaming destination, enabled and ACTIVE; positions reset when
+    the savepoint was taken on another stream."""
+    assert job.cfg.target.kinesis is not None
+    arn = job.cfg.target.kinesis.stream_arn
+    sp = job.sp
+    ensure_destination(
+        job.source,
+        job.cfg.source.table,
+        arn,
+        # Once recorded, the destination had to stay active: a gap since loses changes.
+        resuming=sp.stream_arn == arn,
+        poll_seconds=poll,
+    )
+    if sp.stream_arn != arn:
+        sp.shards.clear()
+        sp.recent_changes.clear()
+        sp.stream_arn, sp.stream_enabling = arn, None
+        job.store.save(sp)
+    job.changes = KinesisSource(kinesis, arn, job.cfg.source.table)
+    return arn
+
+
 def _snapshot(job: Job, engine: Engine) -> bool:
     """Copy the snapshot unless done or skipped. True when the replay may start."""
     sp, store = job.sp, job.store
@@ -307,7 +334,13 @@ def migrate(
         store.exclusive(),
         source_client(cfg.source, stop=stop) as source,
         target_client(cfg.target, stop=stop) as target,
+        contextlib.ExitStack() as more,
     ):
+        kinesis = (
+            more.enter_context(kinesis_client(cfg.source, stop=stop))
+            if cfg.target.kinesis is not None
+            else None
+        )
         try:
             return _migrate(
                 cfg,
@@ -315,6 +348,7 @@ def migrate(
                 stop,
                 source,
                 target,
+                kinesis,
                 fresh,
                 stop_when_caught_up,
                 out,
@@ -333,6 +367,7 @@ def _migrate(
     stop: threading.Event,
     source: DynamoClient,
     target: DynamoClient,
+    kinesis: DynamoClient | None,
     fresh: bool,
     stop_when_caught_up: float | None,
     out: TextIO | None,
@@ -363,11 +398,11 @@ def _migrate(
     )
     _check_tables(job)
     # The stream comes before the scan: every write made while copying is then in it.
-    arn = (
-        _enable_stream(source, src, store, sp, stream_poll_seconds)
-        if cfg.target.stream_changes
-        else None
-    )
+    arn: str | None = None
+    if kinesis is not None:
+        arn = _enable_kinesis(job, kinesis, stream_poll_seconds)
+    elif cfg.target.stream_changes:
+        arn = _enable_stream(source, src, store, sp, stream_poll_seconds)
     _phase("snapshot")
     if not _prepare_export(job, engine) or not _snapshot(job, engine):
         log.info("Stopped before the snapshot finished; savepoint saved to %s", store.file)

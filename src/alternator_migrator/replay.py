@@ -1,9 +1,15 @@
-"""Replay the source stream on the target, in order per item, until stopped.
+"""Replay the source's changes on the target, in order per item, until stopped.
 
-Each round reads once from every ready shard (a child only once its parent is fully applied),
-collapses the records to the last change per key, writes them, and only then advances the
-shards' positions in the savepoint. A crash re-applies at most one round: puts of full new
-images and deletes by key are idempotent.
+Each round reads once from every ready shard (a child only once its parents are fully
+applied), collapses the records to the last change per key, writes them, and only then
+advances the shards' positions in the savepoint. A crash re-applies at most one round: puts of
+full new images and deletes by key are idempotent.
+
+The parts: a ``ChangeSource`` (DynamoDB Streams or Kinesis) lists shards and reads pages;
+``ShardTree`` knows which shards are readable and their positions; ``ReadAhead`` reads the next
+pages while ``BatchWriter`` writes; ``ReplayReport`` counts and reports; ``Replayer`` runs the
+rounds. A source that may duplicate and reorder records (Kinesis) is applied newest-wins per key
+(``KeyClock``).
 """
 
 from __future__ import annotations
@@ -13,11 +19,11 @@ import logging
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from .checkpoint import Savepoint, SavepointStore, ShardPosition
 from .clients import DynamoClient, DynamoError
@@ -32,7 +38,14 @@ from .errors import (
 from .metrics import METRICS, retry_summary
 from .retry import RetryPolicy
 from .sink import Request, Sink, key_id
-from .streams import GET_RECORDS_LIMIT, Page, ShardReader, _trimmed, list_shards
+from .streams import (
+    GET_RECORDS_LIMIT,
+    DynamoStreamSource,
+    Page,
+    Shard,
+    ShardReader,
+    _trimmed,
+)
 from .throttle import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -187,6 +200,89 @@ def tuning(cfg: Config) -> dict[str, Any]:
     return opts
 
 
+class ChangeSource(Protocol):
+    """Where the changes come from: DynamoDB Streams (``streams.DynamoStreamSource``) or a
+    Kinesis data stream (``kinesis.KinesisSource``)."""
+
+    kind: str  # "dynamodb-streams" or "kinesis"
+    arn: str
+    # False: records may be duplicated and out of order, and only ApproximateCreationDateTime
+    # orders the changes of one item (the replay then applies newest-wins per key).
+    ordered: bool
+    retention: str  # how long records are kept, for the "records are gone" error
+
+    def list_shards(self) -> list[Shard]:
+        """The shard tree: every shard with its parents."""
+        ...
+
+    def reader(self, shard: Shard, position: str | None) -> ShardReader:
+        """A reader of one shard, after ``position`` (None: from the oldest record)."""
+        ...
+
+
+class KeyClock:
+    """Per key, the ApproximateCreationDateTime of the newest change applied: a record older
+    than that is a late duplicate or a reordering and must not overwrite the newer state.
+
+    Bounded: past ``capacity`` keys the least recently changed are forgotten, so protection
+    spans the last ``capacity`` distinct keys changed (a reordering spans seconds)."""
+
+    def __init__(self, capacity: int = 200_000, saved: int = 20_000) -> None:
+        self.capacity = capacity
+        self.saved = saved  # keys kept in the savepoint, the most recently changed
+        self._newest: OrderedDict[bytes, float] = OrderedDict()
+
+    def recent(self) -> dict[str, float]:
+        """The most recently changed keys, for the savepoint (a restart loads them back)."""
+        out: dict[str, float] = {}
+        for k in reversed(self._newest):
+            if len(out) >= self.saved:
+                break
+            out[k.decode()] = self._newest[k]
+        return out
+
+    def load(self, saved: dict[str, float]) -> None:
+        for k, t in sorted(saved.items(), key=lambda kv: kv[1]):
+            self.note(k.encode(), t)
+
+    def get(self, key: bytes) -> float | None:
+        return self._newest.get(key)
+
+    def note(self, key: bytes, t: float) -> None:
+        old = self._newest.pop(key, None)
+        self._newest[key] = t if old is None else max(old, t)
+        while len(self._newest) > self.capacity:
+            self._newest.popitem(last=False)
+            METRICS.inc("replay_key_clock_evictions_total")
+
+    def __len__(self) -> int:
+        return len(self._newest)
+
+
+def newest_per_key(
+    records: Sequence[dict[str, Any]], clock: KeyClock
+) -> tuple[list[dict[str, Any]], dict[bytes, float]]:
+    """The records that carry each key's newest change, in read order, and those changes'
+    times (noted in ``clock`` once written).
+
+    Newest-wins by ApproximateCreationDateTime, within the batch and against what earlier
+    batches applied. On equal times the record read later wins: a duplicate is the same
+    change, and two changes within one tick keep their order in the shard."""
+    best: dict[bytes, tuple[float | None, int]] = {}
+    for i, rec in enumerate(records):
+        k = key_id(rec["dynamodb"]["Keys"])
+        t = record_time(rec)
+        prev = best[k][0] if k in best else clock.get(k)
+        if t is None or prev is None or t >= prev:
+            best[k] = (t, i)
+    keep = sorted(i for _, i in best.values())
+    dropped = len(records) - len(keep)
+    if dropped:
+        METRICS.inc("stream_records_superseded_total", dropped)
+    times = {k: t for k, (t, _) in best.items() if t is not None}
+    return [records[i] for i in keep], times
+
+
 class _ReadFailed(Exception):
     """A shard read failed after its own retries; nothing of the round was applied."""
 
@@ -210,7 +306,212 @@ class ReplayStats:
     counts: Counter[str] = field(default_factory=Counter)
 
 
+class ShardTree:
+    """Which shards exist, which are readable (every parent fully applied), and their saved
+    positions. Parents before children is what keeps one item's changes in order across a
+    reshard."""
+
+    def __init__(self, changes: ChangeSource, store: SavepointStore, sp: Savepoint) -> None:
+        self.changes = changes
+        self.store = store
+        self.sp = sp
+        self.readers: dict[str, ShardReader] = {}
+        self.records_per_poll = GET_RECORDS_LIMIT
+        self.refreshed_at = 0.0
+
+    def refresh(self) -> None:
+        shards = self.changes.list_shards()
+        listed = {s.shard_id for s in shards}
+        # Anything already recorded means we have read this stream before (this run or a
+        # previous one); from then on every new shard's parent must be one we know.
+        seen_before = bool(self.sp.shards)
+        for sid, known in self.sp.shards.items():
+            if not known.finished and sid not in listed:
+                raise self._trimmed(sid, "the shard is no longer in the stream")
+        for s in shards:
+            if s.shard_id in self.readers:
+                self.readers[s.shard_id].shard = s  # it may have closed since
+                continue
+            pos = self.sp.shards.get(s.shard_id)
+            if pos is not None and pos.finished:
+                continue
+            for parent in s.parents if pos is None and seen_before else ():
+                if parent not in listed and parent not in self.sp.shards:
+                    # The parent opened, closed and aged out while we were not reading (a
+                    # run stopped for longer than the retention): its records were never
+                    # applied.
+                    raise self._trimmed(
+                        s.shard_id, f"its parent shard {parent} expired before it was read"
+                    )
+            reader = self.changes.reader(s, pos.sequence_number if pos else None)
+            reader.limit = self.records_per_poll
+            self.readers[s.shard_id] = reader
+            if pos is None:
+                with self.store.lock:
+                    self.sp.shards[s.shard_id] = ShardPosition(
+                        None, False, s.parent, adjacent_parent=s.adjacent_parent
+                    )
+        self.refreshed_at = time.monotonic()
+        METRICS.set("stream_shards_open", float(len(self.readers)))
+
+    def _trimmed(self, sid: str, detail: str) -> StreamTrimmedError:
+        return _trimmed(sid, detail, self.changes.retention)
+
+    def parents_done(self, r: ShardReader) -> bool:
+        for parent in r.shard.parents:
+            pos = self.sp.shards.get(parent)
+            # A parent we never saw had aged out of the stream before this migration began.
+            if pos is not None and not pos.finished:
+                return False
+        return True
+
+    def ready(self) -> list[ShardReader]:
+        return [r for r in self.readers.values() if self.parents_done(r)]
+
+    def caught_up(self) -> bool:
+        """Every readable shard was read to its current end (or closed), none waits."""
+        return all(self.parents_done(r) and (r.drained or r.closed) for r in self.readers.values())
+
+    def advance(self, ready: list[ShardReader], now: float) -> bool:
+        """Record the applied positions of ``ready`` in the savepoint; True when a shard
+        was read to its end (its children may become readable)."""
+        closed_any = False
+        with self.store.lock:
+            for reader in ready:
+                sid = reader.shard.shard_id
+                pos = self.sp.shards.setdefault(sid, ShardPosition(parent=reader.shard.parent))
+                pos.sequence_number = reader.position
+                if reader.newest is not None:
+                    pos.last_record_time = reader.newest
+                # Lag: how far behind the source this shard is; none once it is drained.
+                lag = 0.0 if reader.drained or reader.newest is None else now - reader.newest
+                METRICS.set("replay_shard_lag_seconds", max(0.0, lag), shard=sid)
+                if reader.closed:
+                    pos.finished = True
+                    closed_any = True
+                    del self.readers[sid]
+        return closed_any
+
+
+class ReadAhead:
+    """The read pool: each shard's next page is fetched while the current batch is written.
+    Nothing read ahead is applied or checkpointed before its turn."""
+
+    def __init__(self, workers: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="replay-read")
+        self._ahead: dict[str, Future[Page]] = {}
+
+    def page(self, r: ShardReader) -> Future[Page]:
+        ahead = self._ahead.pop(r.shard.shard_id, None)
+        return ahead if ahead is not None else self.pool.submit(r.fetch, r.iterator)
+
+    def prefetch(self, readers: list[ShardReader]) -> None:
+        for r in readers:
+            if not r.closed:
+                self._ahead[r.shard.shard_id] = self.pool.submit(r.fetch, r.iterator)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class BatchWriter:
+    """Turns one round's records into the fewest writes and sends them (the write pool).
+
+    For a source that may duplicate and reorder (Kinesis) only each key's newest change is
+    applied, judged against every earlier batch too (``KeyClock``)."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        workers: int,
+        expired: Callable[[dict[str, Any]], bool] | None,
+        clock: KeyClock | None,
+    ) -> None:
+        self.sink = sink
+        self.expired = expired
+        self.clock = clock
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="replay")
+
+    def write(self, records: list[dict[str, Any]]) -> int:
+        times: dict[bytes, float] = {}
+        if self.clock is not None:
+            records, times = newest_per_key(records, self.clock)
+        requests = collapse(records, self.sink, self.expired)
+        chunks = [
+            requests[i : i + self.sink.max_batch]
+            for i in range(0, len(requests), self.sink.max_batch)
+        ]
+        # Keys are unique after collapse, so chunks may be written concurrently.
+        for _ in self.pool.map(self.sink.write, chunks):
+            pass
+        if self.clock is not None:  # only once the target has them
+            for k, t in times.items():
+                self.clock.note(k, t)
+        return len(requests)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+class ReplayReport:
+    """Counts, metrics, the op-count table on ``out`` and the status line in the log."""
+
+    def __init__(self, out: TextIO, status_seconds: float, table_seconds: float = 5.0) -> None:
+        self.table = OpTable(out, table_seconds)
+        self.stats = ReplayStats()
+        self.status_seconds = status_seconds
+        self._status_at = time.monotonic()
+        self._status_records = 0
+        self._retries_logged = ""
+
+    def account(self, result: BatchResult) -> None:
+        self.stats.rounds += 1
+        self.stats.records += result.records
+        self.stats.counts.update(result.counts)
+        for op, n in result.counts.items():
+            METRICS.inc("stream_records_applied_total", n, type=op_label(op))
+        if result.lag_seconds is not None:
+            METRICS.set("replay_lag_seconds", result.lag_seconds)
+        self.table.add(result.counts)
+        if not result.records:
+            return
+        log.debug(
+            "Applied %d stream records as %d writes; lag %s",
+            result.records,
+            result.writes,
+            f"{result.lag_seconds:.1f}s" if result.lag_seconds is not None else "unknown",
+        )
+        retries = retry_summary()
+        if retries != self._retries_logged:
+            self._retries_logged = retries
+            log.info("Retries so far by cause: %s", retries)
+
+    def restart(self) -> None:
+        self._status_at, self._status_records = time.monotonic(), 0
+
+    def maybe_status(self, tree: ShardTree) -> None:
+        """One line every few seconds, whether or not records flow."""
+        now = time.monotonic()
+        elapsed = now - self._status_at
+        if elapsed < self.status_seconds:
+            return
+        rate = (self.stats.records - self._status_records) / elapsed if elapsed > 0 else 0.0
+        lags = list(METRICS.gauges("replay_shard_lag_seconds").values())
+        log.info(
+            "Replay: %.1f records/s, lag %s, shards %d open (%d readable), caught up: %s",
+            rate,
+            f"{max(lags):.1f}s" if lags else "unknown",
+            len(tree.readers),
+            len(tree.ready()),
+            "yes" if tree.caught_up() else "no",
+        )
+        self._status_at, self._status_records = now, self.stats.records
+
+
 class Replayer:
+    """The replay loop: each round reads the readable shards (``ShardTree``, ``ReadAhead``),
+    writes the changes (``BatchWriter``), then checkpoints and reports (``ReplayReport``)."""
+
     def __init__(
         self,
         source: DynamoClient,
@@ -230,122 +531,80 @@ class Replayer:
         records_per_second: int | None = None,
         max_consecutive_errors: int = 1,
         expired: Callable[[dict[str, Any]], bool] | None = None,
+        changes: ChangeSource | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
-        self.arn = stream_arn
+        self.changes: ChangeSource = changes or DynamoStreamSource(source, stream_arn)
+        self.arn = self.changes.arn
         self.store = store
         self.sp = savepoint
-        self.out = out or sys.stdout
-        self.table = OpTable(self.out, table_seconds)
         self.refresh_seconds = refresh_seconds
         self.max_idle_sleep = max_idle_sleep
-        self.readers: dict[str, ShardReader] = {}
-        self.stats = ReplayStats()
         self.clock = clock
-        self._pool = ThreadPoolExecutor(max_workers=parallel_reads, thread_name_prefix="replay")
-        self._reads = ThreadPoolExecutor(
-            max_workers=parallel_reads, thread_name_prefix="replay-read"
-        )
-        self._prefetched: dict[str, Future[Page]] = {}
-        self._last_refresh = 0.0
-        self._retries_logged = ""
-        self.status_seconds = status_seconds
-        self._status_at = time.monotonic()
-        self._status_records = 0
+        self.tree = ShardTree(self.changes, store, savepoint)
         # A poll never asks for more than a second's worth of the rate cap, so the cap's wait
         # after a poll stays short and a stop is seen within seconds.
-        self.records_per_poll = min(records_per_poll, records_per_second or records_per_poll)
+        self.tree.records_per_poll = min(records_per_poll, records_per_second or records_per_poll)
+        self.reads = ReadAhead(parallel_reads)
+        self.key_clock: KeyClock | None = None
+        if not self.changes.ordered:
+            self.key_clock = KeyClock()
+            self.key_clock.load(savepoint.recent_changes)
+        self.writer = BatchWriter(sink, parallel_reads, expired, self.key_clock)
+        self.report = ReplayReport(out or sys.stdout, status_seconds, table_seconds)
         self._rate = RateLimiter(records_per_second)
         self.max_consecutive_errors = max_consecutive_errors
-        self.expired = expired
+        # Kept for callers of the single-class Replayer (tests shut the pools down).
+        self._pool, self._reads = self.writer.pool, self.reads.pool
+        self.table = self.report.table
 
-    # -- shard tree
+    @property
+    def records_per_poll(self) -> int:
+        return self.tree.records_per_poll
+
+    @property
+    def readers(self) -> dict[str, ShardReader]:
+        return self.tree.readers
+
+    @property
+    def stats(self) -> ReplayStats:
+        return self.report.stats
+
     def refresh(self) -> None:
-        shards = list_shards(self.source, self.arn)
-        listed = {s.shard_id for s in shards}
-        # Anything already recorded means we have read this stream before (this run or a
-        # previous one); from then on every new shard's parent must be one we know.
-        seen_before = bool(self.sp.shards)
-        for sid, known in self.sp.shards.items():
-            if not known.finished and sid not in listed:
-                raise _trimmed(sid, "the shard is no longer in the stream")
-        for s in shards:
-            if s.shard_id in self.readers:
-                continue
-            pos = self.sp.shards.get(s.shard_id)
-            if pos is not None and pos.finished:
-                continue
-            if (
-                pos is None
-                and seen_before
-                and s.parent is not None
-                and s.parent not in listed
-                and s.parent not in self.sp.shards
-            ):
-                # The parent opened, closed and aged out while we were not reading (a run
-                # stopped for over a day): its records were never applied.
-                raise _trimmed(
-                    s.shard_id, f"its parent shard {s.parent} expired before it was read"
-                )
-            reader = ShardReader(self.source, self.arn, s, pos.sequence_number if pos else None)
-            reader.limit = self.records_per_poll
-            self.readers[s.shard_id] = reader
-            if pos is None:
-                with self.store.lock:
-                    self.sp.shards[s.shard_id] = ShardPosition(None, False, s.parent)
-        self._last_refresh = time.monotonic()
-        METRICS.set("stream_shards_open", float(len(self.readers)))
-
-    def _parent_done(self, r: ShardReader) -> bool:
-        parent = r.shard.parent
-        if parent is None:
-            return True
-        pos = self.sp.shards.get(parent)
-        # A parent we never saw has aged out of the stream before this migration began.
-        return pos is None or pos.finished
+        self.tree.refresh()
 
     def ready(self) -> list[ShardReader]:
-        return [r for r in self.readers.values() if self._parent_done(r)]
+        return self.tree.ready()
+
+    def caught_up(self) -> bool:
+        return self.tree.caught_up()
 
     # -- one round
     def round(self) -> BatchResult:
-        if time.monotonic() - self._last_refresh > self.refresh_seconds:
-            self.refresh()
-        ready = self.ready()
+        if time.monotonic() - self.tree.refreshed_at > self.refresh_seconds:
+            self.tree.refresh()
+        ready = self.tree.ready()
         result = self.apply(ready)
-        closed_any = False
-        now = self.clock()
-        with self.store.lock:
-            for reader in ready:
-                sid = reader.shard.shard_id
-                pos = self.sp.shards.setdefault(sid, ShardPosition(parent=reader.shard.parent))
-                pos.sequence_number = reader.position
-                if reader.newest is not None:
-                    pos.last_record_time = reader.newest
-                # Lag: how far behind the source this shard is; none once it is drained.
-                lag = 0.0 if reader.drained or reader.newest is None else now - reader.newest
-                METRICS.set("replay_shard_lag_seconds", max(0.0, lag), shard=sid)
-                if reader.closed:
-                    pos.finished = True
-                    closed_any = True
-                    del self.readers[reader.shard.shard_id]
-        if closed_any:
-            self.refresh()  # children of a closed shard become readable now
-        self._account(result)
+        if self.tree.advance(ready, self.clock()):
+            self.tree.refresh()  # children of a closed shard become readable now
+        self.report.account(result)
+        age = self.store.age()
+        if age is None or age >= self.store.interval:
+            self._keep_key_clock()
+        self.store.maybe_save(self.sp)
         return result
 
-    def apply(self, ready: list[ShardReader]) -> BatchResult:
-        """Read once from each shard, write the changes, then advance each reader's position.
+    def _keep_key_clock(self) -> None:
+        if self.key_clock is not None:
+            recent = self.key_clock.recent()
+            with self.store.lock:
+                self.sp.recent_changes = recent
 
-        The one step an engine swaps out (the Spark engine runs it on executors).
-        """
-        pages = {}
-        for r in ready:
-            ahead = self._prefetched.pop(r.shard.shard_id, None)
-            pages[r] = ahead if ahead is not None else self._reads.submit(r.fetch, r.iterator)
-        # Every read must succeed before any reader moves on: a failed round then leaves all
-        # shards where they were and may simply be run again.
+    def read(self, ready: list[ShardReader]) -> list[tuple[ShardReader, list[dict[str, Any]]]]:
+        """One page from each shard, all or nothing: a failed round leaves every shard where
+        it was and may simply be run again."""
+        pages = {r: self.reads.page(r) for r in ready}
         results: dict[ShardReader, Page] = {}
         failed: DynamoError | None = None
         for r, page in pages.items():
@@ -364,55 +623,31 @@ class Replayer:
         for r, (recs, nxt) in results.items():
             r.commit(recs, nxt)
             fetched.append((r, recs))
+        return fetched
+
+    def apply(self, ready: list[ShardReader]) -> BatchResult:
+        """Read once from each shard, write the changes, then advance each reader's position.
+
+        The one step an engine swaps out (the Spark engine runs it on executors).
+        """
+        fetched = self.read(ready)
         records = [rec for _, recs in fetched for rec in recs]
         self._rate.acquire(len(records))
-        if records:
-            # Read the next pages while this batch is written: reads and writes overlap, and
-            # nothing read ahead is applied or checkpointed before its turn.
-            for r in ready:
-                if not r.closed:
-                    self._prefetched[r.shard.shard_id] = self._reads.submit(r.fetch, r.iterator)
         result = BatchResult(len(records), 0, Counter(rec["eventName"] for rec in records), None)
         if records:
-            requests = collapse(records, self.sink, self.expired)
-            chunks = [
-                requests[i : i + self.sink.max_batch]
-                for i in range(0, len(requests), self.sink.max_batch)
-            ]
-            # Keys are unique after collapse, so chunks may be written concurrently.
-            for _ in self._pool.map(self.sink.write, chunks):
-                pass
-            result.writes = len(requests)
+            self.reads.prefetch(ready)  # reads overlap the writes below
+            result.writes = self.writer.write(records)
             times = [t for t in (record_time(r) for r in records) if t is not None]
             if times:
                 result.lag_seconds = max(0.0, self.clock() - max(times))
         for reader, recs in fetched:
             if recs:
                 reader.position = recs[-1]["dynamodb"]["SequenceNumber"]
-                reader.newest = record_time(recs[-1]) or reader.newest
+                # The newest change read, not the last: Kinesis records are not in time order.
+                newest = max((t for t in map(record_time, recs) if t is not None), default=None)
+                if newest is not None:
+                    reader.newest = max(newest, reader.newest or newest)
         return result
-
-    def _account(self, result: BatchResult) -> None:
-        self.stats.rounds += 1
-        self.stats.records += result.records
-        self.stats.counts.update(result.counts)
-        for op, n in result.counts.items():
-            METRICS.inc("stream_records_applied_total", n, type=op_label(op))
-        if result.lag_seconds is not None:
-            METRICS.set("replay_lag_seconds", result.lag_seconds)
-        self.table.add(result.counts)
-        if result.records:
-            log.debug(
-                "Applied %d stream records as %d writes; lag %s",
-                result.records,
-                result.writes,
-                f"{result.lag_seconds:.1f}s" if result.lag_seconds is not None else "unknown",
-            )
-            retries = retry_summary()
-            if retries != self._retries_logged:
-                self._retries_logged = retries
-                log.info("Retries so far by cause: %s", retries)
-        self.store.maybe_save(self.sp)
 
     def _check_source_table(self, cause: Exception) -> None:
         """A stream that fails to answer may belong to a table that was deleted: say so."""
@@ -429,37 +664,15 @@ class Replayer:
         except MigratorError:
             pass  # the original error says more
 
-    def caught_up(self) -> bool:
-        """Every readable shard was read to its current end (or closed)."""
-        return all(r.drained or r.closed for r in self.ready()) and not any(
-            not self._parent_done(r) for r in self.readers.values()
-        )
-
-    def _status_line(self, now: float) -> None:
-        """One line every few seconds, whether or not records flow."""
-        elapsed = now - self._status_at
-        rate = (self.stats.records - self._status_records) / elapsed if elapsed > 0 else 0.0
-        lags = list(METRICS.gauges("replay_shard_lag_seconds").values())
-        log.info(
-            "Replay: %.1f records/s, lag %s, shards %d open (%d readable), caught up: %s",
-            rate,
-            f"{max(lags):.1f}s" if lags else "unknown",
-            len(self.readers),
-            len(self.ready()),
-            "yes" if self.caught_up() else "no",
-        )
-        self._status_at, self._status_records = now, self.stats.records
-
     def run(self, stop: threading.Event, stop_when_caught_up: float | None = None) -> ReplayStats:
         idle_sleep = 0.0
         quiet_since: float | None = None
-        self._status_at, self._status_records = time.monotonic(), 0
+        self.report.restart()
         errors = 0
         try:
-            self.refresh()
+            self.tree.refresh()
             while not stop.is_set():
-                if time.monotonic() - self._status_at >= self.status_seconds:
-                    self._status_line(time.monotonic())
+                self.report.maybe_status(self.tree)
                 try:
                     result = self.round()
                 except _ReadFailed as e:
@@ -480,7 +693,7 @@ class Replayer:
                     idle_sleep = 0.0
                     quiet_since = None
                     continue
-                if stop_when_caught_up is not None and self.caught_up():
+                if stop_when_caught_up is not None and self.tree.caught_up():
                     now = time.monotonic()
                     quiet_since = quiet_since or now
                     if now - quiet_since >= stop_when_caught_up:
@@ -498,9 +711,10 @@ class Replayer:
             self._check_source_table(e)
             raise
         finally:
-            self.table.flush()  # the batches since the last table, always shown at stop
+            self.report.table.flush()  # the batches since the last table, always shown at stop
+            self._keep_key_clock()
             self.store.save(self.sp)
-            self._pool.shutdown(wait=True)
-            self._reads.shutdown(wait=True, cancel_futures=True)
+            self.writer.shutdown()
+            self.reads.shutdown()
             log.info("Replay ended; retries by cause: %s", retry_summary() or "none")
         return self.stats

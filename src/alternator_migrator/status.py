@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .checkpoint import Savepoint, SavepointStore
-from .clients import DynamoClient, DynamoError, source_client
+from .clients import DynamoError, kinesis_client, source_client
 from .config import Config
-from .streams import list_shards
+from .errors import StreamError
+from .kinesis import KinesisSource
+from .replay import ChangeSource
+from .streams import DynamoStreamSource, Shard
 
 PROBE_CALLS = 5  # GetRecords pages to look through: DynamoDB may answer empty pages mid-shard
 
@@ -57,27 +60,22 @@ class Status:
         }
 
 
-def _pending(client: DynamoClient, arn: str, shard_id: str, position: str | None) -> bool:
-    body: dict[str, Any] = {"StreamArn": arn, "ShardId": shard_id}
-    if position is None:
-        body["ShardIteratorType"] = "TRIM_HORIZON"
-    else:
-        body.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=position)
-    it = client.call("GetShardIterator", body, streams=True).get("ShardIterator")
+def _pending(changes: ChangeSource, shard: Shard, position: str | None) -> bool:
+    reader = changes.reader(shard, position)
+    reader.limit = 1
+    it: str | None = None
     for _ in range(PROBE_CALLS):
+        records, it = reader.fetch(it)
+        if records:
+            return True
         if not it:
             return False
-        r = client.call("GetRecords", {"ShardIterator": it, "Limit": 1}, streams=True)
-        if r.get("Records"):
-            return True
-        it = r.get("NextShardIterator")
     return False
 
 
-def _shards(client: DynamoClient, sp: Savepoint, now: float) -> list[ShardStatus]:
-    assert sp.stream_arn is not None
+def _shards(changes: ChangeSource, sp: Savepoint, now: float) -> list[ShardStatus]:
     out: list[ShardStatus] = []
-    listed = {s.shard_id: s for s in list_shards(client, sp.stream_arn)}
+    listed = {s.shard_id: s for s in changes.list_shards()}
     for sid in sorted(set(listed) | set(sp.shards)):
         pos = sp.shards.get(sid)
         finished = bool(pos and pos.finished)
@@ -85,8 +83,8 @@ def _shards(client: DynamoClient, sp: Savepoint, now: float) -> list[ShardStatus
         pending: bool | None = None
         if not finished and sid in listed:
             try:
-                pending = _pending(client, sp.stream_arn, sid, seq)
-            except DynamoError:
+                pending = _pending(changes, listed[sid], seq)
+            except (DynamoError, StreamError):
                 pending = None
         if finished or pending is False:
             # Read to its end: nothing is waiting, so it is not behind however old its last
@@ -115,8 +113,13 @@ def status(cfg: Config, *, probe_stream: bool = True) -> Status:
         stream_arn=sp.stream_arn,
     )
     if sp.stream_arn and probe_stream:
-        with source_client(cfg.source, pool_size=2) as client:
-            st.shards = _shards(client, sp, now)
+        kinesis = cfg.target.kinesis
+        if kinesis is not None and kinesis.stream_arn == sp.stream_arn:
+            with kinesis_client(cfg.source, pool_size=2) as client:
+                st.shards = _shards(KinesisSource(client, sp.stream_arn, sp.table), sp, now)
+        else:
+            with source_client(cfg.source, pool_size=2) as client:
+                st.shards = _shards(DynamoStreamSource(client, sp.stream_arn), sp, now)
     return st
 
 

@@ -172,6 +172,12 @@ class Shard:
     parent: str | None
     starting_sequence: str | None
     ending_sequence: str | None  # set once the shard is closed
+    # A Kinesis shard made by MergeShards has two parents; both are read before it.
+    adjacent_parent: str | None = None
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.parent, self.adjacent_parent) if p is not None)
 
 
 def list_shards(client: DynamoClient, arn: str) -> list[Shard]:
@@ -202,10 +208,13 @@ def list_shards(client: DynamoClient, arn: str) -> list[Shard]:
             return shards
 
 
-def _trimmed(shard_id: str, detail: str) -> StreamTrimmedError:
+STREAMS_RETENTION = "the stream keeps records only 24 hours"
+
+
+def _trimmed(shard_id: str, detail: str, retention: str = STREAMS_RETENTION) -> StreamTrimmedError:
     return StreamTrimmedError(
         f"stream records of shard {shard_id} that were never applied to the target are gone "
-        f"({detail}); the stream keeps records only 24 hours. The target is missing changes: "
+        f"({detail}); {retention}. The target is missing changes: "
         "start a new migration with a new snapshot (--fresh)"
     )
 
@@ -216,6 +225,8 @@ Page = tuple[list[dict[str, Any]], str | None]
 
 class ShardReader:
     """Reads one shard in order, from TRIM_HORIZON or after the last applied record."""
+
+    retention = STREAMS_RETENTION
 
     def __init__(self, client: DynamoClient, arn: str, shard: Shard, position: str | None) -> None:
         self.client = client
@@ -234,29 +245,45 @@ class ShardReader:
         self._next_call = 0.0
 
     def _acquire(self) -> str | None:
-        body: dict[str, Any] = {"StreamArn": self.arn, "ShardId": self.shard.shard_id}
         after = self.read_to
-        if after is None:
-            body["ShardIteratorType"] = "TRIM_HORIZON"
-        else:
+        if after is not None:
             start = self.shard.starting_sequence
             if start is not None and int(start) > int(after) + 1:
                 raise _trimmed(
                     self.shard.shard_id,
                     f"the oldest record is {start}, the savepoint is at {after}",
+                    self.retention,
                 )
-            body["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
-            body["SequenceNumber"] = after
         try:
-            r = self.client.call("GetShardIterator", body, streams=True)
+            return self._get_iterator(after)
         except DynamoError as e:
             if e.code == "TrimmedDataAccessException":
-                raise _trimmed(self.shard.shard_id, e.message) from None
+                raise _trimmed(self.shard.shard_id, e.message, self.retention) from None
             if e.code == "ResourceNotFoundException":
-                raise _trimmed(self.shard.shard_id, "the shard no longer exists") from None
+                raise _trimmed(
+                    self.shard.shard_id, "the shard no longer exists", self.retention
+                ) from None
             raise
-        it = r.get("ShardIterator")
+
+    # -- the two calls a change source's API spells its own way
+    def _get_iterator(self, after: str | None) -> str | None:
+        """An iterator at TRIM_HORIZON, or right after sequence number ``after``."""
+        body: dict[str, Any] = {"StreamArn": self.arn, "ShardId": self.shard.shard_id}
+        if after is None:
+            body["ShardIteratorType"] = "TRIM_HORIZON"
+        else:
+            body["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
+            body["SequenceNumber"] = after
+        it = self.client.call("GetShardIterator", body, streams=True).get("ShardIterator")
         return str(it) if it else None
+
+    def _get_records(self, iterator: str) -> Page:
+        """One GetRecords call: change records (each with dynamodb.SequenceNumber) and the
+        next iterator."""
+        r = self.client.call(
+            "GetRecords", {"ShardIterator": iterator, "Limit": self.limit}, streams=True
+        )
+        return r.get("Records", []), r.get("NextShardIterator")
 
     def fetch(self, iterator: str | None) -> Page:
         """One GetRecords call from ``iterator``: the records and the next iterator (None once
@@ -274,11 +301,7 @@ class ShardReader:
                 time.sleep(wait)
             self._next_call = time.monotonic() + self.min_interval
             try:
-                r = self.client.call(
-                    "GetRecords",
-                    {"ShardIterator": iterator, "Limit": self.limit},
-                    streams=True,
-                )
+                records, nxt = self._get_records(iterator)
             except DynamoError as e:
                 if e.code == "ExpiredIteratorException":
                     # Iterators last 15 minutes; re-acquire after the last record read.
@@ -286,23 +309,47 @@ class ShardReader:
                     iterator = None
                     continue
                 if e.code == "TrimmedDataAccessException":
-                    raise _trimmed(self.shard.shard_id, e.message) from None
+                    raise _trimmed(self.shard.shard_id, e.message, self.retention) from None
                 raise
-            records: list[dict[str, Any]] = r.get("Records", [])
             if len(records) >= self.limit:
                 self._next_call = 0.0  # a full page: more is waiting, read on at once
-            return records, r.get("NextShardIterator")
+            return records, nxt
         raise StreamError(f"shard {self.shard.shard_id}: iterator kept expiring")
 
     def commit(self, records: list[dict[str, Any]], next_iterator: str | None) -> None:
         if records:
             self.read_to = records[-1]["dynamodb"]["SequenceNumber"]
         self.iterator = next_iterator
-        self.closed = next_iterator is None
         self.drained = not records
+        self.closed = next_iterator is None or (self.drained and self._past_end())
+
+    def _past_end(self) -> bool:
+        """Read up to the end the listing gives a closed shard. AWS ends such a shard's reads
+        with no next iterator; some emulators (moto's Kinesis) never do."""
+        end, at = self.shard.ending_sequence, self.read_to
+        # Nothing read yet proves nothing: an empty page may come before the first record.
+        return end is not None and at is not None and int(at) >= int(end)
 
     def read(self) -> list[dict[str, Any]]:
         """One GetRecords call. The caller applies the records, then records the position."""
         records, nxt = self.fetch(self.iterator)
         self.commit(records, nxt)
         return records
+
+
+class DynamoStreamSource:
+    """DynamoDB Streams as a ``ChangeSource``: records come once each, in order per item."""
+
+    kind = "dynamodb-streams"
+    ordered = True
+    retention = STREAMS_RETENTION
+
+    def __init__(self, client: DynamoClient, arn: str) -> None:
+        self.client = client
+        self.arn = arn
+
+    def list_shards(self) -> list[Shard]:
+        return list_shards(self.client, self.arn)
+
+    def reader(self, shard: Shard, position: str | None) -> ShardReader:
+        return ShardReader(self.client, self.arn, shard, position)

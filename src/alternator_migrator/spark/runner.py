@@ -21,7 +21,7 @@ from collections import Counter, deque
 from typing import Any, TextIO
 
 from ..config import Config
-from ..errors import MigratorError
+from ..errors import ConfigError, MigratorError
 from ..metrics import METRICS, retry_summary
 from ..migrate import Job, MigrationResult, migrate
 from ..progress import SnapshotProgress
@@ -370,6 +370,11 @@ def migrate_spark(
     Before anything touches the source or the target, the package is shipped to the executors
     and one of them must import it (``preflight``), else SparkSetupError (exit 2).
     """
+    if cfg.target.kinesis is not None:
+        raise ConfigError(
+            f"{cfg.path}: `streamChanges: {{type: kinesis}}` is replayed by the local engine "
+            "only; run `migrate` without Spark"
+        )
     _warn_local_only_keys(cfg)
     own = spark is None
     session = spark if spark is not None else spark_session(master, conf)
