@@ -147,17 +147,7 @@ class KinesisSource:
                         "changes are no longer captured"
                     ) from None
                 raise
-            for s in d.get("Shards", []):
-                rng = s.get("SequenceNumberRange", {})
-                shards.append(
-                    Shard(
-                        s["ShardId"],
-                        s.get("ParentShardId"),
-                        rng.get("StartingSequenceNumber"),
-                        rng.get("EndingSequenceNumber"),
-                        s.get("AdjacentParentShardId"),
-                    )
-                )
+            shards.extend(Shard.from_wire(s) for s in d.get("Shards", []))
             token = d.get("NextToken")
             if not token:
                 return shards

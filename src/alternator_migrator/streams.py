@@ -179,6 +179,18 @@ class Shard:
     def parents(self) -> tuple[str, ...]:
         return tuple(p for p in (self.parent, self.adjacent_parent) if p is not None)
 
+    @classmethod
+    def from_wire(cls, s: dict[str, Any]) -> Shard:
+        """A shard as DescribeStream (DynamoDB Streams) or ListShards (Kinesis) describes it."""
+        rng = s.get("SequenceNumberRange", {})
+        return cls(
+            s["ShardId"],
+            s.get("ParentShardId"),
+            rng.get("StartingSequenceNumber"),
+            rng.get("EndingSequenceNumber"),
+            s.get("AdjacentParentShardId"),
+        )
+
 
 def list_shards(client: DynamoClient, arn: str) -> list[Shard]:
     """Every shard of the stream, following DescribeStream's pagination."""
@@ -193,16 +205,7 @@ def list_shards(client: DynamoClient, arn: str) -> list[Shard]:
             raise StreamError(
                 f"the source stream {arn} was disabled; changes are no longer captured"
             )
-        for s in d.get("Shards", []):
-            rng = s.get("SequenceNumberRange", {})
-            shards.append(
-                Shard(
-                    s["ShardId"],
-                    s.get("ParentShardId"),
-                    rng.get("StartingSequenceNumber"),
-                    rng.get("EndingSequenceNumber"),
-                )
-            )
+        shards.extend(Shard.from_wire(s) for s in d.get("Shards", []))
         start = d.get("LastEvaluatedShardId")
         if not start:
             return shards
