@@ -126,10 +126,13 @@ def test_metrics_scraped_during_a_run_and_json_logs(
 
 
 def test_status_at_each_phase(
-    moto: Server, dynalite: Server, src: Any, table_name: str, tmp_path: Path
+    moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str, tmp_path: Path
 ) -> None:
     create_table(src, table_name)
     batch_put(src, table_name, _items(100))
+    # The target exists and is ACTIVE: a run stopped from the start then gets past the schema
+    # step (a stop while waiting for a new table to be ACTIVE would end the run right there).
+    create_table(dst, table_name)
     cfg = local_config(tmp_path, moto, dynalite, table_name, source_extra={"scanSegments": 4})
     assert status(cfg).phase == "not started"
 
