@@ -354,16 +354,24 @@ def test_ttl_expired_items_are_neither_copied_nor_replayed(
     cfg = load(their_config(tmp_path, moto, dynalite, table_name, target={"streamChanges": True}))
     with caplog.at_level(logging.INFO):
         run = BackgroundMigration(cfg).start()
-        _wait_for(dst, table_name, {"live", "no-ttl"})
-        assert any("Skipped 1 expired items" in r.getMessage() for r in caplog.records)
-        # Through the stream: a new live item, a new expired one, and a live one made expired.
-        src.put_item(TableName=table_name, Item=item("live-2", now + day))
-        src.put_item(TableName=table_name, Item=item("expired-2", now - 60))
-        src.put_item(TableName=table_name, Item=item("live", now - 60))
-        src.delete_item(TableName=table_name, Key={"id": {"S": "no-ttl"}})
-        src.put_item(TableName=table_name, Item=item("marker", None))
-        _wait_for(dst, table_name, {"live-2", "marker"})
-        run.finish()
+        try:
+            _wait_for(dst, table_name, {"live", "no-ttl"})
+            # Logged once the snapshot's writers are done, which can be after the items landed.
+            eventually(
+                lambda: any("Skipped 1 expired items" in r.getMessage() for r in caplog.records),
+                60,
+                0.1,
+                "the skipped-items line",
+            )
+            # Through the stream: a new live item, a new expired one, a live one made expired.
+            src.put_item(TableName=table_name, Item=item("live-2", now + day))
+            src.put_item(TableName=table_name, Item=item("expired-2", now - 60))
+            src.put_item(TableName=table_name, Item=item("live", now - 60))
+            src.delete_item(TableName=table_name, Key={"id": {"S": "no-ttl"}})
+            src.put_item(TableName=table_name, Item=item("marker", None))
+            _wait_for(dst, table_name, {"live-2", "marker"})
+        finally:
+            run.finish()
     assert "expired" not in {i["id"]["S"] for i in scan_all(dst, table_name)}
 
 
