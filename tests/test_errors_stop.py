@@ -236,18 +236,17 @@ class _Hanging:
             c.close()
 
 
-def test_a_call_without_an_answer_is_reported_while_it_waits(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    _fast_watchdog(monkeypatch)
-    hung = _Hanging()
+def _call_in_background(
+    hung: _Hanging, read_timeout: float
+) -> tuple[DynamoClient, threading.Event, threading.Thread, list[BaseException]]:
+    """A target client (with a stop event) whose BatchWriteItem to ``hung`` runs in a thread."""
     stop = threading.Event()
     client = DynamoClient(
         hung.url,
         "us-east-1",
         CredentialSource(Credentials("AKIDTEST", "test-secret"), None, "us-east-1"),
         label="target",
-        read_timeout=60,
+        read_timeout=read_timeout,
         stop=stop,
     )
     errors: list[BaseException] = []
@@ -258,7 +257,15 @@ def test_a_call_without_an_answer_is_reported_while_it_waits(
         except BaseException as e:
             errors.append(e)
 
-    t = threading.Thread(target=call, daemon=True)
+    return client, stop, threading.Thread(target=call, daemon=True), errors
+
+
+def test_a_call_without_an_answer_is_reported_while_it_waits(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _fast_watchdog(monkeypatch)
+    hung = _Hanging()
+    client, stop, t, errors = _call_in_background(hung, read_timeout=60)
     with caplog.at_level(logging.WARNING, logger="alternator_migrator.retry"):
         t.start()
         line = eventually(
@@ -325,24 +332,7 @@ def test_a_hung_call_is_cut_a_grace_period_after_the_stop(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(clients, "STOP_GRACE", 0.2)
     hung = _Hanging()
-    stop = threading.Event()
-    client = DynamoClient(
-        hung.url,
-        "us-east-1",
-        CredentialSource(Credentials("AKIDTEST", "test-secret"), None, "us-east-1"),
-        label="target",
-        read_timeout=600,
-        stop=stop,
-    )
-    errors: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            client.call("BatchWriteItem", {"RequestItems": {}})
-        except BaseException as e:
-            errors.append(e)
-
-    t = threading.Thread(target=call, daemon=True)
+    client, stop, t, errors = _call_in_background(hung, read_timeout=600)
     t.start()
     eventually(lambda: hung.conns, 20, 0.05, "the request reached the server")
     stop.set()
