@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from alternator_migrator.localservers import Server
 from alternator_migrator.replay import Replayer
 from alternator_migrator.sink import Request, Sink
 
-from .helpers import by_key, create_table, scan_all, write_config
+from .helpers import by_key, create_table, scan_all, serve_http, write_config
 
 STREAM_ARN_PREFIX = "arn:aws:dynamodb:us-east-1:000000000000:table"
 
@@ -84,7 +84,6 @@ class FakeStreams:
         self._generation = 0
         self._expire_next = 0
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ scripting
     def add_shard(self, shard_id: str, parent: str | None = None) -> FakeShard:
@@ -290,36 +289,16 @@ class FakeStreams:
 
     # ------------------------------------------------------------------ server
     def start(self) -> FakeStreams:
-        fake = self
+        def answer(headers: dict[str, str], raw: bytes) -> tuple[int, str, bytes]:
+            body = orjson.loads(raw) if raw else {}
+            try:
+                status, out = 200, self.handle(headers.get("x-amz-target", ""), body)
+            except _Fault as f:
+                status = f.status
+                out = {"__type": f"com.amazonaws.dynamodb.v20120810#{f.code}", "message": f.message}
+            return status, "application/x-amz-json-1.0", orjson.dumps(out)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                body = orjson.loads(self.rfile.read(n)) if n else {}
-                try:
-                    status, out = 200, fake.handle(self.headers.get("X-Amz-Target", ""), body)
-                except _Fault as f:
-                    status = f.status
-                    out = {
-                        "__type": f"com.amazonaws.dynamodb.v20120810#{f.code}",
-                        "message": f.message,
-                    }
-                data = orjson.dumps(out)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.0")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = serve_http(answer)
         return self
 
     @property

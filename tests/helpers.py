@@ -286,32 +286,44 @@ def start_cli(args: list[str], log: Path, env: dict[str, str] | None = None) -> 
         )
 
 
+Answer = Callable[[dict[str, str], bytes], tuple[int, str, bytes]]
+
+
+def serve_http(answer: Answer) -> Any:
+    """A threaded HTTP server on a free loopback port; every POST is answered by
+    ``answer(lower-cased headers, body) -> (status, content type, body)``. Stop it with
+    ``shutdown()`` then ``server_close()``."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, content_type, data = answer(headers, body)
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 class StaticHttpServer:
     """Answers every POST on loopback with one fixed status and body (a web server, a REST
     port, a captive proxy: anything that is not a DynamoDB API)."""
 
     def __init__(self, status: int, body: bytes, content_type: str = "text/html") -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = serve_http(lambda headers, _: (status, content_type, body))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def stop(self) -> None:

@@ -19,10 +19,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import orjson
+
+from .helpers import serve_http
 
 KINESIS_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/{name}"
 
@@ -220,32 +222,15 @@ class FakeKinesis:
             return fn(body)
 
     def start(self) -> FakeKinesis:
-        fake = self
+        def answer(headers: dict[str, str], raw: bytes) -> tuple[int, str, bytes]:
+            body = orjson.loads(raw) if raw else {}
+            try:
+                status, out = 200, self.handle(headers.get("x-amz-target", ""), body, headers)
+            except _Fault as f:
+                status, out = 400, {"__type": f.code, "message": f.message}
+            return status, "application/x-amz-json-1.1", orjson.dumps(out)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                body = orjson.loads(self.rfile.read(n)) if n else {}
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                try:
-                    status, out = 200, fake.handle(headers.get("x-amz-target", ""), body, headers)
-                except _Fault as f:
-                    status, out = 400, {"__type": f.code, "message": f.message}
-                data = orjson.dumps(out)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve_http(answer)
         return self
 
     @property
