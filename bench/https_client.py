@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from alternator_migrator.transport import HttpPool  # noqa: E402
+from alternator_migrator.aws.transport import HttpPool  # noqa: E402
 
 BODY = b'{"UnprocessedItems":{}' + b" " * 2000 + b"}"
 REQUEST = b'{"RequestItems":' + b"x" * 30_000 + b"}"

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from alternator_migrator.clients import CredentialSource, DynamoClient
-from alternator_migrator.config import Credentials
+from alternator_migrator.aws.client import CredentialSource, DynamoClient
+from alternator_migrator.config.model import Credentials
 
 REGION = "us-east-1"
 ITEM_BYTES = 1000

@@ -295,7 +295,11 @@ def bench_snapshot(src: Source, items: int, repeat: int, work: Path) -> dict[str
 
 
 def baseline_rss(work: Path) -> float:
-    cmd = [sys.executable, "-c", "import alternator_migrator.cli, alternator_migrator.migrate"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import alternator_migrator.cli, alternator_migrator.pipeline.migrate",
+    ]
     return run_child(cmd, work / "baseline.log").maxrss_mib
 
 

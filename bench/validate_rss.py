@@ -25,8 +25,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from alternator_migrator.clients import CredentialSource, DynamoClient  # noqa: E402
-from alternator_migrator.config import Credentials  # noqa: E402
+from alternator_migrator.aws.client import CredentialSource, DynamoClient  # noqa: E402
+from alternator_migrator.config.model import Credentials  # noqa: E402
 from alternator_migrator.loadgen import random_item  # noqa: E402
 from alternator_migrator.localservers import Server, start_dynalite  # noqa: E402
 
@@ -94,7 +94,11 @@ def measure(config: Path) -> tuple[int, float, int, str]:
 
 def baseline_rss() -> int:
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import alternator_migrator.validate, alternator_migrator.cli"],
+        [
+            sys.executable,
+            "-c",
+            "import alternator_migrator.validate.validator, alternator_migrator.cli",
+        ],
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
     _, _, usage = os.wait4(proc.pid, 0)

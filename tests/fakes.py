@@ -21,12 +21,12 @@ from typing import Any
 
 import orjson
 
-from alternator_migrator.checkpoint import Savepoint, SavepointStore
-from alternator_migrator.clients import CredentialSource, DynamoClient, RetryPolicy
-from alternator_migrator.config import Config, Credentials, load
+from alternator_migrator.aws.client import CredentialSource, DynamoClient, RetryPolicy
+from alternator_migrator.config.model import Config, Credentials, load
 from alternator_migrator.localservers import Server
-from alternator_migrator.replay import Replayer
-from alternator_migrator.sink import Request, Sink
+from alternator_migrator.pipeline.replay import Replayer
+from alternator_migrator.state.savepoint import Savepoint, SavepointStore
+from alternator_migrator.target.sink import Request, Sink
 
 from .helpers import by_key, create_table, scan_all, serve_http, write_config
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from alternator_migrator.checkpoint import SavepointStore
-from alternator_migrator.clients import CredentialSource, DynamoClient, RetryPolicy
-from alternator_migrator.config import AlternatorSettings, Credentials
+from alternator_migrator.aws.client import CredentialSource, DynamoClient, RetryPolicy
+from alternator_migrator.aws.nodes import AlternatorNodes
+from alternator_migrator.config.model import AlternatorSettings, Credentials
 from alternator_migrator.localservers import Server
 from alternator_migrator.metrics import METRICS
-from alternator_migrator.migrate import migrate
-from alternator_migrator.nodes import AlternatorNodes
+from alternator_migrator.pipeline.migrate import migrate
+from alternator_migrator.state.savepoint import SavepointStore
 
 from .helpers import (
     BackgroundMigration,
@@ -165,7 +165,7 @@ def test_compression_and_datacenter_rack(cluster: FakeCluster, dst: Any, table_n
 def test_endpoint_without_localnodes_is_used_as_one_node(
     dynalite: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="alternator_migrator.nodes"):
+    with caplog.at_level(logging.INFO, logger="alternator_migrator.aws.nodes"):
         c = DynamoClient(dynalite.url, "us-east-1", CREDS, alternator=AlternatorSettings())
     try:
         assert "TableNames" in c.call("ListTables", {})

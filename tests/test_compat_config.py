@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from alternator_migrator.compat import HONOURED, IGNORED, MAPPED, REFUSED, THEIR_KEYS
-from alternator_migrator.config import (
+from alternator_migrator.config.compat import HONOURED, IGNORED, MAPPED, REFUSED, THEIR_KEYS
+from alternator_migrator.config.docgen import USERS_BEGIN, USERS_END, users_table, with_users_table
+from alternator_migrator.config.model import (
     MAX_CONFIG_BYTES,
     AlternatorSettings,
     Config,
@@ -25,9 +26,8 @@ from alternator_migrator.config import (
     parse,
     require_supported,
 )
-from alternator_migrator.docgen import USERS_BEGIN, USERS_END, users_table, with_users_table
 from alternator_migrator.errors import ConfigError
-from alternator_migrator.snapshot import plan_scan, skipped_segments
+from alternator_migrator.snapshot.copier import plan_scan, skipped_segments
 
 USERS_DOC = Path(__file__).resolve().parents[1] / "docs" / "scylla-migrator-users.md"
 
@@ -377,7 +377,7 @@ def test_target_max_map_tasks_sets_the_writers() -> None:
 
 
 def test_replay_tuning_from_streaming_keys() -> None:
-    from alternator_migrator.replay import tuning
+    from alternator_migrator.pipeline.replay import tuning
 
     cfg = parsed("everything")
     assert tuning(cfg) == {
@@ -503,7 +503,7 @@ def test_ignored_keys_are_logged_once_each(
 def test_users_doc_table_is_current() -> None:
     doc = USERS_DOC.read_text()
     assert USERS_BEGIN in doc and USERS_END in doc
-    assert with_users_table(doc) == doc, "run: python -m alternator_migrator.docgen --users"
+    assert with_users_table(doc) == doc, "run: python -m alternator_migrator.config.docgen --users"
     for row in THEIR_KEYS:
         assert f"| `{row.key}` | {row.fate} |" in users_table()
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from alternator_migrator.clients import DynamoError, RetryPolicy
+from alternator_migrator.aws.client import DynamoError, RetryPolicy
 from alternator_migrator.localservers import Server
-from alternator_migrator.replay import Replayer
-from alternator_migrator.ttl import expiry_check
+from alternator_migrator.pipeline.replay import Replayer
+from alternator_migrator.target.ttl import expiry_check
 
 from .fakes import FakeStreams, _Fault, lean_client, replay_setup, target_values
 from .helpers import scan_all

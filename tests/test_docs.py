@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from alternator_migrator.config import parse
-from alternator_migrator.docgen import config_reference
+from alternator_migrator.config.docgen import config_reference
+from alternator_migrator.config.model import parse
 from alternator_migrator.errors import ConfigError
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "config-reference.md"
@@ -20,7 +20,7 @@ MINIMAL = {
 
 def test_committed_reference_is_current() -> None:
     assert DOC.read_text() == config_reference(), (
-        "run: python -m alternator_migrator.docgen > docs/config-reference.md"
+        "run: python -m alternator_migrator.config.docgen > docs/config-reference.md"
     )
 
 

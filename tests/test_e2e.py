@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
-from alternator_migrator.checkpoint import SavepointStore
 from alternator_migrator.localservers import Server
-from alternator_migrator.migrate import migrate
+from alternator_migrator.pipeline.migrate import migrate
+from alternator_migrator.state.savepoint import SavepointStore
 
 from .helpers import (
     BackgroundMigration,

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from alternator_migrator.clients import DynamoClient
+from alternator_migrator.aws.client import DynamoClient
 from alternator_migrator.errors import SchemaError
 from alternator_migrator.localservers import Server
-from alternator_migrator.migrate import migrate
-from alternator_migrator.validate import validate
+from alternator_migrator.pipeline.migrate import migrate
+from alternator_migrator.validate.validator import validate
 
 from .helpers import batch_put, create_table, local_config
 

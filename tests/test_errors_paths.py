@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from alternator_migrator import cli
-from alternator_migrator.checkpoint import SavepointStore
-from alternator_migrator.clients import DynamoError, RetryPolicy
+from alternator_migrator.aws.client import DynamoError, RetryPolicy
+from alternator_migrator.aws.transport import HttpPool, TransportError
 from alternator_migrator.localservers import Server, free_port
 from alternator_migrator.metrics import MetricsServer
-from alternator_migrator.transport import HttpPool, TransportError
+from alternator_migrator.state.savepoint import SavepointStore
 
 from .fakes import FakeStreams, fake_config, lean_client
 from .helpers import (
@@ -211,7 +211,7 @@ def test_an_unexpected_error_is_one_line_and_the_traceback_needs_v(
     def boom(path: str) -> None:
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr("alternator_migrator.config.load", boom)
+    monkeypatch.setattr("alternator_migrator.config.model.load", boom)
     assert cli.main(["--log-format", "text", "migrate", "--config", "x.yaml"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err

@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from alternator_migrator import retry
-from alternator_migrator.clients import CredentialSource, DynamoClient
-from alternator_migrator.config import Credentials
+from alternator_migrator.aws import retry
+from alternator_migrator.aws.client import CredentialSource, DynamoClient
+from alternator_migrator.aws.retry import RetryPolicy
+from alternator_migrator.aws.throttle import RateLimiter
+from alternator_migrator.changes.streams import ensure_stream
+from alternator_migrator.config.model import Credentials
 from alternator_migrator.errors import Interrupted
 from alternator_migrator.localservers import Server
 from alternator_migrator.metrics import METRICS
-from alternator_migrator.retry import RetryPolicy
-from alternator_migrator.streams import ensure_stream
-from alternator_migrator.throttle import RateLimiter
 
 from .fakes import FakeStreams, lean_client
 from .helpers import (
@@ -189,7 +189,7 @@ def test_a_long_retry_warns_naming_the_endpoint_and_the_stop_interrupts_it(
                 errors.append(e)
 
         t = threading.Thread(target=call, daemon=True)
-        with caplog.at_level(logging.WARNING, logger="alternator_migrator.retry"):
+        with caplog.at_level(logging.WARNING, logger="alternator_migrator.aws.retry"):
             t.start()
             line = eventually(
                 lambda: [r.getMessage() for r in caplog.records if "failing for" in r.getMessage()],
@@ -266,7 +266,7 @@ def test_a_call_without_an_answer_is_reported_while_it_waits(
     _fast_watchdog(monkeypatch)
     hung = _Hanging()
     client, stop, t, errors = _call_in_background(hung, read_timeout=60)
-    with caplog.at_level(logging.WARNING, logger="alternator_migrator.retry"):
+    with caplog.at_level(logging.WARNING, logger="alternator_migrator.aws.retry"):
         t.start()
         line = eventually(
             lambda: [r.getMessage() for r in caplog.records if "no answer" in r.getMessage()],
@@ -309,7 +309,7 @@ def test_the_wait_for_an_enabling_stream_ends_on_stop() -> None:
 def test_the_wait_for_an_active_target_table_ends_on_stop() -> None:
     """A target stuck in CREATING must not hold a stopped run for the 600 s deadline."""
     from alternator_migrator.errors import Interrupted
-    from alternator_migrator.schema import _wait_active
+    from alternator_migrator.target.schema import _wait_active
 
     class Creating:
         stop = threading.Event()
@@ -328,7 +328,7 @@ def test_the_wait_for_an_active_target_table_ends_on_stop() -> None:
 
 def test_a_hung_call_is_cut_a_grace_period_after_the_stop(monkeypatch: pytest.MonkeyPatch) -> None:
     """The server never answers and the read timeout is long: the stop cuts the exchange."""
-    import alternator_migrator.clients as clients
+    import alternator_migrator.aws.client as clients
 
     monkeypatch.setattr(clients, "STOP_GRACE", 0.2)
     hung = _Hanging()

@@ -14,12 +14,12 @@ import orjson
 import pytest
 import yaml
 
-from alternator_migrator.checkpoint import SavepointStore
-from alternator_migrator.config import load
+from alternator_migrator.config.model import load
 from alternator_migrator.errors import MigratorError
-from alternator_migrator.export import ExportError, check_named_export
 from alternator_migrator.localservers import Server
-from alternator_migrator.migrate import migrate
+from alternator_migrator.pipeline.migrate import migrate
+from alternator_migrator.snapshot.export import ExportError, check_named_export
+from alternator_migrator.state.savepoint import SavepointStore
 
 from .helpers import (
     BackgroundMigration,
@@ -399,7 +399,7 @@ TARGET = {"type": "alternator", "table": "T", "endpoint": {"host": "http://x", "
 
 
 def test_s3_export_source_reads_the_scylla_migrator_keys() -> None:
-    from alternator_migrator.config import parse
+    from alternator_migrator.config.model import parse
 
     cfg = parse({"source": S3_SOURCE, "target": {**TARGET, "streamChanges": False}})
     e = cfg.source.s3_export
@@ -455,7 +455,7 @@ LIVE = {"type": "dynamodb", "table": "a", "region": "r"}
     ],
 )
 def test_bad_export_configs_name_the_key_and_the_fix(source: dict[str, Any], message: str) -> None:
-    from alternator_migrator.config import parse
+    from alternator_migrator.config.model import parse
     from alternator_migrator.errors import ConfigError
 
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -463,9 +463,9 @@ def test_bad_export_configs_name_the_key_and_the_fix(source: dict[str, Any], mes
 
 
 def test_an_export_with_stream_changes_or_validate_is_refused(tmp_path: Path) -> None:
-    from alternator_migrator.config import parse
+    from alternator_migrator.config.model import parse
     from alternator_migrator.errors import ConfigError
-    from alternator_migrator.validate import validate
+    from alternator_migrator.validate.validator import validate
 
     with pytest.raises(ConfigError, match="an S3 export has no stream") as e:
         migrate(parse({"source": S3_SOURCE, "target": {**TARGET, "streamChanges": True}}))
@@ -518,7 +518,7 @@ def test_a_failed_export_stops_the_run_and_the_next_run_requests_a_new_one(
 def test_a_partly_loaded_data_file_resumes_after_its_last_acknowledged_line(
     moto: Server, table_name: str
 ) -> None:
-    from alternator_migrator.export import ExportSource, read_manifest
+    from alternator_migrator.snapshot.export import ExportSource, read_manifest
 
     s3 = boto_client(moto.url, "s3")
     bucket = _bucket(s3, table_name)
@@ -534,7 +534,7 @@ def test_a_partly_loaded_data_file_resumes_after_its_last_acknowledged_line(
 
 
 def test_a_manifest_that_is_not_one_is_named(moto: Server, table_name: str) -> None:
-    from alternator_migrator.export import read_manifest
+    from alternator_migrator.snapshot.export import read_manifest
 
     s3 = boto_client(moto.url, "s3")
     bucket = _bucket(s3, table_name)

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from alternator_migrator.config import load
+from alternator_migrator.changes.streams import ensure_stream
+from alternator_migrator.config.model import load
 from alternator_migrator.errors import StreamTrimmedError
 from alternator_migrator.localservers import Server
 from alternator_migrator.metrics import METRICS
-from alternator_migrator.replay import Replayer
-from alternator_migrator.streams import ensure_stream
+from alternator_migrator.pipeline.replay import Replayer
 
 from .fakes import (
     FakeStreams,
@@ -137,7 +137,7 @@ TRIM_KINDS = [
 def test_trimmed_stream_stops_and_asks_for_a_new_snapshot(
     tmp_path: Path, fake: FakeStreams, dynalite: Server, dst: Any, table_name: str, kind: str
 ) -> None:
-    from alternator_migrator.checkpoint import ShardPosition
+    from alternator_migrator.state.savepoint import ShardPosition
 
     applied = _trim_scenario(fake, kind)
     store, sp, sink = replay_setup(tmp_path, fake, dynalite, dst, table_name)
@@ -163,7 +163,7 @@ def test_trimmed_stream_stops_and_asks_for_a_new_snapshot(
 def test_cli_exits_3_when_the_stream_was_trimmed(
     tmp_path: Path, fake: FakeStreams, dynalite: Server, table_name: str
 ) -> None:
-    from alternator_migrator.checkpoint import SavepointStore, ShardPosition
+    from alternator_migrator.state.savepoint import SavepointStore, ShardPosition
 
     applied = _trim_scenario(fake, "get_iterator_trimmed")
     cfg = fake_config(tmp_path, fake, dynalite, table_name)

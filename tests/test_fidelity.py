@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alternator_migrator.checkpoint import SavepointStore
-from alternator_migrator.config import Config, load
+from alternator_migrator.config.model import Config, load
 from alternator_migrator.localservers import Server
-from alternator_migrator.migrate import migrate
+from alternator_migrator.pipeline.migrate import migrate
+from alternator_migrator.state.savepoint import SavepointStore
 
 from .helpers import BackgroundMigration, create_table, eventually, normalize, write_config
 from .strategies import items

@@ -11,20 +11,25 @@ from typing import Any
 
 import pytest
 
-from alternator_migrator.checkpoint import Savepoint
-from alternator_migrator.clients import (
+from alternator_migrator.aws.client import (
     KINESIS_API,
     CredentialSource,
     DynamoClient,
     RetryPolicy,
     kinesis_url,
 )
-from alternator_migrator.config import Credentials, Endpoint, SourceConfig
+from alternator_migrator.changes.kinesis import (
+    KinesisSource,
+    decode,
+    ensure_destination,
+    to_seconds,
+)
+from alternator_migrator.config.model import Credentials, Endpoint, SourceConfig
 from alternator_migrator.errors import StreamRecordError, StreamTrimmedError
-from alternator_migrator.kinesis import KinesisSource, decode, ensure_destination, to_seconds
 from alternator_migrator.localservers import Server
-from alternator_migrator.replay import KeyClock, Replayer, newest_per_key
-from alternator_migrator.sink import key_id
+from alternator_migrator.pipeline.replay import KeyClock, Replayer, newest_per_key
+from alternator_migrator.state.savepoint import Savepoint
+from alternator_migrator.target.sink import key_id
 
 from .fakes import RecordingSink, lean_client, replay_setup, target_values
 from .kinesis_fakes import FakeKinesis, item_change
@@ -271,7 +276,7 @@ def test_destination_enabled_then_waited_for(fk: FakeKinesis) -> None:
 
 
 def test_status_probes_kinesis_shards(fk: FakeKinesis) -> None:
-    from alternator_migrator.checkpoint import ShardPosition
+    from alternator_migrator.state.savepoint import ShardPosition
     from alternator_migrator.status import _shards
 
     fk.add_shard("A")

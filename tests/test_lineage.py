@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from alternator_migrator.localservers import Server
-from alternator_migrator.replay import Replayer
+from alternator_migrator.pipeline.replay import Replayer
 
 from .fakes import FakeStreams, lean_client, replay_setup, run_replay, target_values
 from .helpers import eventually

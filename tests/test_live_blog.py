@@ -12,11 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from alternator_migrator.config import load
+from alternator_migrator.config.model import load
 from alternator_migrator.loadgen import LoadgenOptions, LoadgenStats, run
 from alternator_migrator.localservers import Server
-from alternator_migrator.migrate import MigrationResult, migrate
-from alternator_migrator.validate import validate
+from alternator_migrator.pipeline.migrate import MigrationResult, migrate
+from alternator_migrator.validate.validator import validate
 
 from .helpers import by_key, eventually, scan_all, write_config
 

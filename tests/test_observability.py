@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 
 from alternator_migrator.localservers import Server, free_port
-from alternator_migrator.migrate import migrate
+from alternator_migrator.pipeline.migrate import migrate
 from alternator_migrator.status import print_status, status
-from alternator_migrator.validate import validate
+from alternator_migrator.validate.validator import validate
 
 from .helpers import (
     BackgroundMigration,

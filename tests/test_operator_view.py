@@ -8,11 +8,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from alternator_migrator.checkpoint import SavepointStore
 from alternator_migrator.localservers import Server
-from alternator_migrator.migrate import migrate
+from alternator_migrator.pipeline.migrate import migrate
+from alternator_migrator.pipeline.replay import OpTable, format_op_table
 from alternator_migrator.progress import SnapshotProgress
-from alternator_migrator.replay import OpTable, format_op_table
+from alternator_migrator.state.savepoint import SavepointStore
 from alternator_migrator.status import print_status, status
 
 from .helpers import create_table, local_config

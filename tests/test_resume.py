@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from alternator_migrator.checkpoint import SavepointStore
-from alternator_migrator.clients import RetryPolicy
-from alternator_migrator.config import load
+from alternator_migrator.aws.client import RetryPolicy
+from alternator_migrator.config.model import load
 from alternator_migrator.errors import SavepointError, WriteError
 from alternator_migrator.localservers import Server
-from alternator_migrator.migrate import migrate
-from alternator_migrator.sink import Sink, key_id
-from alternator_migrator.snapshot import SnapshotCopier, plan_scan
+from alternator_migrator.pipeline.migrate import migrate
+from alternator_migrator.snapshot.copier import SnapshotCopier, plan_scan
+from alternator_migrator.state.savepoint import SavepointStore
+from alternator_migrator.target.sink import Sink, key_id
 
 from .fakes import (
     FakeStreams,

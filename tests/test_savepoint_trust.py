@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from alternator_migrator.checkpoint import SavepointStore
 from alternator_migrator.cli import main
-from alternator_migrator.config import load
+from alternator_migrator.config.model import load
 from alternator_migrator.localservers import Server
+from alternator_migrator.state.savepoint import SavepointStore
 
 from .helpers import (
     batch_put,

@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from alternator_migrator.checkpoint import SavepointStore
-from alternator_migrator.config import Config, load
+from alternator_migrator.config.model import Config, load
 from alternator_migrator.localservers import Server, free_port
 from alternator_migrator.metrics import METRICS
-from alternator_migrator.migrate import MigrationResult, migrate
+from alternator_migrator.pipeline.migrate import MigrationResult, migrate
+from alternator_migrator.state.savepoint import SavepointStore
 
 from .conftest import ROOT
 from .helpers import (

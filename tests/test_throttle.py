@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from alternator_migrator import throttle
-from alternator_migrator.throttle import RateLimiter, budget, charge_read
+from alternator_migrator.aws import throttle
+from alternator_migrator.aws.throttle import RateLimiter, budget, charge_read
 
 
 class FakeClock:
@@ -95,8 +95,8 @@ class _NoCapacityTarget:
 
 
 def test_writes_are_limited_without_consumed_capacity(clock: FakeClock) -> None:
-    from alternator_migrator.clients import RetryPolicy
-    from alternator_migrator.sink import Sink
+    from alternator_migrator.aws.client import RetryPolicy
+    from alternator_migrator.target.sink import Sink
 
     target = _NoCapacityTarget()
     sink = Sink(
@@ -115,7 +115,7 @@ def test_writes_are_limited_without_consumed_capacity(clock: FakeClock) -> None:
 
 
 def test_table_capacity_defaults() -> None:
-    from alternator_migrator.throttle import table_capacity
+    from alternator_migrator.aws.throttle import table_capacity
 
     provisioned = {"ProvisionedThroughput": {"ReadCapacityUnits": 50, "WriteCapacityUnits": 7}}
     on_demand = {"ProvisionedThroughput": {"ReadCapacityUnits": 0, "WriteCapacityUnits": 0}}

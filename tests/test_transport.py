@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from alternator_migrator.cli import main
-from alternator_migrator.clients import (
+from alternator_migrator.aws.client import (
     CredentialSource,
     DynamoClient,
     FrozenCreds,
@@ -23,10 +22,11 @@ from alternator_migrator.clients import (
     _Signer,
     aws_endpoints,
 )
-from alternator_migrator.config import Credentials
+from alternator_migrator.aws.transport import HttpPool, TransportError
+from alternator_migrator.cli import main
+from alternator_migrator.config.model import Credentials
 from alternator_migrator.errors import EndpointError
 from alternator_migrator.localservers import Server
-from alternator_migrator.transport import HttpPool, TransportError
 
 from .helpers import eventually, write_config
 from .netfakes import ConnectProxy, HttpForwarder, PrivateCA, ScriptedServer, http_response
@@ -303,7 +303,7 @@ def test_missing_ca_bundle_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_max_connections_and_time_to_live_per_pool(scripted: list[ScriptedServer]) -> None:
     import threading
 
-    from alternator_migrator.transport import ConnectError
+    from alternator_migrator.aws.transport import ConnectError
 
     release = threading.Event()
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from alternator_migrator.checkpoint import SavepointStore
 from alternator_migrator.localservers import Server
+from alternator_migrator.state.savepoint import SavepointStore
 
 from .helpers import (
     BackgroundMigration,
@@ -81,7 +81,7 @@ def test_live_migration_over_tls_with_private_ca(
 def test_a_scan_page_failing_its_crc32_is_retried_and_never_written(
     moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str, tmp_path: Path
 ) -> None:
-    from alternator_migrator.migrate import migrate
+    from alternator_migrator.pipeline.migrate import migrate
 
     create_table(src, table_name)
     batch_put(src, table_name, [{"pk": {"S": f"k{i}"}, "v": {"N": str(i)}} for i in range(200)])

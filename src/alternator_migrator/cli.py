@@ -73,8 +73,8 @@ def _install_stop_handlers(stop: threading.Event) -> None:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from .config import load
-    from .migrate import migrate
+    from .config.model import load
+    from .pipeline.migrate import migrate
 
     if (args.master or args.conf) and args.engine != "spark":
         raise MigratorError("--master and --conf apply only to --engine spark")
@@ -118,7 +118,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .config import load
+    from .config.model import load
     from .status import print_status, status
 
     st = status(load(args.config), probe_stream=not args.no_stream)
@@ -132,8 +132,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .config import load
-    from .validate import validate
+    from .config.model import load
+    from .validate.validator import validate
 
     # Exit 1 means "differences found", so every failure to compare is a 2.
     try:

@@ -20,10 +20,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from .clients import CredentialSource, DynamoClient, DynamoError, preflight
-from .config import Credentials
+from .aws.client import CredentialSource, DynamoClient, DynamoError, preflight
+from .aws.retry import Backoff, wait
+from .config.model import Credentials
 from .errors import Interrupted, MigratorError
-from .retry import Backoff, wait
 
 log = logging.getLogger(__name__)
 

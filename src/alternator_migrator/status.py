@@ -7,13 +7,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from .checkpoint import Savepoint, SavepointStore
-from .clients import DynamoError, kinesis_client, source_client
-from .config import Config
+from .aws.client import DynamoError, kinesis_client, source_client
+from .changes.kinesis import KinesisSource
+from .changes.streams import DynamoStreamSource, Shard
+from .config.model import Config
 from .errors import StreamError
-from .kinesis import KinesisSource
-from .replay import ChangeSource
-from .streams import DynamoStreamSource, Shard
+from .pipeline.replay import ChangeSource
+from .state.savepoint import Savepoint, SavepointStore
 
 PROBE_CALLS = 5  # GetRecords pages to look through: DynamoDB may answer empty pages mid-shard
 

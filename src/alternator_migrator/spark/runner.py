@@ -20,16 +20,16 @@ import threading
 from collections import Counter, deque
 from typing import Any, TextIO
 
-from ..config import Config
+from ..changes.streams import ShardReader
+from ..config.model import Config
 from ..errors import ConfigError, MigratorError
 from ..metrics import METRICS, retry_summary
-from ..migrate import Job, MigrationResult, migrate
+from ..pipeline.migrate import Job, MigrationResult, migrate
+from ..pipeline.replay import BatchResult, Replayer, ReplayStats
 from ..progress import SnapshotProgress
-from ..replay import BatchResult, Replayer, ReplayStats
-from ..schema import key_names
-from ..sink_factory import write_budget
-from ..snapshot import plan_scan, skipped_segments
-from ..streams import ShardReader
+from ..snapshot.copier import plan_scan, skipped_segments
+from ..target.schema import key_names
+from ..target.sink_factory import write_budget
 from .live import LiveCounts
 from .preflight import SparkSetupError, executor_python, one_line, prepare
 from .tasks import (

@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import errors
-from ..checkpoint import Savepoint
-from ..clients import DynamoClient, DynamoError, source_client, target_client
-from ..config import Config
+from ..aws.client import DynamoClient, DynamoError, source_client, target_client
+from ..aws.throttle import RateLimiter
+from ..changes.streams import GET_RECORDS_LIMIT, Shard, ShardReader
+from ..config.model import Config
 from ..metrics import METRICS
+from ..pipeline.replay import collapse, record_time
 from ..progress import SnapshotProgress
-from ..replay import collapse, record_time
-from ..sink_factory import build_sink
-from ..snapshot import InMemory, ScanPlan, SnapshotCopier
-from ..streams import GET_RECORDS_LIMIT, Shard, ShardReader
-from ..throttle import RateLimiter
-from ..ttl import expiry_check
+from ..snapshot.copier import InMemory, ScanPlan, SnapshotCopier
+from ..state.savepoint import Savepoint
+from ..target.sink_factory import build_sink
+from ..target.ttl import expiry_check
 from .live import Address, Reporter
 
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import orjson
 
-from .checkpoint import Savepoint, SavepointStore
-from .clients import CredentialSource, DynamoClient, DynamoError
-from .config import Config, SourceConfig
-from .errors import ConfigError, EndpointError, MigratorError, SavepointError
-from .metrics import METRICS
+from ..aws.client import CredentialSource, DynamoClient, DynamoError
+from ..config.model import Config, SourceConfig
+from ..errors import ConfigError, EndpointError, MigratorError, SavepointError
+from ..metrics import METRICS
+from ..state.savepoint import Savepoint, SavepointStore
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from .clients import DynamoClient, DynamoError
-from .errors import StreamError, StreamRecordError, StreamTrimmedError
-from .metrics import METRICS
-from .retry import wait
+from ..aws.client import DynamoClient, DynamoError
+from ..aws.retry import wait
+from ..errors import StreamError, StreamRecordError, StreamTrimmedError
+from ..metrics import METRICS
 from .streams import Page, Shard, ShardReader
 
 log = logging.getLogger(__name__)

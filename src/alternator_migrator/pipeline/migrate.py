@@ -9,21 +9,21 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
-from . import export
-from .checkpoint import Savepoint, SavepointStore, same_table, table_identity
-from .clients import DynamoClient, kinesis_client, source_client, target_client
-from .config import Config, require_supported
-from .errors import ConfigError, Interrupted, SavepointError
-from .kinesis import KinesisSource, ensure_destination
-from .metrics import METRICS, retry_summary
-from .progress import SnapshotProgress
+from ..aws.client import DynamoClient, kinesis_client, source_client, target_client
+from ..changes.kinesis import KinesisSource, ensure_destination
+from ..changes.streams import ensure_stream
+from ..config.model import Config, require_supported
+from ..errors import ConfigError, Interrupted, SavepointError
+from ..metrics import METRICS, retry_summary
+from ..progress import SnapshotProgress
+from ..snapshot import export
+from ..snapshot.copier import ScanPlan, SnapshotCopier, SnapshotSource, plan_scan
+from ..state.savepoint import Savepoint, SavepointStore, same_table, table_identity
+from ..target.schema import describe_source, ensure_target, refuse_same_identity, refuse_same_table
+from ..target.sink import Sink
+from ..target.sink_factory import make_sink
+from ..target.ttl import expiry_check, source_ttl_attribute
 from .replay import ChangeSource, Replayer, ReplayStats, tuning
-from .schema import describe_source, ensure_target, refuse_same_identity, refuse_same_table
-from .sink import Sink
-from .sink_factory import make_sink
-from .snapshot import ScanPlan, SnapshotCopier, SnapshotSource, plan_scan
-from .streams import ensure_stream
-from .ttl import expiry_check, source_ttl_attribute
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def _snapshot(job: Job, engine: Engine) -> bool:
     elif not engine.snapshot(job) or job.stop.is_set():
         return False
     elif job.cfg.validation.copy_missing_rows:
-        from .validate import copy_missing_rows  # validate builds on this module
+        from ..validate.validator import copy_missing_rows  # validate builds on this module
 
         copy_missing_rows(job.cfg)
     sp.snapshot_done = True

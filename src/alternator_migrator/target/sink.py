@@ -14,11 +14,11 @@ from typing import Any
 
 import orjson
 
-from .clients import DynamoClient, DynamoError
-from .errors import WriteError
-from .metrics import METRICS
-from .retry import Backoff, RetryPolicy
-from .throttle import RateLimiter
+from ..aws.client import DynamoClient, DynamoError
+from ..aws.retry import Backoff, RetryPolicy
+from ..aws.throttle import RateLimiter
+from ..errors import WriteError
+from ..metrics import METRICS
 
 log = logging.getLogger(__name__)
 

@@ -26,16 +26,16 @@ from typing import Any, TextIO
 
 import orjson
 
-from .clients import DynamoClient, DynamoError, preflight, source_client, target_client
-from .config import Config, require_supported
-from .errors import ConfigError, MigratorError, SchemaError
-from .retry import Backoff
-from .schema import key_names
-from .sink import Request, Sink, item_key, rename_item
-from .sink_factory import make_sink
-from .snapshot import plan_scan
-from .throttle import RateLimiter, budget, charge_read, table_capacity
-from .ttl import expiry_check, source_ttl_attribute
+from ..aws.client import DynamoClient, DynamoError, preflight, source_client, target_client
+from ..aws.retry import Backoff
+from ..aws.throttle import RateLimiter, budget, charge_read, table_capacity
+from ..config.model import Config, require_supported
+from ..errors import ConfigError, MigratorError, SchemaError
+from ..snapshot.copier import plan_scan
+from ..target.schema import key_names
+from ..target.sink import Request, Sink, item_key, rename_item
+from ..target.sink_factory import make_sink
+from ..target.ttl import expiry_check, source_ttl_attribute
 
 log = logging.getLogger(__name__)
 

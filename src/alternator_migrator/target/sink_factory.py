@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .clients import DynamoClient
-from .config import Config
+from ..aws.client import DynamoClient
+from ..aws.throttle import RateLimiter, budget, table_capacity
+from ..config.model import Config
 from .schema import key_names
 from .sink import Sink
-from .throttle import RateLimiter, budget, table_capacity
 
 
 def write_budget(cfg: Config, tgt: dict[str, Any]) -> float | None:

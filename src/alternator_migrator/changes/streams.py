@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .clients import DynamoClient, DynamoError
-from .errors import StreamError, StreamTrimmedError
-from .retry import wait
+from ..aws.client import DynamoClient, DynamoError
+from ..aws.retry import wait
+from ..errors import StreamError, StreamTrimmedError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .clients import DynamoClient, DynamoError
+from ..aws.client import DynamoClient, DynamoError
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from .config import AlternatorSettings, AssumeRole, Credentials, SourceConfig, TargetConfig
-from .errors import EndpointError, MigratorError
-from .metrics import METRICS
+from ..config.model import AlternatorSettings, AssumeRole, Credentials, SourceConfig, TargetConfig
+from ..errors import EndpointError, MigratorError
+from ..metrics import METRICS
 from .nodes import AlternatorNodes, SingleNode
 from .retry import Backoff
 from .retry import RetryPolicy as RetryPolicy  # re-exported: callers build policies

@@ -18,14 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .checkpoint import Savepoint
-from .clients import DynamoClient
-from .config import Config
-from .errors import ConfigError, Interrupted
-from .metrics import METRICS
-from .progress import SnapshotProgress
-from .sink import Sink
-from .throttle import RateLimiter, budget, charge_read, table_capacity
+from ..aws.client import DynamoClient
+from ..aws.throttle import RateLimiter, budget, charge_read, table_capacity
+from ..config.model import Config
+from ..errors import ConfigError, Interrupted
+from ..metrics import METRICS
+from ..progress import SnapshotProgress
+from ..state.savepoint import Savepoint
+from ..target.sink import Sink
 
 log = logging.getLogger(__name__)
 

@@ -25,20 +25,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
-from .checkpoint import Savepoint, SavepointStore, ShardPosition
-from .clients import DynamoClient, DynamoError
-from .config import Config
-from .errors import (
-    Interrupted,
-    MigratorError,
-    StreamError,
-    StreamRecordError,
-    StreamTrimmedError,
-)
-from .metrics import METRICS, retry_summary
-from .retry import RetryPolicy
-from .sink import Request, Sink, key_id
-from .streams import (
+from ..aws.client import DynamoClient, DynamoError
+from ..aws.retry import RetryPolicy
+from ..aws.throttle import RateLimiter
+from ..changes.streams import (
     GET_RECORDS_LIMIT,
     DynamoStreamSource,
     Page,
@@ -46,7 +36,17 @@ from .streams import (
     ShardReader,
     _trimmed,
 )
-from .throttle import RateLimiter
+from ..config.model import Config
+from ..errors import (
+    Interrupted,
+    MigratorError,
+    StreamError,
+    StreamRecordError,
+    StreamTrimmedError,
+)
+from ..metrics import METRICS, retry_summary
+from ..state.savepoint import Savepoint, SavepointStore, ShardPosition
+from ..target.sink import Request, Sink, key_id
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
-from .config import Config
-from .errors import SavepointError
-from .metrics import METRICS
+from ..config.model import Config
+from ..errors import SavepointError
+from ..metrics import METRICS
 
 VERSION = 1
 MAX_SEGMENTS = 1_000_000  # DynamoDB's limit on Scan TotalSegments

@@ -7,10 +7,10 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from .clients import DynamoClient, DynamoError, preflight
-from .config import Config, SourceConfig, TargetConfig
-from .errors import SchemaError
-from .retry import wait
+from ..aws.client import DynamoClient, DynamoError, preflight
+from ..aws.retry import wait
+from ..config.model import Config, SourceConfig, TargetConfig
+from ..errors import SchemaError
 
 log = logging.getLogger(__name__)
 

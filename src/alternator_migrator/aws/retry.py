@@ -15,8 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .errors import Interrupted
-from .metrics import METRICS
+from ..errors import Interrupted
+from ..metrics import METRICS
 
 log = logging.getLogger(__name__)
 

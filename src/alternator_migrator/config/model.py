@@ -18,8 +18,8 @@ from typing import Any, NoReturn
 
 import yaml
 
+from ..errors import ConfigError
 from .compat import IGNORED_REASONS
-from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
