@@ -28,8 +28,8 @@ from alternator_migrator.config.model import Credentials
 from alternator_migrator.errors import EndpointError
 from alternator_migrator.localservers import Server
 
-from .helpers import eventually, write_config
-from .netfakes import ConnectProxy, HttpForwarder, PrivateCA, ScriptedServer, http_response
+from ..helpers import eventually, write_config
+from ..netfakes import ConnectProxy, HttpForwarder, PrivateCA, ScriptedServer, http_response
 
 CREDS = CredentialSource(Credentials(access_key="AKID", secret_key="secret"), None, None)
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")

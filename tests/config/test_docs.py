@@ -11,7 +11,7 @@ from alternator_migrator.config.docgen import config_reference
 from alternator_migrator.config.model import parse
 from alternator_migrator.errors import ConfigError
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "config-reference.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "config-reference.md"
 MINIMAL = {
     "source": {"type": "dynamodb", "table": "a", "region": "r"},
     "target": {"type": "dynamodb", "table": "b", "region": "r"},

@@ -15,7 +15,7 @@ from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.migrate import migrate
 from alternator_migrator.state.savepoint import SavepointStore
 
-from .helpers import (
+from ..helpers import (
     BackgroundMigration,
     batch_put,
     boto_client,

@@ -17,8 +17,8 @@ from alternator_migrator.localservers import Server, free_port
 from alternator_migrator.metrics import MetricsServer
 from alternator_migrator.state.savepoint import SavepointStore
 
-from .fakes import FakeStreams, fake_config, lean_client
-from .helpers import (
+from ..fakes import FakeStreams, fake_config, lean_client
+from ..helpers import (
     StaticHttpServer,
     create_table,
     eventually,
@@ -26,7 +26,7 @@ from .helpers import (
     start_cli,
     write_config,
 )
-from .test_cli_errors import assert_clean_error, config, run_cli
+from ..test_cli_errors import assert_clean_error, config, run_cli
 
 
 def _error_line(text: str) -> str:

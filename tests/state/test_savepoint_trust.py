@@ -17,7 +17,7 @@ from alternator_migrator.config.model import load
 from alternator_migrator.localservers import Server
 from alternator_migrator.state.savepoint import SavepointStore
 
-from .helpers import (
+from ..helpers import (
     batch_put,
     cli_process,
     create_table,
@@ -26,7 +26,7 @@ from .helpers import (
     table_diff,
     write_config,
 )
-from .test_cli_errors import assert_clean_error, run_cli
+from ..test_cli_errors import assert_clean_error, run_cli
 
 CAUGHT_UP = ("--stop-when-caught-up", "0.5", "--no-progress")
 

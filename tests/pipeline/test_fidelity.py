@@ -16,8 +16,8 @@ from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.migrate import migrate
 from alternator_migrator.state.savepoint import SavepointStore
 
-from .helpers import BackgroundMigration, create_table, eventually, normalize, write_config
-from .strategies import items
+from ..helpers import BackgroundMigration, create_table, eventually, normalize, write_config
+from ..strategies import items
 
 _tables = itertools.count()
 _keys = itertools.count()

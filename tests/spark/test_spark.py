@@ -30,8 +30,8 @@ from alternator_migrator.metrics import METRICS
 from alternator_migrator.pipeline.migrate import MigrationResult, migrate
 from alternator_migrator.state.savepoint import SavepointStore
 
-from .conftest import ROOT
-from .helpers import (
+from ..conftest import ROOT
+from ..helpers import (
     batch_put,
     boto_client,
     create_table,

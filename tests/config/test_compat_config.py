@@ -29,7 +29,7 @@ from alternator_migrator.config.model import (
 from alternator_migrator.errors import ConfigError
 from alternator_migrator.snapshot.copier import plan_scan, skipped_segments
 
-USERS_DOC = Path(__file__).resolve().parents[1] / "docs" / "scylla-migrator-users.md"
+USERS_DOC = Path(__file__).resolve().parents[2] / "docs" / "scylla-migrator-users.md"
 
 CREDS = {"accessKey": "AKIDEXAMPLE", "secretKey": "not-a-real-secret"}
 ALT_BLOCK = {
@@ -524,7 +524,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")},
     )
 
 

@@ -13,7 +13,7 @@ from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.migrate import migrate
 from alternator_migrator.validate.validator import validate
 
-from .helpers import batch_put, create_table, local_config
+from ..helpers import batch_put, create_table, local_config
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from alternator_migrator.localservers import Server
 from alternator_migrator.state.savepoint import SavepointStore
 
-from .helpers import (
+from ..helpers import (
     BackgroundMigration,
     batch_put,
     create_table,
@@ -19,7 +19,7 @@ from .helpers import (
     local_config,
     table_diff,
 )
-from .netfakes import ConnectProxy, HttpForwarder, PrivateCA
+from ..netfakes import ConnectProxy, HttpForwarder, PrivateCA
 
 
 @pytest.mark.parametrize("mode", ["tls", "tls+proxy"])

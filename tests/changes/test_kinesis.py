@@ -31,8 +31,8 @@ from alternator_migrator.pipeline.replay import KeyClock, Replayer, newest_per_k
 from alternator_migrator.state.savepoint import Savepoint
 from alternator_migrator.target.sink import key_id
 
-from .fakes import RecordingSink, lean_client, replay_setup, target_values
-from .kinesis_fakes import FakeKinesis, item_change
+from ..fakes import RecordingSink, lean_client, replay_setup, target_values
+from ..kinesis_fakes import FakeKinesis, item_change
 
 TABLE_KEYS = {"pk": {"S": "a"}}
 

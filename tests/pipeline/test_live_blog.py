@@ -18,7 +18,7 @@ from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.migrate import MigrationResult, migrate
 from alternator_migrator.validate.validator import validate
 
-from .helpers import by_key, eventually, scan_all, write_config
+from ..helpers import by_key, eventually, scan_all, write_config
 
 
 def test_live_migration_under_load_ends_identical(

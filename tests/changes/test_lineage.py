@@ -13,8 +13,8 @@ import pytest
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.replay import Replayer
 
-from .fakes import FakeStreams, lean_client, replay_setup, run_replay, target_values
-from .helpers import eventually
+from ..fakes import FakeStreams, lean_client, replay_setup, run_replay, target_values
+from ..helpers import eventually
 
 
 @pytest.fixture

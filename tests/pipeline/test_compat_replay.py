@@ -20,8 +20,8 @@ from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.replay import Replayer
 from alternator_migrator.target.ttl import expiry_check
 
-from .fakes import FakeStreams, _Fault, lean_client, replay_setup, target_values
-from .helpers import scan_all
+from ..fakes import FakeStreams, _Fault, lean_client, replay_setup, target_values
+from ..helpers import scan_all
 
 NO_RETRY = RetryPolicy(base=0.001, cap=0.001, max_attempts=1, deadline=1.0)
 

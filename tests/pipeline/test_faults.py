@@ -25,7 +25,7 @@ from alternator_migrator.localservers import Server
 from alternator_migrator.metrics import METRICS
 from alternator_migrator.pipeline.replay import Replayer
 
-from .fakes import (
+from ..fakes import (
     FakeStreams,
     fake_config,
     lean_client,
@@ -33,7 +33,7 @@ from .fakes import (
     run_replay,
     target_values,
 )
-from .helpers import (
+from ..helpers import (
     BackgroundMigration,
     batch_put,
     create_table,
@@ -41,7 +41,7 @@ from .helpers import (
     table_diff,
     write_config,
 )
-from .proxy import FaultProxy
+from ..proxy import FaultProxy
 
 
 @pytest.fixture

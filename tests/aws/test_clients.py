@@ -24,7 +24,7 @@ from alternator_migrator.config.model import Credentials
 from alternator_migrator.errors import EndpointError
 from alternator_migrator.localservers import Server, free_port
 
-from .helpers import eventually
+from ..helpers import eventually
 
 
 @pytest.mark.parametrize("token", [None, "session-token/with+chars="])

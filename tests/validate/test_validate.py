@@ -15,7 +15,7 @@ from alternator_migrator.localservers import Server
 from alternator_migrator.validate import validator as validate_mod
 from alternator_migrator.validate.validator import DIFFER, EXTRA, MISSING, compare_items, validate
 
-from .helpers import batch_put, by_key, create_table, scan_all, write_config
+from ..helpers import batch_put, by_key, create_table, scan_all, write_config
 
 
 def _item(i: int) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from alternator_migrator.pipeline.migrate import migrate
 from alternator_migrator.snapshot.export import ExportError, check_named_export
 from alternator_migrator.state.savepoint import SavepointStore
 
-from .helpers import (
+from ..helpers import (
     BackgroundMigration,
     aws_export_answers,
     batch_put,
@@ -36,8 +36,8 @@ from .helpers import (
     to_wire,
     write_aws_export,
 )
-from .proxy import FaultProxy
-from .test_faults import _kill9, _savepoint, _start_cli
+from ..pipeline.test_faults import _kill9, _savepoint, _start_cli
+from ..proxy import FaultProxy
 
 
 def _bucket(s3: Any, name: str) -> str:

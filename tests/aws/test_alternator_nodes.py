@@ -18,7 +18,7 @@ from alternator_migrator.metrics import METRICS
 from alternator_migrator.pipeline.migrate import migrate
 from alternator_migrator.state.savepoint import SavepointStore
 
-from .helpers import (
+from ..helpers import (
     BackgroundMigration,
     batch_put,
     create_table,
@@ -26,7 +26,7 @@ from .helpers import (
     local_config,
     table_diff,
 )
-from .netfakes import FakeCluster
+from ..netfakes import FakeCluster
 
 CREDS = CredentialSource(Credentials(access_key="AKID", secret_key="secret"), None, None)
 ALTERNATOR = {"type": "alternator", "alternator": {"activeRefreshIntervalMs": 200}}

@@ -25,8 +25,8 @@ from alternator_migrator.errors import Interrupted
 from alternator_migrator.localservers import Server
 from alternator_migrator.metrics import METRICS
 
-from .fakes import FakeStreams, lean_client
-from .helpers import (
+from ..fakes import FakeStreams, lean_client
+from ..helpers import (
     batch_put,
     create_table,
     eventually,
@@ -36,7 +36,7 @@ from .helpers import (
     table_diff,
     write_config,
 )
-from .proxy import FaultProxy
+from ..proxy import FaultProxy
 
 # Bounds on how long a stopped run may take, so a hang fails the test instead of blocking it.
 # Before this change the same runs took 300 s (the retry deadline) and minutes (the budget).

@@ -23,7 +23,7 @@ from alternator_migrator.snapshot.copier import SnapshotCopier, plan_scan
 from alternator_migrator.state.savepoint import SavepointStore
 from alternator_migrator.target.sink import Sink, key_id
 
-from .fakes import (
+from ..fakes import (
     FakeStreams,
     RecordingSink,
     lean_client,
@@ -31,8 +31,8 @@ from .fakes import (
     run_replay,
     target_values,
 )
-from .helpers import batch_put, create_table, scan_all, table_diff, write_config
-from .proxy import FaultProxy
+from ..helpers import batch_put, create_table, scan_all, table_diff, write_config
+from ..proxy import FaultProxy
 
 SECRETS = ("AKIDSOURCE", "source-secret-do-not-log", "AKIDTARGET", "target-secret-do-not-log")
 FAST_FAIL = RetryPolicy(base=0.01, cap=0.05, max_attempts=4, deadline=1.0)

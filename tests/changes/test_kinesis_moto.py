@@ -20,7 +20,7 @@ import pytest
 
 from alternator_migrator.localservers import Server
 
-from .helpers import (
+from ..helpers import (
     BackgroundMigration,
     batch_put,
     boto_client,
@@ -32,8 +32,8 @@ from .helpers import (
     table_diff,
     write_config,
 )
-from .kinesis_fakes import KinesisBridge
-from .proxy import FaultProxy
+from ..kinesis_fakes import KinesisBridge
+from ..proxy import FaultProxy
 
 HALF = str(2**126)  # inside shard 0's hash range of a 2-shard stream
 PARENT = "shardId-000000000000"

@@ -22,7 +22,7 @@ import yaml
 from alternator_migrator.config.model import load
 from alternator_migrator.localservers import Server
 
-from .helpers import (
+from ..helpers import (
     BackgroundMigration,
     batch_put,
     by_key,
@@ -95,7 +95,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")},
     )
 
 
