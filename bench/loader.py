@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from alternator_migrator.aws.client import CredentialSource, DynamoClient
-from alternator_migrator.config.model import Credentials
+from alternator_migrator.config import Credentials
 
 REGION = "us-east-1"
 ITEM_BYTES = 1000

@@ -25,7 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alternator_migrator.config.model import load  # noqa: E402
+from alternator_migrator.config import load  # noqa: E402
 from alternator_migrator.localservers import start_dynalite, start_moto  # noqa: E402
 from alternator_migrator.pipeline.migrate import migrate  # noqa: E402
 from tests.helpers import batch_put, boto_client, create_table  # noqa: E402

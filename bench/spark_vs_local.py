@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from alternator_migrator.aws.client import CredentialSource, DynamoClient
-from alternator_migrator.config.model import Credentials, load
+from alternator_migrator.config import Credentials, load
 from alternator_migrator.localservers import start_dynalite
 from alternator_migrator.pipeline.migrate import migrate
 from alternator_migrator.target.sink import Sink

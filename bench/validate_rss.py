@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from alternator_migrator.aws.client import CredentialSource, DynamoClient  # noqa: E402
-from alternator_migrator.config.model import Credentials  # noqa: E402
+from alternator_migrator.config import Credentials  # noqa: E402
 from alternator_migrator.loadgen import random_item  # noqa: E402
 from alternator_migrator.localservers import Server, start_dynalite  # noqa: E402
 

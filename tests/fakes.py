@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from alternator_migrator.aws.client import CredentialSource, DynamoClient, RetryPolicy
-from alternator_migrator.config.model import Config, Credentials, load
+from alternator_migrator.config import Config, Credentials, load
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.replay import Replayer
 from alternator_migrator.state.savepoint import Savepoint, SavepointStore

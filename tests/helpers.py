@@ -231,7 +231,7 @@ class BackgroundMigration:
 def local_config(tmp: Path, source: Any, target: Any, table: str, **kwargs: Any) -> Any:
     """A loaded Config from ``source`` (moto) to ``target`` (dynalite) servers, same table name
     on both sides unless ``target_table`` is given; other keywords as ``write_config``."""
-    from alternator_migrator.config.model import load
+    from alternator_migrator.config import load
 
     return load(
         write_config(

@@ -73,7 +73,7 @@ def _install_stop_handlers(stop: threading.Event) -> None:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from .config.model import load
+    from .config import load
     from .pipeline.migrate import migrate
 
     if (args.master or args.conf) and args.engine != "spark":
@@ -118,7 +118,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .config.model import load
+    from .config import load
     from .status import print_status, status
 
     st = status(load(args.config), probe_stream=not args.no_stream)
@@ -132,7 +132,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .config.model import load
+    from .config import load
     from .validate.validator import validate
 
     # Exit 1 means "differences found", so every failure to compare is a 2.

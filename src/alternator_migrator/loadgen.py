@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from .aws.client import CredentialSource, DynamoClient, DynamoError, preflight
 from .aws.retry import Backoff, wait
-from .config.model import Credentials
+from .config import Credentials
 from .errors import Interrupted, MigratorError
 
 log = logging.getLogger(__name__)

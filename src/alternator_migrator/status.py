@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from .aws.client import DynamoError, kinesis_client, source_client
 from .changes.kinesis import KinesisSource
 from .changes.streams import DynamoStreamSource, Shard
-from .config.model import Config
+from .config import Config
 from .errors import StreamError
 from .pipeline.replay import ChangeSource
 from .state.savepoint import Savepoint, SavepointStore

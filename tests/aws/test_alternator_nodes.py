@@ -12,7 +12,7 @@ import pytest
 
 from alternator_migrator.aws.client import CredentialSource, DynamoClient, RetryPolicy
 from alternator_migrator.aws.nodes import AlternatorNodes
-from alternator_migrator.config.model import AlternatorSettings, Credentials
+from alternator_migrator.config import AlternatorSettings, Credentials
 from alternator_migrator.localservers import Server
 from alternator_migrator.metrics import METRICS
 from alternator_migrator.pipeline.migrate import migrate

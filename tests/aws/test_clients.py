@@ -20,7 +20,7 @@ from alternator_migrator.aws.client import (
     _Signer,
     preflight,
 )
-from alternator_migrator.config.model import Credentials
+from alternator_migrator.config import Credentials
 from alternator_migrator.errors import EndpointError
 from alternator_migrator.localservers import Server, free_port
 
@@ -115,7 +115,7 @@ def test_wire_format_round_trip(dynalite: Server, table_name: str) -> None:
 def test_assume_role_credentials_are_used(moto: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     # STS on the loopback moto server (botocore's per-service endpoint variable), never AWS.
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto.url)
-    from alternator_migrator.config.model import AssumeRole
+    from alternator_migrator.config import AssumeRole
 
     source = CredentialSource(
         Credentials("AKIDBASE", "base-secret"),

@@ -24,7 +24,7 @@ from alternator_migrator.aws.client import (
 )
 from alternator_migrator.aws.transport import HttpPool, TransportError
 from alternator_migrator.cli import main
-from alternator_migrator.config.model import Credentials
+from alternator_migrator.config import Credentials
 from alternator_migrator.errors import EndpointError
 from alternator_migrator.localservers import Server
 

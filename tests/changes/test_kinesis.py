@@ -24,7 +24,7 @@ from alternator_migrator.changes.kinesis import (
     ensure_destination,
     to_seconds,
 )
-from alternator_migrator.config.model import Credentials, Endpoint, SourceConfig
+from alternator_migrator.config import Credentials, Endpoint, SourceConfig
 from alternator_migrator.errors import StreamRecordError, StreamTrimmedError
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.replay import KeyClock, Replayer, newest_per_key

@@ -16,9 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from alternator_migrator.config.compat import HONOURED, IGNORED, MAPPED, REFUSED, THEIR_KEYS
-from alternator_migrator.config.docgen import USERS_BEGIN, USERS_END, users_table, with_users_table
-from alternator_migrator.config.model import (
+from alternator_migrator.config import (
     MAX_CONFIG_BYTES,
     AlternatorSettings,
     Config,
@@ -26,6 +24,8 @@ from alternator_migrator.config.model import (
     parse,
     require_supported,
 )
+from alternator_migrator.config.compat import HONOURED, IGNORED, MAPPED, REFUSED, THEIR_KEYS
+from alternator_migrator.config.docgen import USERS_BEGIN, USERS_END, users_table, with_users_table
 from alternator_migrator.errors import ConfigError
 from alternator_migrator.snapshot.copier import plan_scan, skipped_segments
 

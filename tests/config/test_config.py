@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alternator_migrator.config.model import Endpoint, load, parse
+from alternator_migrator.config import Endpoint, load, parse
 from alternator_migrator.errors import ConfigError
 
 BASE = """

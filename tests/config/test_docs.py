@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from alternator_migrator.config import parse
 from alternator_migrator.config.docgen import config_reference
-from alternator_migrator.config.model import parse
 from alternator_migrator.errors import ConfigError
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "config-reference.md"

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from alternator_migrator.config.model import load
+from alternator_migrator.config import load
 from alternator_migrator.localservers import Server
 
 from ..helpers import (

@@ -211,7 +211,7 @@ def test_an_unexpected_error_is_one_line_and_the_traceback_needs_v(
     def boom(path: str) -> None:
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr("alternator_migrator.config.model.load", boom)
+    monkeypatch.setattr("alternator_migrator.config.load", boom)
     assert cli.main(["--log-format", "text", "migrate", "--config", "x.yaml"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err

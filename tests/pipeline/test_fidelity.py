@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alternator_migrator.config.model import Config, load
+from alternator_migrator.config import Config, load
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.migrate import migrate
 from alternator_migrator.state.savepoint import SavepointStore

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from alternator_migrator.config.model import load
+from alternator_migrator.config import load
 from alternator_migrator.loadgen import LoadgenOptions, LoadgenStats, run
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.migrate import MigrationResult, migrate

@@ -14,7 +14,7 @@ import orjson
 import pytest
 import yaml
 
-from alternator_migrator.config.model import load
+from alternator_migrator.config import load
 from alternator_migrator.errors import MigratorError
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.migrate import migrate
@@ -399,7 +399,7 @@ TARGET = {"type": "alternator", "table": "T", "endpoint": {"host": "http://x", "
 
 
 def test_s3_export_source_reads_the_scylla_migrator_keys() -> None:
-    from alternator_migrator.config.model import parse
+    from alternator_migrator.config import parse
 
     cfg = parse({"source": S3_SOURCE, "target": {**TARGET, "streamChanges": False}})
     e = cfg.source.s3_export
@@ -455,7 +455,7 @@ LIVE = {"type": "dynamodb", "table": "a", "region": "r"}
     ],
 )
 def test_bad_export_configs_name_the_key_and_the_fix(source: dict[str, Any], message: str) -> None:
-    from alternator_migrator.config.model import parse
+    from alternator_migrator.config import parse
     from alternator_migrator.errors import ConfigError
 
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -463,7 +463,7 @@ def test_bad_export_configs_name_the_key_and_the_fix(source: dict[str, Any], mes
 
 
 def test_an_export_with_stream_changes_or_validate_is_refused(tmp_path: Path) -> None:
-    from alternator_migrator.config.model import parse
+    from alternator_migrator.config import parse
     from alternator_migrator.errors import ConfigError
     from alternator_migrator.validate.validator import validate
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from alternator_migrator.config.model import Config, load
+from alternator_migrator.config import Config, load
 from alternator_migrator.localservers import Server, free_port
 from alternator_migrator.metrics import METRICS
 from alternator_migrator.pipeline.migrate import MigrationResult, migrate

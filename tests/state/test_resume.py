@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from alternator_migrator.aws.client import RetryPolicy
-from alternator_migrator.config.model import load
+from alternator_migrator.config import load
 from alternator_migrator.errors import SavepointError, WriteError
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.migrate import migrate

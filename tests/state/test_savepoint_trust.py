@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from alternator_migrator.cli import main
-from alternator_migrator.config.model import load
+from alternator_migrator.config import load
 from alternator_migrator.localservers import Server
 from alternator_migrator.state.savepoint import SavepointStore
 

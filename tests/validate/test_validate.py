@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from alternator_migrator.cli import main
-from alternator_migrator.config.model import load
+from alternator_migrator.config import load
 from alternator_migrator.localservers import Server
 from alternator_migrator.validate import validator as validate_mod
 from alternator_migrator.validate.validator import DIFFER, EXTRA, MISSING, compare_items, validate

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from ..config.model import AlternatorSettings, AssumeRole, Credentials, SourceConfig, TargetConfig
+from ..config import AlternatorSettings, AssumeRole, Credentials, SourceConfig, TargetConfig
 from ..errors import EndpointError, MigratorError
 from ..metrics import METRICS
 from .nodes import AlternatorNodes, SingleNode

@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from ..config.model import AlternatorSettings
+from ..config import AlternatorSettings
 from .transport import HttpPool, TransportError
 
 log = logging.getLogger(__name__)

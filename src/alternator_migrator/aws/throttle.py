@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from ..config.model import ON_DEMAND_DEFAULT_CAPACITY
+from ..config import ON_DEMAND_DEFAULT_CAPACITY
 from .retry import wait
 
 

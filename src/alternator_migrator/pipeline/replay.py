@@ -36,7 +36,7 @@ from ..changes.streams import (
     ShardReader,
     _trimmed,
 )
-from ..config.model import Config
+from ..config import Config
 from ..errors import (
     Interrupted,
     MigratorError,

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from ..aws.client import DynamoClient
 from ..aws.throttle import RateLimiter, budget, charge_read, table_capacity
-from ..config.model import Config
+from ..config import Config
 from ..errors import ConfigError, Interrupted
 from ..metrics import METRICS
 from ..progress import SnapshotProgress

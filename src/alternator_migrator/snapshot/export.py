@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from ..aws.client import CredentialSource, DynamoClient, DynamoError
-from ..config.model import Config, SourceConfig
+from ..config import Config, SourceConfig
 from ..errors import ConfigError, EndpointError, MigratorError, SavepointError
 from ..metrics import METRICS
 from ..state.savepoint import Savepoint, SavepointStore

@@ -21,7 +21,7 @@ from collections import Counter, deque
 from typing import Any, TextIO
 
 from ..changes.streams import ShardReader
-from ..config.model import Config
+from ..config import Config
 from ..errors import ConfigError, MigratorError
 from ..metrics import METRICS, retry_summary
 from ..pipeline.migrate import Job, MigrationResult, migrate

@@ -21,7 +21,7 @@ from .. import errors
 from ..aws.client import DynamoClient, DynamoError, source_client, target_client
 from ..aws.throttle import RateLimiter
 from ..changes.streams import GET_RECORDS_LIMIT, Shard, ShardReader
-from ..config.model import Config
+from ..config import Config
 from ..metrics import METRICS
 from ..pipeline.replay import collapse, record_time
 from ..progress import SnapshotProgress

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ..config.model import Config
+from ..config import Config
 from ..errors import SavepointError
 from ..metrics import METRICS
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from ..aws.client import DynamoClient, DynamoError, preflight
 from ..aws.retry import wait
-from ..config.model import Config, SourceConfig, TargetConfig
+from ..config import Config, SourceConfig, TargetConfig
 from ..errors import SchemaError
 
 log = logging.getLogger(__name__)

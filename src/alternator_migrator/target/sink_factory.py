@@ -7,7 +7,7 @@ from typing import Any
 
 from ..aws.client import DynamoClient
 from ..aws.throttle import RateLimiter, budget, table_capacity
-from ..config.model import Config
+from ..config import Config
 from .schema import key_names
 from .sink import Sink
 

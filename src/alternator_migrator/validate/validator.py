@@ -29,7 +29,7 @@ import orjson
 from ..aws.client import DynamoClient, DynamoError, preflight, source_client, target_client
 from ..aws.retry import Backoff
 from ..aws.throttle import RateLimiter, budget, charge_read, table_capacity
-from ..config.model import Config, require_supported
+from ..config import Config, require_supported
 from ..errors import ConfigError, MigratorError, SchemaError
 from ..snapshot.copier import plan_scan
 from ..target.schema import key_names
