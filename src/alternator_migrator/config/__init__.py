@@ -15,6 +15,8 @@ from .model import (
     Endpoint,
     SourceConfig,
     TargetConfig,
+    local_only_given,
+    options_given,
     require_supported,
 )
 from .parse import load, parse
@@ -31,6 +33,8 @@ __all__ = [
     "SourceConfig",
     "TargetConfig",
     "load",
+    "local_only_given",
+    "options_given",
     "parse",
     "require_supported",
 ]

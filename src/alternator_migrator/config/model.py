@@ -20,9 +20,48 @@ log = logging.getLogger(__name__)
 ON_DEMAND_DEFAULT_CAPACITY = 40000
 
 
-def _doc(key: str, text: str, default: Any = None, *, shown: str | None = None, **kw: Any) -> Any:
-    """A dataclass field carrying its YAML key and documentation (for docs/config-reference.md)."""
-    meta = {"key": key, "doc": text, "default": shown}
+@dataclass(frozen=True)
+class Check:
+    """How a scalar key is read: its kind and range. The parser and the docs both use it."""
+
+    kind: str  # "int", "float", "bool" or "str"
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def Int(minimum: int, maximum: int | None = None) -> Check:
+    return Check("int", minimum, maximum)
+
+
+def Float(minimum: float, maximum: float) -> Check:
+    return Check("float", minimum, maximum)
+
+
+BOOL, STR = Check("bool"), Check("str")
+
+
+def _doc(
+    key: str,
+    text: str,
+    default: Any = None,
+    *,
+    shown: str | None = None,
+    check: Check | None = None,
+    local_only: bool = False,
+    option: str | None = None,
+    **kw: Any,
+) -> Any:
+    """A dataclass field carrying its YAML key, documentation and how it is read.
+
+    ``check``: a scalar read by the generic parser (``parse.declared``) with this kind and range.
+    ``local_only``: the Spark engine does not apply it (it says so in one warning).
+    ``option``: the Replayer keyword the key sets (``pipeline.replay.tuning``).
+    """
+    meta: dict[str, Any] = {"key": key, "doc": text, "default": shown, "check": check}
+    if local_only:
+        meta["local_only"] = True
+    if option is not None:
+        meta["option"] = option
     if "default_factory" in kw:
         return field(metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -35,11 +74,14 @@ class Endpoint:
         "Host name or URL; may carry the scheme (`http://scylla`). Without one, http is used (https for port 443).",
         "",
     )
-    port: int | None = _doc("port", "TCP port, 1-65535.", shown="the scheme's default")
+    port: int | None = _doc(
+        "port", "TCP port, 1-65535.", shown="the scheme's default", check=Int(1, 65535)
+    )
     ca_bundle: str | None = _doc(
         "caBundle",
         "PEM file of the CA(s) that sign this endpoint's TLS certificate (a private CA). Applies to https endpoints only.",
         shown="AWS_CA_BUNDLE, else the system's CAs",
+        check=STR,
     )
 
     @property
@@ -57,7 +99,7 @@ class AssumeRole:
         "arn", "ARN of the IAM role to assume (through STS) with the base credentials.", ""
     )
     session_name: str | None = _doc(
-        "sessionName", "Role session name.", shown="alternator-migrator"
+        "sessionName", "Role session name.", shown="alternator-migrator", check=STR
     )
 
 
@@ -88,29 +130,39 @@ class AlternatorSettings:
     None means not given: the consumer picks its default.
     """
 
-    datacenter: str | None = _doc("datacenter", "Use the Alternator nodes of this datacenter only.")
-    rack: str | None = _doc("rack", "Use the nodes of this rack only (needs `datacenter`).")
+    datacenter: str | None = _doc(
+        "datacenter", "Use the Alternator nodes of this datacenter only.", check=STR
+    )
+    rack: str | None = _doc(
+        "rack", "Use the nodes of this rack only (needs `datacenter`).", check=STR
+    )
     active_refresh_interval_ms: int | None = _doc(
-        "activeRefreshIntervalMs", "Node-list refresh interval while requests flow, ms."
+        "activeRefreshIntervalMs",
+        "Node-list refresh interval while requests flow, ms.",
+        check=Int(1),
     )
     idle_refresh_interval_ms: int | None = _doc(
-        "idleRefreshIntervalMs", "Node-list refresh interval while idle, ms."
+        "idleRefreshIntervalMs", "Node-list refresh interval while idle, ms.", check=Int(1)
     )
-    compression: bool | None = _doc("compression", "Compress request bodies.")
+    compression: bool | None = _doc("compression", "Compress request bodies.", check=BOOL)
     optimize_headers: bool | None = _doc(
-        "optimizeHeaders", "Send only the HTTP headers Alternator reads."
+        "optimizeHeaders", "Send only the HTTP headers Alternator reads.", check=BOOL
     )
-    max_connections: int | None = _doc("maxConnections", "Connection pool size.")
+    max_connections: int | None = _doc(
+        "maxConnections", "Connection pool size.", check=Int(1, 10_000)
+    )
     connection_max_idle_time_ms: int | None = _doc(
-        "connectionMaxIdleTimeMs", "Close connections idle this long, ms."
+        "connectionMaxIdleTimeMs", "Close connections idle this long, ms.", check=Int(0)
     )
     connection_time_to_live_ms: int | None = _doc(
-        "connectionTimeToLiveMs", "Recycle connections after this long, ms."
+        "connectionTimeToLiveMs", "Recycle connections after this long, ms.", check=Int(0)
     )
     connection_acquisition_timeout_ms: int | None = _doc(
-        "connectionAcquisitionTimeoutMs", "Longest wait for a pooled connection, ms."
+        "connectionAcquisitionTimeoutMs", "Longest wait for a pooled connection, ms.", check=Int(0)
     )
-    connection_timeout_ms: int | None = _doc("connectionTimeoutMs", "TCP connect timeout, ms.")
+    connection_timeout_ms: int | None = _doc(
+        "connectionTimeoutMs", "TCP connect timeout, ms.", check=Int(0)
+    )
     max_items_per_batch: int | None = _doc(
         "maxItemsPerBatch",
         "Items per BatchWriteItem on the target (wins over `target.maxItemsPerBatch`).",
@@ -206,40 +258,65 @@ class SourceConfig(_Side):
         "scanSegments",
         "Number of parallel Scan segments, >= 1. Fixed for a migration once its snapshot started (a resumed snapshot keeps the saved count).",
         shown="table size / 128 MiB, at least 8",
+        check=Int(1, 1_000_000),
     )
     read_throughput: int | None = _doc(
         "readThroughput",
         "Read capacity units per second the migration may use on the source (scan and validate).",
         shown="the table's provisioned RCU; 40000 when on-demand or Alternator",
+        check=Int(1),
     )
     throughput_read_percent: float | None = _doc(
-        "throughputReadPercent", "Share of `readThroughput` to use, 0.1-1.5.", shown="0.5"
+        "throughputReadPercent",
+        "Share of `readThroughput` to use, 0.1-1.5.",
+        shown="0.5",
+        check=Float(0.1, 1.5),
     )
     max_map_tasks: int | None = _doc(
         "maxMapTasks",
         "Segments scanned at once (threads locally, concurrent tasks on Spark).",
         shown="min(scanSegments, 8)",
+        check=Int(1, 10_000),
     )
     streaming_poll_interval_seconds: float | None = _doc(
         "streamingPollIntervalSeconds",
         "Longest wait between two polls of a stream that has nothing new, seconds.",
         shown="0.5",
+        check=Float(0.01, 3600),
+        local_only=True,
+        option="max_idle_sleep",
     )
     streaming_max_consecutive_errors: int | None = _doc(
         "streamingMaxConsecutiveErrors",
         "Stream reads that may fail in a row (each after its own retries) before the replay stops; a trimmed stream always stops it.",
         shown="1",
+        check=Int(1, 1_000_000),
+        local_only=True,
+        option="max_consecutive_errors",
     )
     streaming_polling_pool_size: int | None = _doc(
-        "streamingPollingPoolSize", "Threads that read shards in parallel.", shown="8"
+        "streamingPollingPoolSize",
+        "Threads that read shards in parallel.",
+        shown="8",
+        check=Int(1, 256),
+        local_only=True,
+        option="parallel_reads",
     )
     streaming_max_records_per_poll: int | None = _doc(
-        "streamingMaxRecordsPerPoll", "GetRecords `Limit`, 1-1000.", shown="1000"
+        "streamingMaxRecordsPerPoll",
+        "GetRecords `Limit`, 1-1000.",
+        shown="1000",
+        check=Int(1, 1000),
+        local_only=True,
+        option="records_per_poll",
     )
     streaming_max_records_per_second: int | None = _doc(
         "streamingMaxRecordsPerSecond",
         "Cap on stream records applied per second, over all shards.",
         shown="unlimited",
+        check=Int(1),
+        local_only=True,
+        option="records_per_second",
     )
     snapshot_from: str = _doc(
         "snapshotFrom",
@@ -270,15 +347,22 @@ class TargetConfig(_Side):
         False,
     )
     skip_initial_snapshot_transfer: bool = _doc(
-        "skipInitialSnapshotTransfer", "Do not copy the snapshot; only replay the stream.", False
+        "skipInitialSnapshotTransfer",
+        "Do not copy the snapshot; only replay the stream.",
+        False,
+        check=BOOL,
     )
     write_throughput: int | None = _doc(
         "writeThroughput",
         "Write capacity units per second the migration may use on the target. Enforced on the client, so it also holds for Alternator, which reports no consumed capacity.",
         shown="the table's provisioned WCU; 40000 when on-demand or Alternator",
+        check=Int(1),
     )
     throughput_write_percent: float | None = _doc(
-        "throughputWritePercent", "Share of `writeThroughput` to use, 0.1-1.5.", shown="0.5"
+        "throughputWritePercent",
+        "Share of `writeThroughput` to use, 0.1-1.5.",
+        shown="0.5",
+        check=Float(0.1, 1.5),
     )
     billing_mode: str | None = _doc(
         "billingMode",
@@ -294,6 +378,7 @@ class TargetConfig(_Side):
         "maxMapTasks",
         "Writer threads of the snapshot (the Scylla Migrator 1.x key).",
         shown="2 per scanner, 2-16",
+        check=Int(1, 256),
     )
     kinesis: KinesisStream | None = None  # `streamChanges: {type: kinesis}`: changes from Kinesis
 
@@ -306,7 +391,10 @@ class Savepoints:
         "./savepoints",
     )
     interval_seconds: float = _doc(
-        "intervalSeconds", "Seconds between savepoint writes (also written on stop).", 300.0
+        "intervalSeconds",
+        "Seconds between savepoint writes (also written on stop).",
+        300.0,
+        check=Float(0.1, 86400),
     )
 
 
@@ -319,15 +407,19 @@ class Rename:
 @dataclass(frozen=True)
 class Validation:
     failures_to_fetch: int = _doc(
-        "failuresToFetch", "How many differences `validate` prints in detail.", 100
+        "failuresToFetch", "How many differences `validate` prints in detail.", 100, check=Int(0)
     )
     floating_point_tolerance: float = _doc(
-        "floatingPointTolerance", "Numbers closer than this compare equal in `validate`.", 0.0
+        "floatingPointTolerance",
+        "Numbers closer than this compare equal in `validate`.",
+        0.0,
+        check=Float(0.0, 1e300),
     )
     copy_missing_rows: bool = _doc(
         "copyMissingRows",
         "`validate` writes the source items the target lacks (differing items are only reported); `migrate` runs that pass right after its snapshot.",
         False,
+        check=BOOL,
     )
 
 
@@ -379,6 +471,24 @@ def require_supported(cfg: Config, *, streaming: bool = True) -> None:
             "remove it: the replay reads the Kinesis stream from its oldest record, and changes "
             "older than the snapshot are superseded by newer ones"
         )
+
+
+def options_given(section: Any) -> dict[str, Any]:
+    """The component keywords that the keys given in ``section`` set (their ``option``)."""
+    return {
+        f.metadata["option"]: getattr(section, f.name)
+        for f in fields(section)
+        if "option" in f.metadata and getattr(section, f.name) is not None
+    }
+
+
+def local_only_given(section: Any) -> list[str]:
+    """The YAML keys given in ``section`` that only the local engine applies."""
+    return [
+        f.metadata["key"]
+        for f in fields(section)
+        if f.metadata.get("local_only") and getattr(section, f.name) is not None
+    ]
 
 
 def field_names(cls: type) -> list[str]:

@@ -17,6 +17,7 @@ from .compat import IGNORED_REASONS
 from .model import (
     AlternatorSettings,
     AssumeRole,
+    Check,
     Config,
     Credentials,
     Endpoint,
@@ -34,16 +35,39 @@ from .reader import Reader, kind_of, read_yaml
 log = logging.getLogger(__name__)
 
 
+def declared(r: Reader, cls: type, *only: str) -> dict[str, Any]:
+    """The scalar keys ``cls`` declares with a ``check`` (or only the keys named), read from
+    ``r`` with that kind and range; keys not given are left out, so the field's default holds."""
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        check: Check | None = f.metadata.get("check")
+        key = f.metadata.get("key")
+        if check is None or key is None or (only and key not in only):
+            continue
+        if check.kind == "int":
+            assert check.minimum is not None
+            maximum = None if check.maximum is None else int(check.maximum)
+            v: Any = r.int_(key, minimum=int(check.minimum), maximum=maximum)
+        elif check.kind == "float":
+            assert check.minimum is not None and check.maximum is not None
+            v = r.float_(key, minimum=check.minimum, maximum=check.maximum)
+        elif check.kind == "bool":
+            v = r.opt_bool(key)
+        else:
+            v = r.str_(key)
+        if v is not None:
+            out[f.name] = v
+    return out
+
+
 def _endpoint(r: Reader) -> Endpoint | None:
     e = r.child("endpoint")
     if e is None:
         return None
     host = e.str_("host", required=True)
-    port = e.int_("port", minimum=1, maximum=65535)
-    ca_bundle = e.str_("caBundle")
+    endpoint = Endpoint(host=host or "", **declared(e, Endpoint))
     e.done()
-    assert host is not None
-    return Endpoint(host=host, port=port, ca_bundle=ca_bundle)
+    return endpoint
 
 
 def _credentials(r: Reader) -> tuple[Credentials | None, AssumeRole | None]:
@@ -58,7 +82,7 @@ def _credentials(r: Reader) -> tuple[Credentials | None, AssumeRole | None]:
     if a is not None:
         arn = a.str_("arn", required=True)
         assert arn is not None
-        role = AssumeRole(arn=arn, session_name=a.str_("sessionName"))
+        role = AssumeRole(arn=arn, **declared(a, AssumeRole))
         a.done()
     c.done()
     if (access is None) != (secret is None):
@@ -118,29 +142,12 @@ def _alternator(r: Reader, kind: str) -> AlternatorSettings | None:
     if block is None and not flat:
         return None
     a = block or r
-    rack, dc = a.str_("rack"), a.str_("datacenter")
-    if rack is not None and dc is None:
+    given = declared(a, AlternatorSettings)
+    if "rack" in given and "datacenter" not in given:
         a.fail(a.key("rack"), "is set without `datacenter`", "add `datacenter` too")
-
-    def ms(name: str, minimum: int = 0) -> int | None:
-        return a.int_(name, minimum=minimum)
-
-    settings = AlternatorSettings(
-        datacenter=dc,
-        rack=rack,
-        active_refresh_interval_ms=ms("activeRefreshIntervalMs", 1),
-        idle_refresh_interval_ms=ms("idleRefreshIntervalMs", 1),
-        compression=a.opt_bool("compression"),
-        optimize_headers=a.opt_bool("optimizeHeaders"),
-        max_connections=a.int_("maxConnections", minimum=1, maximum=10_000),
-        connection_max_idle_time_ms=ms("connectionMaxIdleTimeMs"),
-        connection_time_to_live_ms=ms("connectionTimeToLiveMs"),
-        connection_acquisition_timeout_ms=ms("connectionAcquisitionTimeoutMs"),
-        connection_timeout_ms=ms("connectionTimeoutMs"),
-        max_items_per_batch=a.int_("maxItemsPerBatch", minimum=1, maximum=100)
-        if block is not None
-        else None,
-    )
+    # In a section (flat form) `maxItemsPerBatch` is the target's own key, not this setting.
+    batch = a.int_("maxItemsPerBatch", minimum=1, maximum=100) if block is not None else None
+    settings = AlternatorSettings(**given, max_items_per_batch=batch)
     if block is not None:
         block.done()
     else:
@@ -278,10 +285,10 @@ _SOURCE_IGNORED = [
 def _source(r: Reader) -> SourceConfig:
     common = _side(r, source=True)
     if common["type"] == S3_EXPORT:
-        workers = r.int_("maxMapTasks", minimum=1, maximum=10_000)  # data files loaded at once
+        workers = declared(r, SourceConfig, "maxMapTasks")  # data files loaded at once
         export = _s3_export(r)
         common["table"] = _export_table_name(export.manifest_key)
-        return SourceConfig(**common, max_map_tasks=workers, s3_export=export)
+        return SourceConfig(**common, **workers, s3_export=export)
     if common["alternator"] is not None and common["alternator"].max_items_per_batch is not None:
         r.warnings.append(
             f"{r.path}: `source.alternator.maxItemsPerBatch` is accepted and ignored: "
@@ -289,21 +296,7 @@ def _source(r: Reader) -> SourceConfig:
         )
     cfg = SourceConfig(
         **common,
-        scan_segments=r.int_("scanSegments", minimum=1, maximum=1_000_000),
-        read_throughput=r.int_("readThroughput", minimum=1),
-        throughput_read_percent=r.float_("throughputReadPercent", minimum=0.1, maximum=1.5),
-        max_map_tasks=r.int_("maxMapTasks", minimum=1, maximum=10_000),
-        streaming_poll_interval_seconds=r.float_(
-            "streamingPollIntervalSeconds", minimum=0.01, maximum=3600
-        ),
-        streaming_max_consecutive_errors=r.int_(
-            "streamingMaxConsecutiveErrors", minimum=1, maximum=1_000_000
-        ),
-        streaming_polling_pool_size=r.int_("streamingPollingPoolSize", minimum=1, maximum=256),
-        streaming_max_records_per_poll=r.int_(
-            "streamingMaxRecordsPerPoll", minimum=1, maximum=1000
-        ),
-        streaming_max_records_per_second=r.int_("streamingMaxRecordsPerSecond", minimum=1),
+        **declared(r, SourceConfig),
         **_export_snapshot_keys(r),
     )
     for k in _SOURCE_IGNORED:
@@ -364,12 +357,9 @@ def _target(r: Reader) -> TargetConfig:
         **common,
         stream_changes=stream,
         kinesis=kinesis,
-        skip_initial_snapshot_transfer=r.bool_("skipInitialSnapshotTransfer", False),
-        write_throughput=r.int_("writeThroughput", minimum=1),
-        throughput_write_percent=r.float_("throughputWritePercent", minimum=0.1, maximum=1.5),
         billing_mode=billing.upper() if billing else None,
         max_items_per_batch=batch if batch is not None else 25,
-        max_map_tasks=r.int_("maxMapTasks", minimum=1, maximum=256),
+        **declared(r, TargetConfig),
     )
     r.ignore("scanSegments")
     r.done()
@@ -381,7 +371,7 @@ def _savepoints(top: Reader) -> Savepoints:
     if sp is None:
         return Savepoints()
     sp_path = sp.str_("path")
-    interval = sp.float_("intervalSeconds", minimum=0.1, maximum=86400)
+    interval = declared(sp, Savepoints, "intervalSeconds")
     dest = sp.child("target")
     # Their alternative spelling of `path`: accepted, not advertised in the hint list.
     sp.known.remove("target")
@@ -400,11 +390,7 @@ def _savepoints(top: Reader) -> Savepoints:
         sp.accepted.add("target")
     sp.ignore("enableParquetFileTracking")
     sp.done()
-    default = Savepoints()
-    return Savepoints(
-        path=sp_path or default.path,
-        interval_seconds=interval if interval is not None else default.interval_seconds,
-    )
+    return Savepoints(path=sp_path or Savepoints().path, **interval)
 
 
 def _renames(top: Reader) -> tuple[Rename, ...]:
@@ -432,18 +418,12 @@ def _validation(top: Reader) -> Validation:
     v = top.child("validation")
     if v is None:
         return Validation()
-    ftf = v.int_("failuresToFetch", minimum=0)
-    fpt = v.float_("floatingPointTolerance", minimum=0.0, maximum=1e300)
-    copy = v.bool_("copyMissingRows", False)
+    given = declared(v, Validation)
     for k in IGNORED_REASONS:
         if k.startswith("validation."):
             v.ignore(k.split(".", 1)[1])
     v.done()
-    return Validation(
-        failures_to_fetch=ftf if ftf is not None else Validation().failures_to_fetch,
-        floating_point_tolerance=fpt if fpt is not None else 0.0,
-        copy_missing_rows=copy,
-    )
+    return Validation(**given)
 
 
 def _skip_segments(top: Reader) -> tuple[int, ...]:

@@ -36,7 +36,7 @@ from ..changes.streams import (
     ShardReader,
     _trimmed,
 )
-from ..config import Config
+from ..config import Config, options_given
 from ..errors import (
     Interrupted,
     MigratorError,
@@ -185,19 +185,7 @@ def collapse(
 
 def tuning(cfg: Config) -> dict[str, Any]:
     """Replayer options from the source's `streaming*` keys (only those given)."""
-    s = cfg.source
-    opts: dict[str, Any] = {}
-    if s.streaming_poll_interval_seconds is not None:
-        opts["max_idle_sleep"] = s.streaming_poll_interval_seconds
-    if s.streaming_polling_pool_size is not None:
-        opts["parallel_reads"] = s.streaming_polling_pool_size
-    if s.streaming_max_records_per_poll is not None:
-        opts["records_per_poll"] = s.streaming_max_records_per_poll
-    if s.streaming_max_records_per_second is not None:
-        opts["records_per_second"] = s.streaming_max_records_per_second
-    if s.streaming_max_consecutive_errors is not None:
-        opts["max_consecutive_errors"] = s.streaming_max_consecutive_errors
-    return opts
+    return options_given(cfg.source)
 
 
 class ChangeSource(Protocol):

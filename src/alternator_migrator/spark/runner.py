@@ -21,7 +21,7 @@ from collections import Counter, deque
 from typing import Any, TextIO
 
 from ..changes.streams import ShardReader
-from ..config import Config
+from ..config import Config, local_only_given
 from ..errors import ConfigError, MigratorError
 from ..metrics import METRICS, retry_summary
 from ..pipeline.migrate import Job, MigrationResult, migrate
@@ -398,15 +398,7 @@ def migrate_spark(
 def _warn_local_only_keys(cfg: Config) -> None:
     """The `streaming*` tuning keys shape the local replayer's reads; Spark replay tasks read
     each shard in micro-batches of their own, so say (once) that they do not apply here."""
-    s = cfg.source
-    keys = {
-        "streamingPollIntervalSeconds": s.streaming_poll_interval_seconds,
-        "streamingPollingPoolSize": s.streaming_polling_pool_size,
-        "streamingMaxRecordsPerPoll": s.streaming_max_records_per_poll,
-        "streamingMaxRecordsPerSecond": s.streaming_max_records_per_second,
-        "streamingMaxConsecutiveErrors": s.streaming_max_consecutive_errors,
-    }
-    given = [key for key, v in keys.items() if v is not None]
+    given = local_only_given(cfg.source)
     if given:
         log.warning(
             "%s: %s not applied by the Spark engine (its replay reads each shard in "
