@@ -49,6 +49,8 @@ def _doc(
     check: Check | None = None,
     local_only: bool = False,
     option: str | None = None,
+    theirs: str | None = None,
+    fate: str | None = None,
     **kw: Any,
 ) -> Any:
     """A dataclass field carrying its YAML key, documentation and how it is read.
@@ -56,12 +58,17 @@ def _doc(
     ``check``: a scalar read by the generic parser (``parse.declared``) with this kind and range.
     ``local_only``: the Spark engine does not apply it (it says so in one warning).
     ``option``: the Replayer keyword the key sets (``pipeline.replay.tuning``).
+    ``theirs``: the key is the Scylla Migrator's too; its row in docs/scylla-migrator-users.md
+    (``{side}`` is `source` or `target`), with ``fate`` (default: honoured; see ``compat``).
     """
     meta: dict[str, Any] = {"key": key, "doc": text, "default": shown, "check": check}
     if local_only:
         meta["local_only"] = True
     if option is not None:
         meta["option"] = option
+    if theirs is not None:
+        meta["theirs"] = theirs
+        meta["fate"] = fate or "honoured"
     if "default_factory" in kw:
         return field(metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -73,9 +80,14 @@ class Endpoint:
         "host",
         "Host name or URL; may carry the scheme (`http://scylla`). Without one, http is used (https for port 443).",
         "",
+        theirs="host name or URL with scheme",
     )
     port: int | None = _doc(
-        "port", "TCP port, 1-65535.", shown="the scheme's default", check=Int(1, 65535)
+        "port",
+        "TCP port, 1-65535.",
+        shown="the scheme's default",
+        check=Int(1, 65535),
+        theirs="TCP port",
     )
     ca_bundle: str | None = _doc(
         "caBundle",
@@ -96,23 +108,39 @@ class Endpoint:
 @dataclass(frozen=True)
 class AssumeRole:
     arn: str = _doc(
-        "arn", "ARN of the IAM role to assume (through STS) with the base credentials.", ""
+        "arn",
+        "ARN of the IAM role to assume (through STS) with the base credentials.",
+        "",
+        theirs="role ARN",
     )
     session_name: str | None = _doc(
-        "sessionName", "Role session name.", shown="alternator-migrator", check=STR
+        "sessionName",
+        "Role session name.",
+        shown="alternator-migrator",
+        check=STR,
+        theirs="role session name",
     )
 
 
 @dataclass(frozen=True)
 class Credentials:
-    access_key: str = _doc("accessKey", "Access key id. Never logged or saved.", "", repr=False)
-    secret_key: str = _doc("secretKey", "Secret access key. Never logged or saved.", "", repr=False)
+    access_key: str = _doc(
+        "accessKey", "Access key id. Never logged or saved.", "", repr=False, theirs="never logged"
+    )
+    secret_key: str = _doc(
+        "secretKey",
+        "Secret access key. Never logged or saved.",
+        "",
+        repr=False,
+        theirs="never logged",
+    )
     session_token: str | None = _doc(
         "sessionToken", "Session token for temporary keys.", repr=False
     )
     assume_role: AssumeRole | None = _doc(
         "assumeRole",
         "Assume this role: `{arn, sessionName}`. Without static keys, the default chain's credentials assume it.",
+        theirs="role assumed through STS",
     )
 
     def __repr__(self) -> str:  # never show secrets, whatever dataclass does
@@ -131,37 +159,70 @@ class AlternatorSettings:
     """
 
     datacenter: str | None = _doc(
-        "datacenter", "Use the Alternator nodes of this datacenter only.", check=STR
+        "datacenter",
+        "Use the Alternator nodes of this datacenter only.",
+        check=STR,
+        theirs="nodes of this datacenter only; applied to the HTTP connections to Alternator (node discovery, pool, timeouts)",
     )
     rack: str | None = _doc(
-        "rack", "Use the nodes of this rack only (needs `datacenter`).", check=STR
+        "rack",
+        "Use the nodes of this rack only (needs `datacenter`).",
+        check=STR,
+        theirs="nodes of this rack only (needs `datacenter`); applied to the HTTP connections to Alternator (node discovery, pool, timeouts)",
     )
     active_refresh_interval_ms: int | None = _doc(
         "activeRefreshIntervalMs",
         "Node-list refresh interval while requests flow, ms.",
         check=Int(1),
+        theirs="node-list refresh while busy; applied to the HTTP connections to Alternator (node discovery, pool, timeouts)",
     )
     idle_refresh_interval_ms: int | None = _doc(
-        "idleRefreshIntervalMs", "Node-list refresh interval while idle, ms.", check=Int(1)
+        "idleRefreshIntervalMs",
+        "Node-list refresh interval while idle, ms.",
+        check=Int(1),
+        theirs="node-list refresh while idle; applied to the HTTP connections to Alternator (node discovery, pool, timeouts)",
     )
-    compression: bool | None = _doc("compression", "Compress request bodies.", check=BOOL)
+    compression: bool | None = _doc(
+        "compression",
+        "Compress request bodies.",
+        check=BOOL,
+        theirs="gzip request bodies; applied to the HTTP connections to Alternator (node discovery, pool, timeouts)",
+    )
     optimize_headers: bool | None = _doc(
-        "optimizeHeaders", "Send only the HTTP headers Alternator reads.", check=BOOL
+        "optimizeHeaders",
+        "Send only the HTTP headers Alternator reads.",
+        check=BOOL,
+        theirs="send only the headers Alternator reads; applied to the HTTP connections to Alternator (node discovery, pool, timeouts)",
     )
     max_connections: int | None = _doc(
-        "maxConnections", "Connection pool size.", check=Int(1, 10_000)
+        "maxConnections",
+        "Connection pool size.",
+        check=Int(1, 10_000),
+        theirs="connection pool size; applied to the HTTP connections to Alternator (node discovery, pool, timeouts)",
     )
     connection_max_idle_time_ms: int | None = _doc(
-        "connectionMaxIdleTimeMs", "Close connections idle this long, ms.", check=Int(0)
+        "connectionMaxIdleTimeMs",
+        "Close connections idle this long, ms.",
+        check=Int(0),
+        theirs="idle connections closed after this; applied to the HTTP connections to Alternator (node discovery, pool, timeouts)",
     )
     connection_time_to_live_ms: int | None = _doc(
-        "connectionTimeToLiveMs", "Recycle connections after this long, ms.", check=Int(0)
+        "connectionTimeToLiveMs",
+        "Recycle connections after this long, ms.",
+        check=Int(0),
+        theirs="connections recycled after this; applied to the HTTP connections to Alternator (node discovery, pool, timeouts)",
     )
     connection_acquisition_timeout_ms: int | None = _doc(
-        "connectionAcquisitionTimeoutMs", "Longest wait for a pooled connection, ms.", check=Int(0)
+        "connectionAcquisitionTimeoutMs",
+        "Longest wait for a pooled connection, ms.",
+        check=Int(0),
+        theirs="wait for a pooled connection; applied to the HTTP connections to Alternator (node discovery, pool, timeouts)",
     )
     connection_timeout_ms: int | None = _doc(
-        "connectionTimeoutMs", "TCP connect timeout, ms.", check=Int(0)
+        "connectionTimeoutMs",
+        "TCP connect timeout, ms.",
+        check=Int(0),
+        theirs="TCP connect timeout; applied to the HTTP connections to Alternator (node discovery, pool, timeouts)",
     )
     max_items_per_batch: int | None = _doc(
         "maxItemsPerBatch",
@@ -173,22 +234,30 @@ class AlternatorSettings:
 class _Side:
     """The keys a source and a target share, written once for both."""
 
-    table: str = _doc("table", "Table name. Required.", "")
-    type: str = _doc("type", _TYPE_DOC, "dynamodb")
+    table: str = _doc("table", "Table name. Required.", "", theirs="table name")
+    type: str = _doc(
+        "type",
+        _TYPE_DOC,
+        "dynamodb",
+        theirs="`dynamodb`, `dynamo` or `alternator`; a source may also be `dynamodb-s3-export` (snapshot only: no stream)",
+    )
     region: str | None = _doc(
         "region",
         "AWS region. Required unless `endpoint` is set.",
         shown="us-east-1 with an endpoint",
+        theirs="AWS region",
     )
     endpoint: Endpoint | None = _doc(
         "endpoint",
         "`{host, port}` of a non-AWS server (Alternator, a DynamoDB-compatible API).",
         shown="AWS",
+        theirs="`{host, port}` of a non-AWS server",
     )
     credentials: Credentials | None = _doc(
         "credentials",
         "`{accessKey, secretKey, sessionToken, assumeRole}`. Absent: the AWS default chain (environment, profile, instance role).",
         shown="default chain",
+        theirs="static keys; absent: the AWS default chain",
     )
     assume_role: AssumeRole | None = None
     remove_consumed_capacity: bool = _doc(
@@ -196,11 +265,13 @@ class _Side:
         "Do not ask for ConsumedCapacity (older Alternator versions reject it).",
         False,
         shown="true for type alternator, else false",
+        theirs="requests without ReturnConsumedCapacity",
     )
     alternator: AlternatorSettings | None = _doc(
         "alternator",
         "Alternator client settings (node discovery, compression, connections). With `type: alternator` the same keys may also sit directly in this section.",
         shown="none",
+        theirs="the Alternator block (version 2.0 nesting); with `type: alternator` the same keys may also sit directly under `{side}`",
     )
 
 
@@ -259,24 +330,28 @@ class SourceConfig(_Side):
         "Number of parallel Scan segments, >= 1. Fixed for a migration once its snapshot started (a resumed snapshot keeps the saved count).",
         shown="table size / 128 MiB, at least 8",
         check=Int(1, 1_000_000),
+        theirs="parallel Scan segments",
     )
     read_throughput: int | None = _doc(
         "readThroughput",
         "Read capacity units per second the migration may use on the source (scan and validate).",
         shown="the table's provisioned RCU; 40000 when on-demand or Alternator",
         check=Int(1),
+        theirs="read budget, RCU/s",
     )
     throughput_read_percent: float | None = _doc(
         "throughputReadPercent",
         "Share of `readThroughput` to use, 0.1-1.5.",
         shown="0.5",
         check=Float(0.1, 1.5),
+        theirs="share of the read budget",
     )
     max_map_tasks: int | None = _doc(
         "maxMapTasks",
         "Segments scanned at once (threads locally, concurrent tasks on Spark).",
         shown="min(scanSegments, 8)",
         check=Int(1, 10_000),
+        theirs="segments scanned at once",
     )
     streaming_poll_interval_seconds: float | None = _doc(
         "streamingPollIntervalSeconds",
@@ -285,6 +360,7 @@ class SourceConfig(_Side):
         check=Float(0.01, 3600),
         local_only=True,
         option="max_idle_sleep",
+        theirs="longest wait between polls of a stream with nothing new",
     )
     streaming_max_consecutive_errors: int | None = _doc(
         "streamingMaxConsecutiveErrors",
@@ -293,6 +369,7 @@ class SourceConfig(_Side):
         check=Int(1, 1_000_000),
         local_only=True,
         option="max_consecutive_errors",
+        theirs="failed stream reads in a row (each after its own retries) before the replay stops",
     )
     streaming_polling_pool_size: int | None = _doc(
         "streamingPollingPoolSize",
@@ -301,6 +378,7 @@ class SourceConfig(_Side):
         check=Int(1, 256),
         local_only=True,
         option="parallel_reads",
+        theirs="threads reading shards in parallel",
     )
     streaming_max_records_per_poll: int | None = _doc(
         "streamingMaxRecordsPerPoll",
@@ -309,6 +387,7 @@ class SourceConfig(_Side):
         check=Int(1, 1000),
         local_only=True,
         option="records_per_poll",
+        theirs="GetRecords `Limit`, 1-1000",
     )
     streaming_max_records_per_second: int | None = _doc(
         "streamingMaxRecordsPerSecond",
@@ -317,6 +396,7 @@ class SourceConfig(_Side):
         check=Int(1),
         local_only=True,
         option="records_per_second",
+        theirs="replay rate cap, records/s over all shards",
     )
     snapshot_from: str = _doc(
         "snapshotFrom",
@@ -345,29 +425,34 @@ class TargetConfig(_Side):
         "streamChanges",
         "Enable a NEW_IMAGE stream on the source before the snapshot and replay it afterwards, until stopped. Also a mapping: `{type: dynamodb-streams}` is true, `{type: disabled}` false, `{type: kinesis, streamArn: ARN}` reads the changes from the table's Kinesis streaming destination (enabled if needed; see docs/runbook.md).",
         False,
+        theirs="`true`, `false`, or a mapping: `{type: dynamodb-streams}` (also `dynamodb`, `ddb`) is `true`, `{type: disabled}` (also `none`, `off`) is `false`",
     )
     skip_initial_snapshot_transfer: bool = _doc(
         "skipInitialSnapshotTransfer",
         "Do not copy the snapshot; only replay the stream.",
         False,
         check=BOOL,
+        theirs="replay only, no snapshot",
     )
     write_throughput: int | None = _doc(
         "writeThroughput",
         "Write capacity units per second the migration may use on the target. Enforced on the client, so it also holds for Alternator, which reports no consumed capacity.",
         shown="the table's provisioned WCU; 40000 when on-demand or Alternator",
         check=Int(1),
+        theirs="write budget, WCU/s, enforced on the client",
     )
     throughput_write_percent: float | None = _doc(
         "throughputWritePercent",
         "Share of `writeThroughput` to use, 0.1-1.5.",
         shown="0.5",
         check=Float(0.1, 1.5),
+        theirs="share of the write budget",
     )
     billing_mode: str | None = _doc(
         "billingMode",
         "`PROVISIONED` or `PAY_PER_REQUEST` for a target table the migration creates.",
         shown="the source's",
+        theirs="billing mode of a target table created here",
     )
     max_items_per_batch: int = _doc(
         "maxItemsPerBatch",
@@ -379,6 +464,8 @@ class TargetConfig(_Side):
         "Writer threads of the snapshot (the Scylla Migrator 1.x key).",
         shown="2 per scanner, 2-16",
         check=Int(1, 256),
+        theirs="number of writer threads of the snapshot (version 1)",
+        fate="mapped",
     )
     kinesis: KinesisStream | None = None  # `streamChanges: {type: kinesis}`: changes from Kinesis
 
@@ -389,59 +476,79 @@ class Savepoints:
         "path",
         "Directory of the savepoint file (one file per migration, mode 0600).",
         "./savepoints",
+        theirs="directory of the savepoint file",
     )
     interval_seconds: float = _doc(
         "intervalSeconds",
         "Seconds between savepoint writes (also written on stop).",
         300.0,
         check=Float(0.1, 86400),
+        theirs="seconds between savepoint writes",
     )
 
 
 @dataclass(frozen=True)
 class Rename:
-    from_: str = _doc("from", "Attribute name on the source.", "")
-    to: str = _doc("to", "Attribute name on the target.", "")
+    from_: str = _doc("from", "Attribute name on the source.", "", theirs="source attribute name")
+    to: str = _doc("to", "Attribute name on the target.", "", theirs="target attribute name")
 
 
 @dataclass(frozen=True)
 class Validation:
     failures_to_fetch: int = _doc(
-        "failuresToFetch", "How many differences `validate` prints in detail.", 100, check=Int(0)
+        "failuresToFetch",
+        "How many differences `validate` prints in detail.",
+        100,
+        check=Int(0),
+        theirs="differences printed in detail",
     )
     floating_point_tolerance: float = _doc(
         "floatingPointTolerance",
         "Numbers closer than this compare equal in `validate`.",
         0.0,
         check=Float(0.0, 1e300),
+        theirs="numbers closer than this are equal",
     )
     copy_missing_rows: bool = _doc(
         "copyMissingRows",
         "`validate` writes the source items the target lacks (differing items are only reported); `migrate` runs that pass right after its snapshot.",
         False,
         check=BOOL,
+        theirs="`validate` writes source items the target lacks (never overwrites a differing one); `migrate` runs the same pass right after the snapshot",
     )
 
 
 @dataclass(frozen=True)
 class Config:
-    source: SourceConfig = _doc("source", "The table to migrate from.", shown="required")
-    target: TargetConfig = _doc("target", "The table to migrate to.", shown="required")
+    source: SourceConfig = _doc(
+        "source", "The table to migrate from.", shown="required", theirs="the table to read"
+    )
+    target: TargetConfig = _doc(
+        "target", "The table to migrate to.", shown="required", theirs="the table to write"
+    )
     savepoints: Savepoints = _doc(
-        "savepoints", "Where and how often progress is saved.", default_factory=Savepoints
+        "savepoints",
+        "Where and how often progress is saved.",
+        default_factory=Savepoints,
+        theirs="where and how often progress is saved",
     )
     renames: tuple[Rename, ...] = _doc(
-        "renames", "Attribute renames `[{from, to}]`, applied in snapshot, replay and validate.", ()
+        "renames",
+        "Attribute renames `[{from, to}]`, applied in snapshot, replay and validate.",
+        (),
+        theirs="attribute renames in snapshot, replay and validate",
     )
     validation: Validation = _doc(
         "validation",
         "Settings of `validate`. Keys of the Scylla Migrator that concern other databases are accepted and ignored with a warning (docs/scylla-migrator-users.md).",
         default_factory=Validation,
+        theirs="settings of `validate`",
     )
     skip_segments: tuple[int, ...] = _doc(
         "skipSegments",
         "Scan segments not to copy (they count as done), numbered from 0 below the segment count.",
         (),
+        theirs="scan segments not copied by this run",
     )
     path: str = "<memory>"
     warnings: tuple[str, ...] = ()  # one line per accepted-and-ignored key
