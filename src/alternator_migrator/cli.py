@@ -94,6 +94,24 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
         log.info(
             "Serving Prometheus metrics on http://%s:%d/metrics", args.metrics_host, server.port
         )
+    if cfg.many_tables:
+        from .pipeline.estate import migrate_estate
+
+        if args.engine == "spark":
+            raise MigratorError(
+                "a multi-table config runs on the local engine for now; run it without "
+                "--engine spark, or give each table its own config"
+            )
+        return migrate_estate(
+            cfg,
+            stop,
+            skip_failing_tables=args.skip_failing_tables,
+            out=sys.stdout,
+            fresh=args.fresh,
+            stop_when_caught_up=args.stop_when_caught_up,
+        )
+    if args.skip_failing_tables:
+        raise MigratorError("--skip-failing-tables applies to a multi-table config (`tables:`)")
     if args.engine == "spark":
         from .spark import migrate_spark  # imports pyspark only when asked for
 
@@ -119,9 +137,19 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from .config import load
-    from .status import print_status, status
+    from .status import estate_status, estate_to_dict, print_estate_status, print_status, status
 
-    st = status(load(args.config), probe_stream=not args.no_stream)
+    cfg = load(args.config)
+    if cfg.many_tables:
+        tables = estate_status(cfg, probe_stream=not args.no_stream)
+        if args.json:
+            import orjson
+
+            print(orjson.dumps(estate_to_dict(tables), option=orjson.OPT_INDENT_2).decode())
+        else:
+            print_estate_status(tables)
+        return 0
+    st = status(cfg, probe_stream=not args.no_stream)
     if args.json:
         import orjson
 
@@ -137,7 +165,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     # Exit 1 means "differences found", so every failure to compare is a 2.
     try:
-        report = validate(load(args.config), repair=args.repair)
+        cfg = load(args.config)
+        if cfg.many_tables:
+            from .pipeline.estate import validate_estate
+
+            return validate_estate(cfg, out=sys.stdout, repair=args.repair)
+        report = validate(cfg, repair=args.repair)
     except MigratorError as e:
         _error(e)
         return 2
@@ -196,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 30)",
     )
     m.add_argument("--fresh", action="store_true", help="ignore the savepoint and start over")
+    m.add_argument(
+        "--skip-failing-tables",
+        action="store_true",
+        help="multi-table config: migrate the tables that can be, leave out (and name) the others",
+    )
     m.add_argument("--no-progress", action="store_true", help="no snapshot progress output")
     m.add_argument(
         "--engine",

@@ -151,3 +151,40 @@ def print_status(st: Status, out: TextIO | None = None) -> None:
         lags = [s.lag_seconds for s in st.shards if s.lag_seconds is not None]
         lag = "unknown" if not lags else f"{max(lags):.1f}s"
         w(f"Caught up: {'yes' if st.caught_up else 'no'} (lag {lag})\n")
+
+
+def estate_status(cfg: Config, *, probe_stream: bool = True) -> list[tuple[Config, Status]]:
+    """The status of every table of a multi-table run (one entry for a single-table config)."""
+    from .pipeline.estate import tables_of
+
+    with tables_of(cfg) as cfgs:
+        return [(c, status(c, probe_stream=probe_stream)) for c in cfgs]
+
+
+def print_estate_status(tables: list[tuple[Config, Status]], out: TextIO | None = None) -> None:
+    """One line per table (phase, snapshot progress, lag, caught up) and a total."""
+    w = (out or sys.stdout).write
+    phases: dict[str, int] = {}
+    for c, st in tables:
+        total = st.segments_total if st.segments_total is not None else "?"
+        lags = [s.lag_seconds for s in st.shards if s.lag_seconds is not None]
+        lag = f"lag {max(lags):.1f}s" if lags else "lag -"
+        up = {True: "caught up: yes", False: "caught up: no", None: "caught up: -"}[st.caught_up]
+        w(
+            f"{c.source.table} -> {c.target.table}: {st.phase}, snapshot {st.segments_done}/"
+            f"{total} segments, {lag}, {up}\n"
+        )
+        key = "caught up" if st.caught_up else st.phase
+        phases[key] = phases.get(key, 0) + 1
+    parts = ", ".join(f"{n} {p}" for p, n in sorted(phases.items()))
+    caught = sum(1 for _, st in tables if st.caught_up)
+    w(f"Total: {len(tables)} tables ({parts}); caught up: {caught} of {len(tables)}\n")
+
+
+def estate_to_dict(tables: list[tuple[Config, Status]]) -> dict[str, Any]:
+    return {
+        "tables": [
+            {"source": c.source.table, "target": c.target.table, **st.to_dict()} for c, st in tables
+        ],
+        "caughtUp": all(st.caught_up for _, st in tables),
+    }

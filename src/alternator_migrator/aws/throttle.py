@@ -62,6 +62,26 @@ class RateLimiter:
             self._tokens = min(self._tokens, self._burst)
 
 
+class SharedCap(RateLimiter):
+    """A table's own budget under a cap that several tables share: each request pays both."""
+
+    def __init__(self, own: RateLimiter, shared: RateLimiter) -> None:
+        rates = [r for r in (own.rate, shared.rate) if r is not None]
+        super().__init__(min(rates) if rates else None)
+        self.own, self.shared = own, shared
+
+    @property
+    def unlimited(self) -> bool:
+        return self.own.unlimited and self.shared.unlimited
+
+    def acquire(self, units: float, stop: threading.Event | None = None) -> float:
+        return self.own.acquire(units, stop) + self.shared.acquire(units, stop)
+
+    def settle(self, delta: float) -> None:
+        self.own.settle(delta)
+        self.shared.settle(delta)
+
+
 def table_capacity(desc: dict[str, Any], units: str, server_type: str) -> int:
     """A table's provisioned ``ReadCapacityUnits`` or ``WriteCapacityUnits``, the base of its
     default budget. On-demand tables report 0, and Alternator accepts and ignores provisioning:

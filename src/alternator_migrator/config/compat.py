@@ -138,9 +138,10 @@ def _model_rows() -> list[KeyFate]:
             if key is None:
                 continue
             path = f"{prefix}{key}"
-            if "theirs" in f.metadata:
-                note = f.metadata["theirs"].replace("{side}", side or key)
-                rows.append(KeyFate(path, f.metadata["fate"], note))
+            if "theirs" not in f.metadata:
+                continue  # our own key (and what is under it)
+            note = f.metadata["theirs"].replace("{side}", side or key)
+            rows.append(KeyFate(path, f.metadata["fate"], note))
             tp = hints[f.name]
             many = typing.get_origin(tp) is tuple
             for arg in (tp, *typing.get_args(tp)):

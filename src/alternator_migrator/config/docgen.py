@@ -24,6 +24,7 @@ from .model import (
     Rename,
     Savepoints,
     SourceConfig,
+    TableEntry,
     TargetConfig,
     Validation,
 )
@@ -38,12 +39,15 @@ _NESTED: dict[type, str] = {
     AssumeRole: "assumeRole",
     AlternatorSettings: "alternator",
     Rename: "renames[]",
+    TableEntry: "tables[]",
 }
 
 _TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
 def _type_name(tp: Any) -> str:
+    if tp == tuple[tuple[str, str], ...]:
+        return "mapping of string"
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

@@ -416,6 +416,17 @@ class SourceConfig(_Side):
         "exportArn",
         "With `snapshotFrom: export`: use this existing export instead of requesting one. It must be of this table and its export time must be after the stream was enabled; otherwise the run refuses it.",
     )
+    tables_matching: str | None = _doc(
+        "tablesMatching",
+        "Migrate every source table whose name matches this glob (`orders-*`); with `tablesTagged`, tables must match both.",
+        check=STR,
+    )
+    tables_tagged: tuple[tuple[str, str], ...] = _doc(
+        "tablesTagged",
+        "Migrate every source table carrying all these tags (`{team: payments}`), found with ListTables and ListTagsOfResource.",
+        (),
+        shown="none",
+    )
     s3_export: S3Export | None = None  # `type: dynamodb-s3-export`
 
 
@@ -466,6 +477,12 @@ class TargetConfig(_Side):
         check=Int(1, 256),
         theirs="number of writer threads of the snapshot (version 1)",
         fate="mapped",
+    )
+    total_write_throughput: int | None = _doc(
+        "totalWriteThroughput",
+        "A multi-table run's cap on the write units per second of all its tables together (each table keeps its own budget too).",
+        shown="none",
+        check=Int(1),
     )
     kinesis: KinesisStream | None = None  # `streamChanges: {type: kinesis}`: changes from Kinesis
 
@@ -519,6 +536,35 @@ class Validation:
 
 
 @dataclass(frozen=True)
+class TableEntry:
+    """One table of a multi-table run (`tables:`): a name, or a mapping with overrides."""
+
+    source: str = _doc("source", "Source table name (a plain list item sets both names).", "")
+    target: str = _doc("target", "Target table name.", shown="the source's name")
+    renames: tuple[Rename, ...] | None = _doc(
+        "renames", "This table's attribute renames (instead of the top-level `renames`)."
+    )
+    scan_segments: int | None = _doc(
+        "scanSegments", "This table's `source.scanSegments`.", check=Int(1, 1_000_000)
+    )
+    skip_segments: tuple[int, ...] | None = _doc("skipSegments", "This table's `skipSegments`.")
+    stream_changes: bool | None = _doc(
+        "streamChanges", "This table's `target.streamChanges` (true or false).", check=BOOL
+    )
+    skip_initial_snapshot_transfer: bool | None = _doc(
+        "skipInitialSnapshotTransfer",
+        "This table's `target.skipInitialSnapshotTransfer`.",
+        check=BOOL,
+    )
+    read_throughput: int | None = _doc(
+        "readThroughput", "This table's `source.readThroughput`.", check=Int(1)
+    )
+    write_throughput: int | None = _doc(
+        "writeThroughput", "This table's `target.writeThroughput`.", check=Int(1)
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = _doc(
         "source", "The table to migrate from.", shown="required", theirs="the table to read"
@@ -550,6 +596,18 @@ class Config:
         (),
         theirs="scan segments not copied by this run",
     )
+    tables: tuple[TableEntry, ...] = _doc(
+        "tables",
+        "Several tables in one run: each item a table name (same on both sides) or `{source, target, ...}` with per-table overrides. Everything else in `source`/`target` applies to every table; `source.table`/`target.table` are then left out. See docs/runbook.md (migrating an estate).",
+        (),
+        shown="one table: `source.table`",
+    )
+    max_tables_in_parallel: int = _doc(
+        "maxTablesInParallel",
+        "Tables whose snapshots are copied at once in a multi-table run (their replays all run together).",
+        2,
+        check=Int(1, 1000),
+    )
     path: str = "<memory>"
     warnings: tuple[str, ...] = ()  # one line per accepted-and-ignored key
 
@@ -566,10 +624,20 @@ class Config:
     def rename_map(self) -> dict[str, str]:
         return {r.from_: r.to for r in self.renames}
 
+    @property
+    def many_tables(self) -> bool:
+        """A multi-table run: a `tables:` list or discovery by name pattern or tags."""
+        return bool(self.tables or self.source.tables_matching or self.source.tables_tagged)
+
 
 def require_supported(cfg: Config, *, streaming: bool = True) -> None:
     """Refuse what is parsed but not built yet (exit 2), before anything is touched."""
     kinesis = cfg.target.kinesis
+    if cfg.many_tables and kinesis is not None:
+        raise ConfigError(
+            f"{cfg.path}: `target.streamChanges: {{type: kinesis}}` names one Kinesis stream, "
+            "but the config lists several tables; give each table its own config for now"
+        )
     if streaming and kinesis is not None and kinesis.initial_timestamp is not None:
         # Starting later than the stream's oldest record could skip changes the snapshot
         # missed; reading from the oldest record is always exact.

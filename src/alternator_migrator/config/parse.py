@@ -27,6 +27,7 @@ from .model import (
     Savepoints,
     SourceConfig,
     TableDescription,
+    TableEntry,
     TargetConfig,
     Validation,
 )
@@ -157,10 +158,17 @@ def _alternator(r: Reader, kind: str) -> AlternatorSettings | None:
     return settings
 
 
-def _side(r: Reader, *, source: bool) -> dict[str, Any]:
+def _side(r: Reader, *, source: bool, multi: bool = False) -> dict[str, Any]:
     """The keys a source and a target share."""
     kind = _side_type(r, source=source)
-    table = r.str_("table", required=kind != S3_EXPORT)
+    table = r.str_("table", required=kind != S3_EXPORT and not multi)
+    if multi and table is not None:
+        r.fail(
+            r.key("table"),
+            "is given with a list or discovery of tables",
+            "leave it out: each table of `tables:` (or `source.tablesMatching`/`tablesTagged`) "
+            "names its own",
+        )
     endpoint = _endpoint(r)
     region = _region(r, endpoint)
     creds, role = _credentials(r)
@@ -282,8 +290,26 @@ _SOURCE_IGNORED = [
 ]
 
 
-def _source(r: Reader) -> SourceConfig:
-    common = _side(r, source=True)
+def _tags(r: Reader) -> tuple[tuple[str, str], ...]:
+    t = r.child("tablesTagged")
+    if t is None:
+        return ()
+    tags = []
+    for k, v in t.data.items():
+        if not isinstance(k, str) or not isinstance(v, str | int) or isinstance(v, bool):
+            t.fail(
+                t.key(str(k)), f"must be a tag value, got {kind_of(v)}", "write `team: payments`"
+            )
+        tags.append((k, str(v)))
+        t.known.append(k)
+    t.done()
+    if not tags:
+        r.fail(r.key("tablesTagged"), "is empty", "give at least one `tag: value`")
+    return tuple(tags)
+
+
+def _source(r: Reader, multi: bool = False) -> SourceConfig:
+    common = _side(r, source=True, multi=multi)
     if common["type"] == S3_EXPORT:
         workers = declared(r, SourceConfig, "maxMapTasks")  # data files loaded at once
         export = _s3_export(r)
@@ -298,6 +324,7 @@ def _source(r: Reader) -> SourceConfig:
         **common,
         **declared(r, SourceConfig),
         **_export_snapshot_keys(r),
+        tables_tagged=_tags(r),
     )
     for k in _SOURCE_IGNORED:
         r.ignore(k)
@@ -337,8 +364,8 @@ def _stream_changes(r: Reader) -> tuple[bool, KinesisStream | None]:
     return True, kinesis
 
 
-def _target(r: Reader) -> TargetConfig:
-    common = _side(r, source=False)
+def _target(r: Reader, multi: bool = False) -> TargetConfig:
+    common = _side(r, source=False, multi=multi)
     billing = r.str_("billingMode")
     if billing is not None and billing.upper() not in ("PROVISIONED", "PAY_PER_REQUEST"):
         r.fail(r.key("billingMode"), f"is {billing!r}", "use PROVISIONED or PAY_PER_REQUEST")
@@ -399,18 +426,22 @@ def _renames(top: Reader) -> tuple[Rename, ...]:
         return ()
     if not isinstance(raw, list):
         top.fail(
-            "renames", f"must be a list, got {kind_of(raw)}", "write `- {from: a, to: b}` items"
+            top.key("renames"),
+            f"must be a list, got {kind_of(raw)}",
+            "write `- {from: a, to: b}` items",
         )
     renames: list[Rename] = []
     for i, item in enumerate(raw):
-        rr = Reader(top.path, f"renames[{i}]", item, top.warnings)
+        rr = Reader(top.path, f"{top.key('renames')}[{i}]", item, top.warnings)
         frm, to = rr.str_("from", required=True), rr.str_("to", required=True)
         rr.done()
         assert frm is not None and to is not None
         renames.append(Rename(from_=frm, to=to))
     targets = [r.to for r in renames]
     if len(set(targets)) != len(targets):
-        top.fail("renames", "maps two attributes to one name", "give each `to` a distinct name")
+        top.fail(
+            top.key("renames"), "maps two attributes to one name", "give each `to` a distinct name"
+        )
     return tuple(renames)
 
 
@@ -434,7 +465,7 @@ def _skip_segments(top: Reader) -> tuple[int, ...]:
         isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in raw
     ):
         top.fail(
-            "skipSegments",
+            top.key("skipSegments"),
             f"must be a list of segment numbers, got {kind_of(raw)}",
             "write `[0, 2]`",
         )
@@ -451,25 +482,67 @@ def parse(data: Any, path: str = "<memory>") -> Config:
         top.fail("source", "is missing", "add a `source:` section with `type: dynamodb`")
     if t is None:
         top.fail("target", "is missing", "add a `target:` section with `type: dynamodb`")
-    source = _source(s)
-    target = _target(t)
+    multi = top.has("tables") or any(s.has(k) for k in ("tablesMatching", "tablesTagged"))
+    source = _source(s, multi)
+    target = _target(t, multi)
+    if source.s3_export is not None and multi:
+        top.fail("tables", "is given with an export source", "an export holds one table")
     savepoints = _savepoints(top)
     renames = _renames(top)
     validation = _validation(top)
     skip = _skip_segments(top)
+    tables = _tables(top)
     top.ignore("skipTokenRanges")
     top.ignore("skipParquetFiles")
-    top.done()
-    return Config(
+    cfg = Config(
         source=source,
         target=target,
         savepoints=savepoints,
         renames=renames,
         validation=validation,
         skip_segments=skip,
+        tables=tables,
+        **declared(top, Config),
         path=path,
         warnings=tuple(warnings),
     )
+    top.done()
+    return cfg
+
+
+def _tables(top: Reader) -> tuple[TableEntry, ...]:
+    raw = top.get("tables")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        top.fail(
+            "tables",
+            f"must be a non-empty list, got {kind_of(raw)}",
+            "list table names, or `{source: NAME, target: NAME}` items",
+        )
+    out: list[TableEntry] = []
+    for i, item in enumerate(raw):
+        where = f"tables[{i}]"
+        if isinstance(item, str) and item:
+            out.append(TableEntry(source=item, target=item))
+            continue
+        er = Reader(top.path, where, item, top.warnings)
+        name = er.str_("source", required=True) or ""
+        entry = TableEntry(
+            source=name,
+            target=er.str_("target") or name,
+            renames=_renames(er) if er.has("renames") else None,
+            skip_segments=_skip_segments(er) if er.has("skipSegments") else None,
+            **declared(er, TableEntry),
+        )
+        er.done()
+        out.append(entry)
+    for side in ("source", "target"):
+        names = [getattr(e, side) for e in out]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            top.fail("tables", f"names {side} table {dup!r} twice", "list each table once")
+    return tuple(out)
 
 
 def load(path: str | Path) -> Config:

@@ -6,10 +6,12 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
 from ..aws.client import DynamoClient, kinesis_client, source_client, target_client
+from ..aws.throttle import RateLimiter
 from ..changes.kinesis import KinesisSource, ensure_destination
 from ..changes.streams import ensure_stream
 from ..config import Config, require_supported
@@ -28,6 +30,16 @@ from .replay import ChangeSource, Replayer, ReplayStats, tuning
 log = logging.getLogger(__name__)
 
 DONE_SNAPSHOT = "Done transferring table snapshot. Starting to transfer changes"
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What the tables of one multi-table run share (pipeline/estate.py): the run already holds
+    every table's savepoint lock; snapshots wait for a slot; writes also pay a common cap."""
+
+    locked: bool = False
+    snapshot_slots: threading.Semaphore | None = None
+    write_cap: RateLimiter | None = None
 
 
 @dataclass
@@ -283,6 +295,24 @@ def _enable_kinesis(job: Job, kinesis: DynamoClient, poll: float) -> str:
     return arn
 
 
+@contextlib.contextmanager
+def _slot(slots: threading.Semaphore | None, stop: threading.Event, table: str) -> Iterator[bool]:
+    """One of a multi-table run's snapshot slots (True), or False when stopped while waiting."""
+    if slots is None:
+        yield True
+        return
+    if not slots.acquire(blocking=False):
+        log.info("Snapshot of %r waits for a free slot (maxTablesInParallel)", table)
+        while not slots.acquire(timeout=0.2):
+            if stop.is_set():
+                yield False
+                return
+    try:
+        yield True
+    finally:
+        slots.release()
+
+
 def _snapshot(job: Job, engine: Engine) -> bool:
     """Copy the snapshot unless done or skipped. True when the replay may start."""
     sp, store = job.sp, job.store
@@ -323,15 +353,17 @@ def migrate(
     stream_poll_seconds: float = 5.0,
     show_progress: bool = True,
     engine: Engine | None = None,
+    shared: Shared | None = None,
 ) -> MigrationResult:
     """Run the whole migration; returns when done, caught up, or ``stop`` is set."""
     stop = stop or threading.Event()
+    shared = shared or Shared()
     require_supported(cfg)
     store = SavepointStore(cfg)
     # The lock comes first: a second run must not even look at the source's stream. The stop
     # event cuts the clients' retry pauses short; the clients close however the run ends.
     with (
-        store.exclusive(),
+        contextlib.nullcontext() if shared.locked else store.exclusive(),
         source_client(cfg.source, stop=stop) as source,
         target_client(cfg.target, stop=stop) as target,
         contextlib.ExitStack() as more,
@@ -355,6 +387,7 @@ def migrate(
                 stream_poll_seconds,
                 show_progress,
                 engine or LocalEngine(),
+                shared,
             )
         except Interrupted as e:  # stopped while a call of the schema or stream step waited
             log.info("Stopped (%s)", e)
@@ -374,6 +407,7 @@ def _migrate(
     stream_poll_seconds: float,
     show_progress: bool,
     engine: Engine,
+    shared: Shared,
 ) -> MigrationResult:
     _phase("schema")
     refuse_same_table(cfg)
@@ -390,7 +424,7 @@ def _migrate(
         tgt,
         store,
         sp,
-        make_sink(cfg, target, src, tgt),
+        make_sink(cfg, target, src, tgt, shared.write_cap),
         stop,
         out,
         show_progress,
@@ -404,7 +438,9 @@ def _migrate(
     elif cfg.target.stream_changes:
         arn = _enable_stream(source, src, store, sp, stream_poll_seconds)
     _phase("snapshot")
-    if not _prepare_export(job, engine) or not _snapshot(job, engine):
+    with _slot(shared.snapshot_slots, stop, cfg.source.table) as got:
+        copied = got and _prepare_export(job, engine) and _snapshot(job, engine)
+    if not copied:
         log.info("Stopped before the snapshot finished; savepoint saved to %s", store.file)
         return MigrationResult(False, arn, None, True)
     if arn is None:

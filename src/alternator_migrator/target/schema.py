@@ -78,7 +78,7 @@ def key_names(desc: dict[str, Any]) -> list[str]:
     return [k["AttributeName"] for k in ks]
 
 
-def _key_signature(
+def key_signature(
     desc: dict[str, Any], renames: dict[str, str] | None = None
 ) -> list[tuple[str, str, str]]:
     types = {a["AttributeName"]: a["AttributeType"] for a in desc.get("AttributeDefinitions", [])}
@@ -223,7 +223,7 @@ def ensure_target(
             raise _side_error("target", table, target, "DescribeTable", e) from None
         existing = None
     if existing is not None:
-        want, have = _key_signature(src, cfg.rename_map()), _key_signature(existing)
+        want, have = key_signature(src, cfg.rename_map()), key_signature(existing)
         if want != have:
             raise SchemaError(
                 f"target table {table!r} exists with key schema {have}, but the source has {want}; "

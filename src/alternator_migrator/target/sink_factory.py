@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..aws.client import DynamoClient
-from ..aws.throttle import RateLimiter, budget, table_capacity
+from ..aws.throttle import RateLimiter, SharedCap, budget, table_capacity
 from ..config import Config
 from .schema import key_names
 from .sink import Sink
@@ -33,5 +33,13 @@ def build_sink(cfg: Config, target: DynamoClient, keys: list[str], limiter: Rate
     )
 
 
-def make_sink(cfg: Config, target: DynamoClient, src: dict[str, Any], tgt: dict[str, Any]) -> Sink:
-    return build_sink(cfg, target, key_names(src), RateLimiter(write_budget(cfg, tgt)))
+def make_sink(
+    cfg: Config,
+    target: DynamoClient,
+    src: dict[str, Any],
+    tgt: dict[str, Any],
+    cap: RateLimiter | None = None,
+) -> Sink:
+    """The sink of one table; ``cap``: a budget shared with other tables (paid as well)."""
+    own = RateLimiter(write_budget(cfg, tgt))
+    return build_sink(cfg, target, key_names(src), own if cap is None else SharedCap(own, cap))

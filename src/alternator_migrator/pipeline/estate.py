@@ -1,0 +1,383 @@
+"""Many tables in one run: the table list, a read-only check of each before any is touched,
+then the same pipeline per table, snapshots a few at a time, replays all together.
+
+A multi-table config (`tables:`, `source.tablesMatching`, `source.tablesTagged`) becomes one
+single-table Config per table, so each table's savepoint is the file a single-table run of that
+table would use: a table of an estate can be resumed alone, and the other way round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fnmatch
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from ..aws.client import DynamoClient, DynamoError, source_client, target_client
+from ..aws.throttle import RateLimiter
+from ..config import Config, require_supported
+from ..config.model import TableEntry
+from ..errors import ConfigError, MigratorError
+from ..state.savepoint import SavepointStore
+from ..target.schema import key_signature, refuse_same_table
+from .migrate import MigrationResult, Shared, migrate
+
+log = logging.getLogger(__name__)
+
+
+class TablesFailed(MigratorError):
+    """Tables that could not be migrated (named); the others ran, or none was touched."""
+
+    exit_code = 1
+
+
+# --------------------------------------------------------------------------- the table list
+
+
+def for_table(cfg: Config, e: TableEntry) -> Config:
+    """The single-table config of one entry: the run's settings with the entry's overrides."""
+
+    def pick(override: Any, base: Any) -> Any:
+        return base if override is None else override
+
+    s, t = cfg.source, cfg.target
+    source = dataclasses.replace(
+        s,
+        table=e.source,
+        tables_matching=None,
+        tables_tagged=(),
+        scan_segments=pick(e.scan_segments, s.scan_segments),
+        read_throughput=pick(e.read_throughput, s.read_throughput),
+    )
+    target = dataclasses.replace(
+        t,
+        table=e.target,
+        stream_changes=pick(e.stream_changes, t.stream_changes),
+        skip_initial_snapshot_transfer=pick(
+            e.skip_initial_snapshot_transfer, t.skip_initial_snapshot_transfer
+        ),
+        write_throughput=pick(e.write_throughput, t.write_throughput),
+    )
+    return dataclasses.replace(
+        cfg,
+        source=source,
+        target=target,
+        renames=pick(e.renames, cfg.renames),
+        skip_segments=pick(e.skip_segments, cfg.skip_segments),
+        tables=(),
+    )
+
+
+def _list_tables(client: DynamoClient) -> list[str]:
+    names: list[str] = []
+    req: dict[str, Any] = {}
+    while True:
+        resp = client.call("ListTables", req)
+        names += resp.get("TableNames", [])
+        last = resp.get("LastEvaluatedTableName")
+        if not last:
+            return names
+        req = {"ExclusiveStartTableName": last}
+
+
+def _tags(client: DynamoClient, table: str) -> dict[str, str]:
+    arn = client.call("DescribeTable", {"TableName": table})["Table"]["TableArn"]
+    tags: dict[str, str] = {}
+    req: dict[str, Any] = {"ResourceArn": arn}
+    while True:
+        resp = client.call("ListTagsOfResource", req)
+        tags.update({t["Key"]: t["Value"] for t in resp.get("Tags", [])})
+        token = resp.get("NextToken")
+        if not token:
+            return tags
+        req = {"ResourceArn": arn, "NextToken": token}
+
+
+def discover(cfg: Config, client: DynamoClient) -> list[TableEntry]:
+    """The source tables `tablesMatching` / `tablesTagged` select (both when both are given)."""
+    pattern, wanted = cfg.source.tables_matching, dict(cfg.source.tables_tagged)
+    found = []
+    for name in sorted(_list_tables(client)):
+        if pattern is not None and not fnmatch.fnmatchcase(name, pattern):
+            continue
+        if wanted:
+            tags = _tags(client, name)
+            if any(tags.get(k) != v for k, v in wanted.items()):
+                continue
+        found.append(TableEntry(source=name, target=name))
+    return found
+
+
+def table_configs(cfg: Config, source: DynamoClient | None = None) -> list[Config]:
+    """One Config per table of the run (the config itself for a single-table run)."""
+    if not cfg.many_tables:
+        return [cfg]
+    if cfg.tables:
+        entries = list(cfg.tables)
+    else:
+        if source is None:
+            raise ValueError("discovering tables needs a source client")
+        entries = discover(cfg, source)
+        if not entries:
+            raise ConfigError(
+                f"{cfg.path}: no source table matches `source.tablesMatching`/`tablesTagged`; "
+                "check the pattern and tags (ListTables found none)"
+            )
+    return [for_table(cfg, e) for e in entries]
+
+
+@contextlib.contextmanager
+def tables_of(cfg: Config) -> Iterator[list[Config]]:
+    """The run's per-table configs (discovery asks the source, once)."""
+    if not cfg.many_tables or cfg.tables:
+        yield table_configs(cfg)
+        return
+    with source_client(cfg.source) as source:
+        yield table_configs(cfg, source)
+
+
+# --------------------------------------------------------------------------- the check first
+
+
+def check_table(cfg: Config, source: DynamoClient, target: DynamoClient) -> str | None:
+    """Why this table cannot be migrated as configured (None: it can). Read-only: DescribeTable
+    on both sides and the table's savepoint, nothing else."""
+    try:
+        refuse_same_table(cfg)
+    except MigratorError as e:
+        return str(e)
+    table = cfg.source.table
+    try:
+        src = source.call("DescribeTable", {"TableName": table})["Table"]
+    except DynamoError as e:
+        if e.code == "ResourceNotFoundException":
+            return f"source table {table!r} does not exist"
+        return f"source table {table!r}: DescribeTable failed ({e.code}: {e.message})"
+    sp = SavepointStore(cfg).load()
+    ours = sp.stream_arn if sp is not None else None
+    spec = src.get("StreamSpecification") or {}
+    if cfg.target.stream_changes and cfg.target.kinesis is None and spec.get("StreamEnabled"):
+        arn = src.get("LatestStreamArn")
+        enabling = sp is not None and sp.stream_enabling is not None
+        if arn != ours and not enabling:
+            return (
+                f"source table {table!r} already has a stream this migration did not enable "
+                f"({arn}); disable it or migrate this table on its own"
+            )
+    try:
+        tgt = target.call("DescribeTable", {"TableName": cfg.target.table})["Table"]
+    except DynamoError as e:
+        if e.code == "ResourceNotFoundException":
+            return None  # created like the source
+        return f"target table {cfg.target.table!r}: DescribeTable failed ({e.code}: {e.message})"
+    want, have = key_signature(src, cfg.rename_map()), key_signature(tgt)
+    if want != have:
+        return (
+            f"target table {cfg.target.table!r} exists with key schema {have}, but source "
+            f"{table!r} has {want}"
+        )
+    return None
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class TableOutcome:
+    cfg: Config
+    result: MigrationResult | None = None
+    error: str | None = None
+    exit_code: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.cfg.source.table
+
+
+@dataclass
+class EstateResult:
+    tables: list[TableOutcome] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # table -> why (never touched)
+
+    @property
+    def failed(self) -> list[TableOutcome]:
+        return [t for t in self.tables if t.error is not None]
+
+
+def migrate_tables(
+    cfg: Config,
+    stop: threading.Event | None = None,
+    *,
+    skip_failing_tables: bool = False,
+    run_table: Callable[..., MigrationResult] = migrate,
+    **options: Any,
+) -> EstateResult:
+    """Migrate every table of the run; ``options`` go to each table's ``migrate``.
+
+    Every table is checked (read-only) before any is touched: a table that cannot be migrated
+    stops the run here, or with ``skip_failing_tables`` is left out and named at the end."""
+    stop = stop or threading.Event()
+    require_supported(cfg)
+    result = EstateResult()
+    with (
+        source_client(cfg.source, stop=stop) as source,
+        target_client(cfg.target, stop=stop) as target,
+    ):
+        cfgs = table_configs(cfg, source)
+        for c in cfgs:
+            why = check_table(c, source, target)
+            if why is not None:
+                result.refused[c.source.table] = why
+    if result.refused:
+        lines = "; ".join(f"{t}: {why}" for t, why in result.refused.items())
+        if not skip_failing_tables:
+            raise TablesFailed(
+                f"{len(result.refused)} of {len(cfgs)} tables cannot be migrated as configured, "
+                f"so no table was touched: {lines}. Fix them, or run with --skip-failing-tables "
+                "to migrate the others"
+            )
+        log.warning("Leaving out %d tables (--skip-failing-tables): %s", len(result.refused), lines)
+    todo = [c for c in cfgs if c.source.table not in result.refused]
+    log.info(
+        "Migrating %d tables (%d snapshots at a time): %s",
+        len(todo),
+        cfg.max_tables_in_parallel,
+        ", ".join(f"{c.source.table} -> {c.target.table}" for c in todo),
+    )
+    shared = Shared(
+        locked=True,
+        snapshot_slots=threading.Semaphore(cfg.max_tables_in_parallel),
+        write_cap=RateLimiter(cfg.target.total_write_throughput)
+        if cfg.target.total_write_throughput
+        else None,
+    )
+    # Every table's lock before the first write: a second run of any of them is refused now.
+    with contextlib.ExitStack() as locks:
+        for c in todo:
+            locks.enter_context(SavepointStore(c).exclusive())
+        outcomes = [TableOutcome(c) for c in todo]
+        threads = [
+            threading.Thread(
+                target=_run_one,
+                args=(o, stop, shared, run_table, options),
+                name=f"table-{o.name}",
+                daemon=True,
+            )
+            for o in outcomes
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.5)
+    result.tables = outcomes
+    return result
+
+
+def _run_one(
+    o: TableOutcome,
+    stop: threading.Event,
+    shared: Shared,
+    run_table: Callable[..., MigrationResult],
+    options: dict[str, Any],
+) -> None:
+    _TABLE.name = o.name
+    try:
+        o.result = run_table(o.cfg, stop, shared=shared, **options)
+    except MigratorError as e:
+        # One table's failure (a trimmed stream, a refused write) stops that table only.
+        o.error, o.exit_code = str(e), e.exit_code
+        log.error("Table %s stopped: %s", o.name, e)
+    except Exception as e:
+        o.error, o.exit_code = f"unexpected error: {type(e).__name__}: {e}", 1
+        log.exception("Table %s stopped by an unexpected error", o.name)
+
+
+def summary(result: EstateResult, out: TextIO) -> int:
+    """One line per table and a last line; returns the exit code (0 when every table ran)."""
+    for o in result.tables:
+        if o.error is not None:
+            state = f"FAILED (exit {o.exit_code}): {o.error}"
+        elif o.result is None:
+            state = "not run"
+        elif o.result.snapshot_complete:
+            state = "snapshot complete" + (", replay stopped" if o.result.stream_arn else "")
+        else:
+            state = "stopped before its snapshot was complete"
+        out.write(f"{o.name} -> {o.cfg.target.table}: {state}\n")
+    bad = [o.name for o in result.failed] + list(result.refused)
+    if bad:
+        out.write(
+            f"Tables not migrated: {', '.join(bad)} ({len(result.tables) - len(result.failed)} "
+            "others ran)\n"
+        )
+        return max([o.exit_code for o in result.failed] + [1])
+    out.write(f"All {len(result.tables)} tables ran\n")
+    return 0
+
+
+# --------------------------------------------------------------------------- log lines
+
+
+class _TableLocal(threading.local):
+    name: str | None = None
+
+
+_TABLE = _TableLocal()
+
+
+class TableLogFilter(logging.Filter):
+    """Prefixes the log lines of a table's own thread with its name (`[orders] ...`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = _TABLE.name
+        if name is not None and not getattr(record, "_table_tagged", False):
+            record.msg = f"[{name}] {record.msg}"
+            record._table_tagged = True
+        return True
+
+
+def migrate_estate(
+    cfg: Config,
+    stop: threading.Event,
+    *,
+    skip_failing_tables: bool = False,
+    out: TextIO,
+    **options: Any,
+) -> int:
+    """The `migrate` command for a multi-table config: run, then one line per table and a last
+    line naming the tables not migrated. Returns the exit code."""
+    handlers = logging.getLogger().handlers
+    tagger = TableLogFilter()
+    for h in handlers:
+        h.addFilter(tagger)
+    try:
+        result = migrate_tables(
+            cfg, stop, skip_failing_tables=skip_failing_tables, show_progress=False, **options
+        )
+    finally:
+        for h in handlers:
+            h.removeFilter(tagger)
+    return summary(result, out)
+
+
+def validate_estate(cfg: Config, *, out: TextIO, **options: Any) -> int:
+    """`validate` for every table of the run; exit 1 when any differs (named on the last line)."""
+    from ..validate.validator import validate
+
+    differ: list[str] = []
+    with tables_of(cfg) as cfgs:
+        for c in cfgs:
+            out.write(f"== {c.source.table} -> {c.target.table}\n")
+            out.flush()
+            if not validate(c, out=out, **options).identical:
+                differ.append(c.source.table)
+    if differ:
+        out.write(f"Tables that differ: {', '.join(differ)} ({len(differ)} of {len(cfgs)})\n")
+        return 1
+    out.write(f"All {len(cfgs)} tables identical\n")
+    return 0
