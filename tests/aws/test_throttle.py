@@ -123,3 +123,17 @@ def test_table_capacity_defaults() -> None:
     assert table_capacity(on_demand, "WriteCapacityUnits", "dynamodb") == 40000
     # Alternator accepts and ignores provisioning: a table created with 7 WCU is not slow.
     assert table_capacity(provisioned, "WriteCapacityUnits", "alternator") == 40000
+
+
+def test_shared_cap_holds_the_sum_of_several_tables(clock: FakeClock) -> None:
+    # Two tables at 100 units/s each under a 100 units/s cap: together they get 100/s, not 200.
+    from alternator_migrator.aws.throttle import SharedCap
+
+    cap = RateLimiter(100.0)
+    a, b = SharedCap(RateLimiter(100.0), cap), SharedCap(RateLimiter(100.0), cap)
+    for _ in range(20):
+        a.acquire(10)
+        b.acquire(10)
+    # 400 units; the cap's 100-unit burst is free: 300 units at 100/s.
+    assert clock.slept == pytest.approx(3.0, abs=0.2)
+    assert not a.unlimited and SharedCap(RateLimiter(None), RateLimiter(None)).unlimited
