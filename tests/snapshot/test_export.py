@@ -3,9 +3,11 @@ mode (stream, export, load, replay) on a live table. moto serves S3 and the expo
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -707,3 +709,43 @@ def test_one_step_mode_checks_the_data_files_against_their_manifest(
     assert any(f"s3://{bucket}/{k} does not match" in str(e.value) for k in tampered), e.value
     sp = SavepointStore(cfg).load()
     assert sp is not None and not sp.snapshot_done and not sp.segments_done
+
+
+def test_one_step_mode_skips_only_what_dynamodb_ttl_deletes(
+    moto: Server,
+    dynalite: Server,
+    src: Any,
+    dst: Any,
+    table_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The live table's TTL attribute applies to the export's items, by DynamoDB's rule."""
+    s3 = boto_client(moto.url, "s3")
+    bucket = _bucket(s3, table_name)
+    create_table(src, table_name)
+    src.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "exp"}
+    )
+    now, day = int(time.time()), 86400
+    ttl = {"yesterday": now - day, "zero": 0, "tomorrow": now + day, "ms": now * 1000}
+    batch_put(src, table_name, [{"pk": {"S": k}, "exp": {"N": str(v)}} for k, v in ttl.items()])
+    with FaultProxy(moto.url) as proxy:
+        proxy.on_answer = aws_export_answers(s3)
+        proxy.start()
+        cfg = local_config(
+            tmp_path,
+            proxy,
+            dynalite,
+            table_name,
+            stream=False,
+            source_extra={"snapshotFrom": "export", "exportBucket": bucket},
+        )
+        with caplog.at_level(logging.INFO, logger="alternator_migrator"):
+            assert migrate(cfg, show_progress=False).snapshot_complete
+
+    assert set(_target(dst, table_name)) == {"zero", "tomorrow", "ms"}
+    assert any(
+        "Skipped 1 expired items" in r.getMessage() and "copied 2 items" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
