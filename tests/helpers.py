@@ -386,11 +386,9 @@ def write_aws_export(
         key = f"{base}/data/file{n:03d}.json.gz"
         body = b"".join(orjson.dumps({"Item": to_wire(it)}) + b"\n" for it in items)
         s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(body))
-        entries.append({"itemCount": len(items), "dataFileS3Key": key})
-    entries += [{"itemCount": None, "dataFileS3Key": k} for k in data_keys or []]
-    lines = [
-        {"md5Checksum": "unchecked", "etag": "unchecked", **e} for e in entries
-    ]  # AWS writes these two as well
+        entries.append({"dataFileS3Key": key})
+    entries += [{"dataFileS3Key": k} for k in data_keys or []]
+    lines = [{**export_file_facts(s3, bucket, e["dataFileS3Key"]), **e} for e in entries]
     s3.put_object(
         Bucket=bucket,
         Key=f"{base}/manifest-files.json",
@@ -413,6 +411,24 @@ def write_aws_export(
     }
     s3.put_object(Bucket=bucket, Key=f"{base}/manifest-summary.json", Body=orjson.dumps(summary))
     return f"{base}/manifest-summary.json"
+
+
+def export_file_facts(s3: Any, bucket: str, key: str) -> dict[str, Any]:
+    """What AWS writes for a data file in manifest-files.json, from the object as stored:
+    itemCount (its lines) and md5Checksum (base64 MD5 of the gzipped bytes, as on the real AWS
+    export in the Scylla Migrator's tests); etag as S3 gives it."""
+    import base64
+    import gzip
+    import hashlib
+
+    obj = s3.get_object(Bucket=bucket, Key=key)
+    raw = obj["Body"].read()
+    lines = [x for x in gzip.decompress(raw).splitlines() if x.strip()]
+    return {
+        "itemCount": len(lines),
+        "md5Checksum": base64.b64encode(hashlib.md5(raw).digest()).decode(),
+        "etag": str(obj.get("ETag", "")).strip('"'),
+    }
 
 
 def aws_export_answers(s3: Any) -> Callable[[str, str, bytes], bytes]:

@@ -129,17 +129,26 @@ def test_default_is_to_stop_at_the_first_failed_read(
 def test_expired_images_are_not_written_removes_still_are(
     tmp_path: Path, fake: FlakyStreams, dynalite: Server, dst: Any, table_name: str
 ) -> None:
-    """`v` plays the TTL attribute: 5 is long past, now + 1 day is live."""
-    later = int(time.time()) + 86400
+    """`v` plays the TTL attribute: a day ago is expired, now + 1 day is live; 0 and 5 (more
+    than five years ago) DynamoDB never expires, so they are written, not turned into deletes."""
+    later, earlier = int(time.time()) + 86400, int(time.time()) - 86400
     fake.add_shard("s0")
     store, sp, sink = replay_setup(tmp_path, fake, dynalite, dst, table_name)
     dst.put_item(TableName=table_name, Item={"pk": {"S": "gone"}, "v": {"N": str(later)}})
+    dst.put_item(TableName=table_name, Item={"pk": {"S": "zero"}, "v": {"N": str(later)}})
     fake.put("s0", "live", later)
-    fake.put("s0", "expired", 5)
+    fake.put("s0", "expired", earlier)
     fake.put("s0", "was-live", later)
-    fake.put("s0", "was-live", 5)  # a live item updated to an expired TTL
+    fake.put("s0", "was-live", earlier)  # a live item updated to an expired TTL
     fake.put("s0", "gone", None)  # a REMOVE is applied whatever the TTL
     fake.put("s0", "text", "not a number")  # not a number: never expires
+    fake.put("s0", "ancient", 5)  # more than five years ago: DynamoDB keeps it forever
+    fake.put("s0", "zero", 0)  # 0: "never expires"; the older copy is overwritten, not deleted
     replay(fake, store, sp, sink, expired=expiry_check("v", time.time))
     got = {i["pk"]["S"]: i["v"] for i in scan_all(dst, table_name)}
-    assert got == {"live": {"N": str(later)}, "text": {"S": "not a number"}}
+    assert got == {
+        "live": {"N": str(later)},
+        "text": {"S": "not a number"},
+        "ancient": {"N": "5"},
+        "zero": {"N": "0"},
+    }

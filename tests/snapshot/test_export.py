@@ -3,9 +3,11 @@ mode (stream, export, load, replay) on a live table. moto serves S3 and the expo
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from alternator_migrator.config import load
 from alternator_migrator.errors import MigratorError
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.migrate import migrate
-from alternator_migrator.snapshot.export import ExportError, check_named_export
+from alternator_migrator.snapshot.export import ExportError, ExportMismatch, check_named_export
 from alternator_migrator.state.savepoint import SavepointStore
 
 from ..helpers import (
@@ -542,3 +544,208 @@ def test_a_manifest_that_is_not_one_is_named(moto: Server, table_name: str) -> N
     with pytest.raises(ExportError, match="is not a DynamoDB export manifest") as e:
         read_manifest(s3, bucket, "x/manifest-summary.json")
     assert e.value.exit_code == 2
+
+
+# The real AWS export in the Scylla Migrator's tests: one data file of three items, under
+# dynamodb-export/AWSDynamoDB/01715685260608-c488b4e1/, its manifest-files.json line carrying
+# itemCount 3 and md5Checksum (base64 MD5 of the gzipped object). Rebuilt here with items of
+# our own (the layout and the rule are AWS's; the bytes are ours).
+def _their_export(s3: Any, bucket: str) -> tuple[str, str, list[dict[str, Any]]]:
+    items = [every_type_item(i) for i in range(3)]
+    manifest = write_aws_export(s3, bucket, "dynamodb-export", "01715685260608-c488b4e1", [items])
+    key = manifest.replace("manifest-summary.json", "data/file000.json.gz")
+    return manifest, key, items
+
+
+def _gz(items: list[dict[str, Any]], level: int = 9) -> bytes:
+    import gzip
+
+    body = b"".join(orjson.dumps({"Item": to_wire(it)}) + b"\n" for it in items)
+    return gzip.compress(body, compresslevel=level, mtime=0)
+
+
+def _files_line(s3: Any, bucket: str, manifest: str) -> dict[str, Any]:
+    files = manifest.replace("manifest-summary.json", "manifest-files.json")
+    line: dict[str, Any] = orjson.loads(s3.get_object(Bucket=bucket, Key=files)["Body"].read())
+    return line
+
+
+def test_a_data_file_short_of_its_manifest_stops_the_run_naming_it(
+    moto: Server, dynalite: Server, dst: Any, table_name: str, tmp_path: Path
+) -> None:
+    """The issue's case: the data file replaced by a valid gzip lacking one of its three lines
+    (a partial upload, a swapped object) loaded 2 items and exited 0."""
+    s3 = boto_client(moto.url, "s3")
+    bucket = _bucket(s3, table_name)
+    manifest, key, items = _their_export(s3, bucket)
+    expected_md5 = _files_line(s3, bucket, manifest)["md5Checksum"]
+    s3.put_object(Bucket=bucket, Key=key, Body=_gz(items[:2]))
+    cfg = _export_config(tmp_path / "c.yaml", moto.url, bucket, manifest, dynalite, table_name)
+    log = tmp_path / "cli.log"
+
+    assert _start_cli(cfg, log).wait(60) == 1
+
+    last = log.read_text().strip().splitlines()[-1]
+    assert f"data file s3://{bucket}/{key} does not match manifest-files.json" in last, last
+    assert "2 items, the manifest says 3" in last, last
+    assert f"the manifest says {expected_md5}" in last, last
+    assert "Traceback" not in log.read_text()
+    sp = _savepoint(tmp_path)
+    assert not sp.get("snapshotDone") and 0 not in sp.get("segmentsDone", []), sp
+
+
+def test_a_data_file_with_another_md5_stops_the_run_naming_both(
+    moto: Server, dynalite: Server, table_name: str, tmp_path: Path
+) -> None:
+    import base64
+    import hashlib
+
+    s3 = boto_client(moto.url, "s3")
+    bucket = _bucket(s3, table_name)
+    manifest, key, items = _their_export(s3, bucket)
+    # The same three items, other bytes: the count matches, only the checksum can tell.
+    other = _gz([items[0], items[2], items[1]], level=1)
+    s3.put_object(Bucket=bucket, Key=key, Body=other)
+    found = base64.b64encode(hashlib.md5(other).digest()).decode()
+    expected = _files_line(s3, bucket, manifest)["md5Checksum"]
+    assert found != expected
+    cfg = load(
+        _export_config(tmp_path / "c.yaml", moto.url, bucket, manifest, dynalite, table_name)
+    )
+
+    with pytest.raises(ExportMismatch) as e:
+        migrate(cfg, show_progress=False)
+
+    assert e.value.exit_code == 1
+    msg = str(e.value)
+    assert f"data file s3://{bucket}/{key} does not match" in msg, msg
+    assert "items, the manifest says" not in msg, msg  # the count was right
+    assert f"MD5 {found} of its {len(other)} bytes, the manifest says {expected}" in msg, msg
+    sp = SavepointStore(cfg).load()
+    assert sp is not None and not sp.snapshot_done and 0 not in sp.segments_done
+
+
+def test_their_export_layout_with_checksums_loads(
+    moto: Server, dynalite: Server, dst: Any, table_name: str, tmp_path: Path
+) -> None:
+    s3 = boto_client(moto.url, "s3")
+    bucket = _bucket(s3, table_name)
+    manifest, _, items = _their_export(s3, bucket)
+    line = _files_line(s3, bucket, manifest)
+    assert line["itemCount"] == 3 and len(base64_digest := line["md5Checksum"]) == 24
+    assert base64_digest.endswith("==")
+    cfg = load(
+        _export_config(tmp_path / "c.yaml", moto.url, bucket, manifest, dynalite, table_name)
+    )
+
+    assert migrate(cfg, show_progress=False).snapshot_complete
+    assert _target(dst, table_name) == _expected([items])
+
+
+def test_a_file_resumed_mid_way_is_still_checked_whole(moto: Server, table_name: str) -> None:
+    """The savepoint holds the last acknowledged line; the resumed read starts again at the
+    first byte (one GET), hands out only the lines after it, and checks the whole file."""
+    from alternator_migrator.snapshot.export import ExportSource, read_manifest
+
+    s3 = boto_client(moto.url, "s3")
+    bucket = _bucket(s3, table_name)
+    items = [every_type_item(i) for i in range(25)]
+    manifest = write_aws_export(s3, bucket, "p", "01-resume", [items])
+    key = manifest.replace("manifest-summary.json", "data/file000.json.gz")
+    source = ExportSource(s3, read_manifest(s3, bucket, manifest), page_items=10)
+    stop = threading.Event()
+    resumed = list(source.pages(0, 20, stop))
+    assert [pos for _, pos in resumed] == [None]
+    assert resumed[0][0] == [to_wire(i) for i in items[20:]]
+
+    # One of the lines already loaded before the stop is gone: the file is short, the
+    # resumed read still sees it although it hands out none of those lines.
+    s3.put_object(Bucket=bucket, Key=key, Body=_gz(items[1:]))
+    pages = source.pages(0, 20, stop)
+    with pytest.raises(ExportMismatch, match="24 items, the manifest says 25"):
+        list(pages)
+
+
+def test_one_step_mode_checks_the_data_files_against_their_manifest(
+    moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str, tmp_path: Path
+) -> None:
+    s3 = boto_client(moto.url, "s3")
+    bucket = _bucket(s3, table_name)
+    create_table(src, table_name)
+    batch_put(src, table_name, [every_type_item(i) for i in range(60)])
+    as_aws = aws_export_answers(s3)
+    tampered: list[str] = []
+
+    def on_answer(op: str, path: str, body: bytes) -> bytes:
+        body = as_aws(op, path, body)
+        if op != "DescribeExport":
+            return body
+        manifest = orjson.loads(body)["ExportDescription"].get("ExportManifest")
+        if manifest:
+            # manifest-files.json says one item more than each data file holds.
+            key = manifest.replace("manifest-summary.json", "manifest-files.json")
+            lines = s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines()
+            entries = [orjson.loads(x) for x in lines if x.strip()]
+            for e in entries:
+                e["itemCount"] += 1
+                tampered.append(e["dataFileS3Key"])
+            s3.put_object(Bucket=bucket, Key=key, Body=b"\n".join(map(orjson.dumps, entries)))
+        return body
+
+    with FaultProxy(moto.url) as proxy:
+        proxy.on_answer = on_answer
+        proxy.start()
+        cfg = local_config(
+            tmp_path,
+            proxy,
+            dynalite,
+            table_name,
+            source_extra={"snapshotFrom": "export", "exportBucket": bucket},
+        )
+        with pytest.raises(ExportMismatch, match="items, the manifest says") as e:
+            migrate(cfg, show_progress=False, stream_poll_seconds=0.1)
+
+    assert e.value.exit_code == 1 and tampered
+    assert any(f"s3://{bucket}/{k} does not match" in str(e.value) for k in tampered), e.value
+    sp = SavepointStore(cfg).load()
+    assert sp is not None and not sp.snapshot_done and not sp.segments_done
+
+
+def test_one_step_mode_skips_only_what_dynamodb_ttl_deletes(
+    moto: Server,
+    dynalite: Server,
+    src: Any,
+    dst: Any,
+    table_name: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The live table's TTL attribute applies to the export's items, by DynamoDB's rule."""
+    s3 = boto_client(moto.url, "s3")
+    bucket = _bucket(s3, table_name)
+    create_table(src, table_name)
+    src.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "exp"}
+    )
+    now, day = int(time.time()), 86400
+    ttl = {"yesterday": now - day, "zero": 0, "tomorrow": now + day, "ms": now * 1000}
+    batch_put(src, table_name, [{"pk": {"S": k}, "exp": {"N": str(v)}} for k, v in ttl.items()])
+    with FaultProxy(moto.url) as proxy:
+        proxy.on_answer = aws_export_answers(s3)
+        proxy.start()
+        cfg = local_config(
+            tmp_path,
+            proxy,
+            dynalite,
+            table_name,
+            stream=False,
+            source_extra={"snapshotFrom": "export", "exportBucket": bucket},
+        )
+        with caplog.at_level(logging.INFO, logger="alternator_migrator"):
+            assert migrate(cfg, show_progress=False).snapshot_complete
+
+    assert set(_target(dst, table_name)) == {"zero", "tomorrow", "ms"}
+    assert any(
+        "Skipped 1 expired items" in r.getMessage() and "copied 2 items" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]

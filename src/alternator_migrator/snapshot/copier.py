@@ -14,7 +14,7 @@ import logging
 import math
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from ..metrics import METRICS
 from ..progress import SnapshotProgress
 from ..state.savepoint import Savepoint
 from ..target.sink import Sink
+from ..target.ttl import ExpiryCheck, Ttl
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ class SnapshotCopier:
         stop: threading.Event,
         progress: SnapshotProgress | None = None,
         *,
-        expired: Callable[[dict[str, Any]], bool] | None = None,
+        expired: ExpiryCheck | None = None,
         units: SnapshotSource | None = None,
     ) -> None:
         self.source = source
@@ -190,8 +191,9 @@ class SnapshotCopier:
         self.segments: queue.Queue[int] = queue.Queue()
         self.errors: list[BaseException] = []
         self._failed = threading.Event()
-        self.expired = expired  # TTL already passed: not copied
+        self.expired = expired  # DynamoDB's TTL will delete it: not copied
         self.skipped_expired = 0
+        self.kept_unexpiring = 0  # a TTL attribute DynamoDB ignores: copied, and counted
         # Guards the pages and the Savepoint; saves run under it too, so a save never reads
         # the Savepoint while a writer changes it.
         self._lock = threading.RLock()
@@ -219,11 +221,19 @@ class SnapshotCopier:
 
     def _drop_expired(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         assert self.expired is not None
-        live = [it for it in items if not self.expired(it)]
-        if len(live) != len(items):
+        live: list[dict[str, Any]] = []
+        never = 0
+        for it in items:
+            state = self.expired.state(it)
+            if state is not Ttl.EXPIRED:
+                live.append(it)
+                never += state is Ttl.NEVER
+        if len(live) != len(items) or never:
             with self._lock:
                 self.skipped_expired += len(items) - len(live)
+                self.kept_unexpiring += never
             METRICS.inc("items_expired_skipped_total", len(items) - len(live))
+            METRICS.inc("items_ttl_never_expires_total", never)
         return live
 
     def _put(self, batch: _Batch) -> None:
@@ -344,10 +354,16 @@ class SnapshotCopier:
             t.join()
         with self._lock:
             self.store.save(self.sp)
-        if self.skipped_expired:
+        if self.skipped_expired or self.kept_unexpiring:
+            assert self.expired is not None
             log.info(
-                "Skipped %d expired items (their TTL attribute is in the past)",
+                "Skipped %d expired items (TTL attribute %r in the past, as DynamoDB deletes "
+                "them); copied %d items whose %r DynamoDB will never expire (not a number, "
+                "more than five years past, or milliseconds)",
                 self.skipped_expired,
+                self.expired.attribute,
+                self.kept_unexpiring,
+                self.expired.attribute,
             )
         if self.errors:
             raise self.errors[0]

@@ -9,12 +9,22 @@ held whole in memory, and its position is the number of lines acknowledged by th
 Two ways in: a source of ``type: dynamodb-s3-export`` (an export made earlier, loaded once), and
 a DynamoDB source with ``snapshotFrom: export`` (one step: the stream is enabled first, then the
 export requested, waited for, loaded, and the stream replayed from its start).
+
+Every data file is checked against its manifest line as it streams: the MD5 of the object's
+bytes as S3 sends them (``md5Checksum``, base64, is of the gzipped object: checked on the real
+AWS export of the Scylla Migrator's tests) and the number of items (``itemCount``). A file that
+does not match stops the run before it is recorded as done, so a partial upload or a swapped
+object never loads as a complete snapshot. A file resumed mid-way is read again from its first
+byte (one GET, as before: the lines already loaded are decompressed and counted, not parsed or
+written again), because an MD5 can only be taken over the whole object.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
+import io
 import logging
 import threading
 import time
@@ -45,10 +55,18 @@ class MissingObject(ExportError):
     """An S3 object (or its bucket) that does not exist."""
 
 
+class ExportMismatch(ExportError):
+    """A data file that is not what its manifest says (item count or MD5): damaged data, not a
+    config mistake, so it fails the run like a write that failed for good."""
+
+    exit_code = 1
+
+
 @dataclass(frozen=True)
 class DataFile:
     key: str
     item_count: int | None
+    md5: str | None = None  # manifest-files.json's md5Checksum: base64 MD5 of the gzipped object
 
 
 @dataclass(frozen=True)
@@ -146,7 +164,25 @@ def _read_manifest(s3: Any, bucket: str, summary_key: str, fix: str) -> Manifest
     for line in body.iter_lines():
         if line.strip():
             entry = orjson.loads(line)
-            files.append(DataFile(str(entry["dataFileS3Key"]), entry.get("itemCount")))
+            n, md5 = entry.get("itemCount"), entry.get("md5Checksum")
+            files.append(
+                DataFile(
+                    str(entry["dataFileS3Key"]),
+                    int(n) if n is not None else None,
+                    str(md5) if md5 else None,
+                )
+            )
+    unchecked = sum(1 for f in files if f.item_count is None or f.md5 is None)
+    if unchecked:
+        # AWS writes both for every file; a hand-made or third-party manifest may not.
+        log.warning(
+            "%d of %d data files in s3://%s/%s have no itemCount or md5Checksum: they are "
+            "loaded without checking that they are whole",
+            unchecked,
+            len(files),
+            bucket,
+            files_key,
+        )
     count = summary.get("itemCount")
     return Manifest(
         bucket,
@@ -157,14 +193,49 @@ def _read_manifest(s3: Any, bucket: str, summary_key: str, fix: str) -> Manifest
     )
 
 
-def read_items(s3: Any, bucket: str, key: str, skip: int = 0) -> Iterator[dict[str, Any]]:
-    """The items of one data file, decompressed as they stream in, after ``skip`` lines."""
+class _Hashed:
+    """The object's bytes on their way to gzip: MD5 and size of exactly what S3 sent, taken
+    as they stream (no second read)."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+
+    def read(self, n: int | None = -1) -> bytes:
+        data: bytes = self.body.read(n) if n is not None and n >= 0 else self.body.read()
+        self.md5.update(data)
+        self.size += len(data)
+        return data
+
+    def seek(self, n: int) -> object:
+        raise io.UnsupportedOperation("an S3 stream is read once, front to back")
+
+
+def _md5_matches(expected: str, digest: bytes) -> bool:
+    """AWS writes base64; a hex spelling (as some tools copy an ETag) is accepted too."""
+    e = expected.strip()
+    return e == base64.b64encode(digest).decode() or e.lower() == digest.hex()
+
+
+def read_items(
+    s3: Any, bucket: str, key: str, skip: int = 0, expect: DataFile | None = None
+) -> Iterator[dict[str, Any]]:
+    """The items of one data file, decompressed as they stream in, after ``skip`` lines.
+
+    The whole object is always read (the lines before ``skip`` are counted, not parsed), and,
+    after its last item, checked against ``expect``'s item count and MD5: a mismatch raises
+    ``ExportMismatch`` before the caller can see the file's end."""
     body = _get(s3, bucket, key, "export data file", "was the export deleted or moved?")
-    with gzip.GzipFile(fileobj=body, mode="rb") as gz:
+    raw = _Hashed(body)
+    items = 0
+    with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
         for n, line in enumerate(gz):
+            blank = not line.strip()
+            items += not blank
             if n < skip:
                 continue
-            if not line.strip():
+            if blank:
                 yield {}
                 continue
             try:
@@ -177,6 +248,29 @@ def read_items(s3: Any, bucket: str, key: str, skip: int = 0) -> Iterator[dict[s
             if not isinstance(item, dict):
                 raise ExportError(f"line {n + 1} of s3://{bucket}/{key}: `Item` is not a mapping")
             yield item
+    while raw.read(1 << 16):  # whatever gzip left unread still belongs to the object's MD5
+        pass
+    if expect is not None:
+        _verify(bucket, key, expect, items, raw)
+
+
+def _verify(bucket: str, key: str, expect: DataFile, items: int, raw: _Hashed) -> None:
+    wrong: list[str] = []
+    if expect.item_count is not None and items != expect.item_count:
+        wrong.append(f"{items} items, the manifest says {expect.item_count}")
+    digest = raw.md5.digest()
+    if expect.md5 is not None and not _md5_matches(expect.md5, digest):
+        wrong.append(
+            f"MD5 {base64.b64encode(digest).decode()} of its {raw.size} bytes, the manifest "
+            f"says {expect.md5}"
+        )
+    if wrong:
+        METRICS.inc("export_files_mismatched_total")
+        raise ExportMismatch(
+            f"data file s3://{bucket}/{key} does not match manifest-files.json: "
+            f"{'; '.join(wrong)}. Not recorded as done. The export is damaged or incomplete "
+            "(a partial upload, a replaced object): restore the file, or export the table again"
+        )
 
 
 class ExportSource:
@@ -200,7 +294,9 @@ class ExportSource:
         self, unit: int, start: Any, stop: threading.Event
     ) -> Iterator[tuple[list[dict[str, Any]], Any]]:
         """(items, position) per page; the position is the number of lines done, None at the
-        file's end. A download that breaks is re-opened after the lines already handed out."""
+        file's end, which comes only once the file matched its manifest (``read_items``). A
+        download that breaks is read again from its first byte (the MD5 covers the whole
+        object), handing out only the lines after those already handed out."""
         from botocore.exceptions import BotoCoreError
 
         f = self.manifest.files[unit]
@@ -210,7 +306,7 @@ class ExportSource:
             page: list[dict[str, Any]] = []
             lines = done
             try:
-                for item in read_items(self.s3, self.manifest.bucket, f.key, done):
+                for item in read_items(self.s3, self.manifest.bucket, f.key, done, f):
                     lines += 1
                     if item:  # a blank line moves the position, carries nothing
                         page.append(item)

@@ -198,7 +198,7 @@ class ValidationReport:
     repaired: dict[str, int] = field(default_factory=lambda: {"put": 0, "delete": 0})
     repairs: list[tuple[str, Item]] = field(default_factory=list)  # the first few, for the log
     seconds: float = 0.0
-    expired_skipped: int = 0  # source items whose TTL has passed: not expected on the target
+    expired_skipped: int = 0  # source items DynamoDB's TTL will delete: not expected on the target
 
     @property
     def differences(self) -> int:
@@ -219,7 +219,8 @@ class ValidationReport:
             lines.append(f"  {KIND_LABELS[kind]:<21}: {self.counts[kind]:>10,}")
         if self.expired_skipped:
             lines.append(
-                f"  ({self.expired_skipped:,} expired source items skipped: their TTL has passed)"
+                f"  ({self.expired_skipped:,} expired source items skipped: DynamoDB's TTL "
+                "deletes them)"
             )
         if self.cleared_on_recheck:
             lines.append(
