@@ -13,13 +13,14 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline import plan as P
 from alternator_migrator.pipeline.migrate import migrate
 from alternator_migrator.state.savepoint import Savepoint
 
-from ..helpers import batch_put, create_table, local_config, write_config
+from ..helpers import batch_put, boto_client, create_table, local_config, write_config
 from ..proxy import FaultProxy
 
 # Everything plan may send: reads of tables, streams, tags, settings, and GET /localnodes.
@@ -53,6 +54,20 @@ def counting(
         return rewrite(op, body) if rewrite else body
 
     proxy.on_answer = on_answer
+
+
+def as_big_table(op: str, body: bytes) -> bytes:
+    """Answers rewritten as a 10 TB, 3-billion-item table's would be."""
+    if op not in ("DescribeTable", "Scan"):
+        return body
+    d = orjson.loads(body)
+    if op == "DescribeTable":
+        d["Table"].update(ItemCount=3_000_000_000, TableSizeBytes=10 * 10**12)
+    elif d.get("Items"):  # a sample page, with more to come
+        d["LastEvaluatedKey"] = {"pk": d["Items"][-1]["pk"]}
+    else:
+        return body
+    return orjson.dumps(d)
 
 
 def items(n: int, pad: int = 1000) -> list[dict[str, Any]]:
@@ -193,21 +208,9 @@ def test_plan_flags_a_snapshot_longer_than_the_stream_retention(
     create_table(src, table_name)
     batch_put(src, table_name, items(50, pad=3000))
 
-    def big(op: str, body: bytes) -> bytes:
-        if op not in ("DescribeTable", "Scan"):
-            return body
-        d = orjson.loads(body)
-        if op == "DescribeTable":
-            d["Table"].update(ItemCount=3_000_000_000, TableSizeBytes=10 * 10**12)
-        elif op == "Scan" and d.get("Items"):  # a sample page, with more to come
-            d["LastEvaluatedKey"] = {"pk": d["Items"][-1]["pk"]}
-        else:
-            return body
-        return orjson.dumps(d)
-
     with FaultProxy(moto.url) as proxy:
         ops: Counter[str] = Counter()
-        counting(proxy, ops, big)
+        counting(proxy, ops, as_big_table)
         proxy.start()
         cfg = plan_config(
             tmp_path, proxy.url, dynalite.url, table_name, source_extra={"readThroughput": 2000}
@@ -351,3 +354,106 @@ def test_alternatives_give_numbers() -> None:
     text = "; ".join(alts)
     assert "23,148 RCU/s" in text and "readThroughput: 46297" in text
     assert "snapshotFrom: export" in text and "556 h" in text
+
+
+def test_plan_reads_the_kinesis_retention_and_suggests_a_longer_one(
+    moto: Server, dynalite: Server, src: Any, table_name: str, tmp_path: Path
+) -> None:
+    create_table(src, table_name)
+    batch_put(src, table_name, items(120, pad=3000))
+    kinesis = boto_client(moto.url, "kinesis")
+    kinesis.create_stream(StreamName=table_name, ShardCount=2)
+    arn = kinesis.describe_stream_summary(StreamName=table_name)["StreamDescriptionSummary"][
+        "StreamARN"
+    ]
+    changes = {"type": "kinesis", "streamArn": arn}
+    with FaultProxy(moto.url) as proxy:
+        ops: Counter[str] = Counter()
+        counting(proxy, ops, as_big_table)
+        proxy.start()
+        cfg = plan_config(
+            tmp_path,
+            proxy.url,
+            dynalite.url,
+            table_name,
+            source_extra={"readThroughput": 20000},
+            target_extra={"streamChanges": changes},
+        )
+        p = run_cli("plan", "--config", str(cfg), "--json")
+    assert set(ops) <= READ_OPS, ops
+    (t,) = json.loads(p.stdout)["tables"]
+    assert t["settings"]["kinesisRetentionHours"] == 24 and t["settings"]["kinesisShards"] == 2
+    assert t["settings"]["changes"].startswith(f"Kinesis {arn}")
+    assert p.returncode == 1 and "does NOT fit" in t["estimate"]["fit"]
+    assert any("increase-stream-retention-period" in a for a in t["estimate"]["instead"])
+    # A stream that does not exist is named.
+    missing = {"type": "kinesis", "streamArn": arn.replace(table_name, table_name + "-gone")}
+    cfg = plan_config(
+        tmp_path, moto.url, dynalite.url, table_name, target_extra={"streamChanges": missing}
+    )
+    p = run_cli("plan", "--config", str(cfg))
+    assert p.returncode == 1 and "does not exist" in p.stdout, p.stdout
+
+
+def test_plan_of_an_export_snapshot_scans_nothing(
+    moto: Server, dynalite: Server, src: Any, table_name: str, tmp_path: Path
+) -> None:
+    create_table(src, table_name)
+    batch_put(src, table_name, items(20))
+    ops: Counter[str] = Counter()
+    with FaultProxy(moto.url) as proxy:
+        counting(proxy, ops)
+        proxy.start()
+        cfg = plan_config(
+            tmp_path,
+            proxy.url,
+            dynalite.url,
+            table_name,
+            source_extra={"snapshotFrom": "export", "exportBucket": "b", "scanSegments": 4},
+        )
+        p = run_cli("plan", "--config", str(cfg), "--json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert ops["Scan"] == 0 and set(ops) <= READ_OPS, ops
+    (t,) = json.loads(p.stdout)["tables"]
+    assert t["settings"]["snapshot"].startswith("from an export")
+    assert t["settings"]["readBudget"] == "none (no Scan)"
+    assert any(
+        line.startswith("`source.scanSegments`: the snapshot is loaded from an export")
+        for line in t["ignored"]
+    )
+
+
+def test_plan_of_an_s3_export_source(dynalite: Server, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "source": {
+                    "type": "dynamodb-s3-export",
+                    "bucket": "b",
+                    "manifestKey": "x/AWSDynamoDB/01/manifest-summary.json",
+                    "region": "us-east-1",
+                    "tableDescription": {
+                        "attributeDefinitions": [{"name": "id", "type": "S"}],
+                        "keySchema": [{"name": "id", "type": "HASH"}],
+                    },
+                },
+                "target": {
+                    "type": "dynamodb",
+                    "table": "from-export",
+                    "endpoint": {
+                        "host": "http://127.0.0.1",
+                        "port": int(dynalite.url.rsplit(":", 1)[1]),
+                    },
+                    "credentials": {"accessKey": "a", "secretKey": "b"},
+                    "streamChanges": False,
+                },
+                "savepoints": {"path": str(tmp_path / "sp")},
+            }
+        )
+    )
+    p = run_cli("plan", "--config", str(cfg), "--json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    (t,) = json.loads(p.stdout)["tables"]
+    assert t["source"]["keys"] == "id (S, HASH)" and t["source"]["stream"].startswith("n/a")
+    assert t["estimate"]["snapshotSeconds"] is None  # no table to size: said, not guessed

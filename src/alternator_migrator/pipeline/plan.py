@@ -834,11 +834,16 @@ def _alternatives(
             "`source.snapshotFrom: export` (no read capacity; loading takes "
             f"{human_seconds(e.write_seconds)} at the write budget, plus the export)"
         )
-    if t.kinesis is None or e.seconds * MARGIN > 8760 * 3600:
-        hours = min(8760, math.ceil(e.seconds * MARGIN / 3600))
+    hours = math.ceil(e.seconds * MARGIN / 3600)
+    if t.kinesis is None and hours <= 8760:
         out.append(
             "`target.streamChanges: {type: kinesis, streamArn: ...}` with a retention of at "
             f"least {hours} h (Kinesis keeps up to 8760 h)"
+        )
+    elif hours <= 8760:
+        out.append(
+            f"a Kinesis retention of at least {hours} h (`aws kinesis "
+            f"increase-stream-retention-period --retention-period-hours {hours}`)"
         )
     if e.bound.startswith("this process"):
         out.append("the Spark engine (`--engine spark`): executors share the work")
