@@ -103,6 +103,9 @@ def test_plan_sends_only_reads_and_changes_nothing(
     batch_put(src, table_name, items(300))
     if target_exists:
         create_table(dst, table_name)
+        arn = dst.describe_table(TableName=table_name)["Table"]["TableArn"]
+        isolation = {"Key": "system:write_isolation", "Value": "forbid_rmw"}
+        dst.tag_resource(ResourceArn=arn, Tags=[isolation])
     source_ops: Counter[str] = Counter()
     target_ops: Counter[str] = Counter()
     with FaultProxy(moto.url) as sp, FaultProxy(dynalite.url) as tp:
@@ -125,6 +128,7 @@ def test_plan_sends_only_reads_and_changes_nothing(
     assert source_ops["Scan"] >= 1  # the size came from a sample: moto reports no size
     if target_exists:
         assert target_ops["ListTagsOfResource"] == 1
+        assert "isolation   forbid_rmw" in p.stdout
     assert target_ops["GET /localnodes"] >= 1
     # Nothing changed anywhere: no stream, no target table, no savepoint or lock file.
     desc = src.describe_table(TableName=table_name)["Table"]
@@ -268,6 +272,7 @@ def test_migrate_opens_with_the_plan_line_and_plan_then_sees_our_stream(
     (t,) = json.loads(p.stdout)["tables"]
     assert t["source"]["streamState"] == "ours"  # resuming our own stream is allowed
     assert t["estimate"]["snapshotSeconds"] == 0 and t["estimate"]["text"] == "no snapshot to copy"
+    assert t["estimate"]["fit"].startswith("nothing to copy")
     assert t["target"]["table"].startswith("exists, keys match")
 
 

@@ -219,9 +219,15 @@ class TablePlan:
         return not self.blockers
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {_camel(k): v for k, v in asdict(self).items()}
+        d["estimate"] = {_camel(k): v for k, v in d["estimate"].items()}
         d["feasible"] = self.feasible
         return d
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.title() for w in rest)
 
 
 @dataclass
@@ -764,7 +770,7 @@ def _plan_settings_and_estimate(
         est["text"] = f"{lower}{human_seconds(e.seconds)}, bound by {e.bound} ({'; '.join(parts)})"
         if not shape.items_exact:
             tp.warnings.append("the item count is a lower bound: the snapshot may take longer")
-    _fit(tp, cfg, e, retention_h, known and remaining > 0, from_export)
+    _fit(tp, cfg, e, retention_h, known, remaining, from_export)
     _cost(tp, cfg, e, shape, scan.read_rate, src, existing, retention_h)
 
 
@@ -774,12 +780,16 @@ def _fit(
     e: Estimate,
     retention_h: float | None,
     known: bool,
+    remaining: float,
     from_export: bool,
 ) -> None:
     """Whether the snapshot finishes while the change source still holds its first records."""
     est = tp.estimate
     if retention_h is None:
         est["fit"] = "no change source: nothing expires while the snapshot runs"
+        return
+    if remaining == 0:
+        est["fit"] = "nothing to copy: the replay starts at once"
         return
     if not known:
         est["fit"] = "unknown"
@@ -958,7 +968,7 @@ def summary(tp: TablePlan) -> str:
         if secs == 0
         else f"snapshot ~{human_seconds(secs)} (bound by {e.get('bound')})"
         if isinstance(secs, int | float)
-        else "snapshot duration unknown"
+        else "snapshot duration unknown (`alternator-migrator plan` estimates it)"
     )
     fit = str(e.get("fit", "")).split(":")[0]
     cost = tp.cost.get("oneTimeTotal")
