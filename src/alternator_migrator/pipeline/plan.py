@@ -839,7 +839,7 @@ def _alternatives(
             f"a write budget of {need:,.0f} WCU/s (`target.writeThroughput: "
             f"{math.ceil(need / wp)}` at throughputWritePercent {wp})"
         )
-    if not from_export and e.read_seconds >= e.write_seconds and s.type != "alternator":
+    if not from_export and e.read_seconds > target_s and s.type != "alternator":
         out.append(
             "`source.snapshotFrom: export` (no read capacity; loading takes "
             f"{human_seconds(e.write_seconds)} at the write budget, plus the export)"
@@ -855,8 +855,11 @@ def _alternatives(
             f"a Kinesis retention of at least {hours} h (`aws kinesis "
             f"increase-stream-retention-period --retention-period-hours {hours}`)"
         )
-    if e.bound.startswith("this process"):
-        out.append("the Spark engine (`--engine spark`): executors share the work")
+    if e.client_seconds > target_s:
+        out.append(
+            f"the Spark engine (`--engine spark`) with at least {math.ceil(e.client_seconds / target_s)} "
+            f"executor cores: one process copies at most ~{CLIENT_ITEMS_PER_SECOND:,} items/s"
+        )
     return out
 
 
@@ -978,7 +981,7 @@ def summary(tp: TablePlan) -> str:
     if isinstance(cost, int | float) and cost:
         line += f"; est. AWS cost {money(cost)} once"
     if tp.blockers:
-        line += f"; CANNOT RUN: {tp.blockers[0]}"
+        line += f"; CANNOT RUN: {tp.blockers[0].split('; instead: ')[0]}"
     return line
 
 
