@@ -9,6 +9,8 @@ budgets, not the test servers' own speed:
 - read:  moto source, readThroughput 40 x 0.5 = 20 RCU/s. moto's ConsumedCapacity is fake (1.0
   per page), so the source sets removeConsumedCapacity: true and the copier charges the bytes
   it reads, half a unit per 4 KB, as it does for Alternator; the plan's model is the same.
+- read2: the same read budget with dynalite as the source, which charges Scan pages itself
+  (realistic ConsumedCapacity: half a unit per 4 KB of the page), as DynamoDB does.
 - write: dynalite source (it reports realistic ConsumedCapacity, and like moto no size: the
   plan samples), writeThroughput 300 x 0.5 = 150 WCU/s; dynalite's target also charges
   realistic write units (1 per KB started per item).
@@ -165,6 +167,19 @@ def main() -> None:
             )
         )
         seed(dyn.url, "writesrc", args.items, args.pad)
+        rows.append(
+            measure(
+                "read2",
+                config(
+                    work / "read2.yaml",
+                    dyn,
+                    "writesrc",
+                    dyn,
+                    "readdst",
+                    source={"readThroughput": 40, "throughputReadPercent": 0.5},
+                ),
+            )
+        )
         rows.append(
             measure(
                 "write",
