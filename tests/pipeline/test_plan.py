@@ -462,3 +462,45 @@ def test_plan_of_an_s3_export_source(dynalite: Server, tmp_path: Path) -> None:
     (t,) = json.loads(p.stdout)["tables"]
     assert t["source"]["keys"] == "id (S, HASH)" and t["source"]["stream"].startswith("n/a")
     assert t["estimate"]["snapshotSeconds"] is None  # no table to size: said, not guessed
+
+
+def _aws_cfg(**source: Any) -> Any:
+    from alternator_migrator.config.model import parse
+
+    return parse(
+        {
+            "source": {"type": "dynamodb", "table": "T", "region": "us-east-1", **source},
+            "target": {
+                "type": "alternator",
+                "table": "T",
+                "endpoint": {"host": "http://scylla", "port": 8000},
+                "streamChanges": True,
+            },
+        }
+    )
+
+
+def test_a_snapshot_within_the_retention_but_not_twice_is_a_warning() -> None:
+    tp = P.TablePlan("T", "T")
+    e = P.Estimate(1.0, 1.0, 15 * 3600.0, 0.0, 0.0, 15 * 3600.0, "the read budget")
+    P._fit(tp, _aws_cfg(), e, 24.0, True, 1.0, False)
+    assert tp.estimate["fit"].startswith("tight") and not tp.blockers
+    assert "leaves little margin" in tp.warnings[0]
+    tp = P.TablePlan("T", "T")
+    P._fit(tp, _aws_cfg(), e, 48.0, True, 1.0, False)  # a Kinesis stream keeping 48 h
+    assert tp.estimate["fit"].startswith("fits") and not tp.warnings
+
+
+def test_cost_of_an_export_snapshot_counts_the_export_and_pitr() -> None:
+    cfg = _aws_cfg(snapshotFrom="export", exportBucket="b")
+    tp = P.TablePlan("T", "T")
+    tp.source["pitr"] = "DISABLED"
+    shape = P.Shape(items=10**6, size_bytes=50 * 10**9, wcu_per_item=1.0)
+    e = P.estimate(shape, None, 20000, scan=False)
+    P._cost(tp, cfg, e, shape, None, {}, None, 24.0)
+    c = tp.cost
+    assert c["oneTime"]["export to S3"] == pytest.approx(5.0)
+    assert "scan reads (on-demand)" not in c["oneTime"]
+    assert c["perDay"]["point-in-time recovery (migrate enables it)"] == pytest.approx(
+        50 * 0.2 / 30, rel=1e-3
+    )
