@@ -159,6 +159,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .config.model import load
+    from .pipeline.plan import run_plan
+
+    return run_plan(load(args.config), as_json=args.json)
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .config import load
     from .validate.validator import validate
@@ -280,6 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-stream", action="store_true", help="read only the savepoint, not the source stream"
     )
     st.set_defaults(func=_cmd_status)
+
+    pl = sub.add_parser(
+        "plan",
+        help="what migrate will do, how long and at what cost; changes nothing "
+        "(exit 0 feasible, 1 a table cannot run as configured, 2 bad input)",
+    )
+    pl.add_argument("--config", required=True, help="the migration's YAML config")
+    pl.add_argument("--json", action="store_true", help="print JSON")
+    pl.set_defaults(func=_cmd_plan)
 
     v = sub.add_parser(
         "validate",

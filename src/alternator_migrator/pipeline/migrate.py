@@ -25,6 +25,7 @@ from ..target.schema import describe_source, ensure_target, refuse_same_identity
 from ..target.sink import Sink
 from ..target.sink_factory import make_sink
 from ..target.ttl import expiry_check, source_ttl_attribute
+from .plan import plan_summary
 from .replay import ChangeSource, Replayer, ReplayStats, tuning
 
 log = logging.getLogger(__name__)
@@ -412,6 +413,7 @@ def _migrate(
     _phase("schema")
     refuse_same_table(cfg)
     src = export.describe(cfg) or describe_source(source, cfg.source.table)
+    log.info("%s", plan_summary(cfg, source, target, kinesis, src))
     ttl_attribute = None if cfg.source.s3_export else source_ttl_attribute(source, cfg.source.table)
     tgt = ensure_target(source, target, src, cfg)
     refuse_same_identity(src, tgt, cfg)

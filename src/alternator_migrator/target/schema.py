@@ -209,6 +209,18 @@ def _copy_ttl(source: DynamoClient, target: DynamoClient, src_table: str, cfg: C
         raise
 
 
+def key_mismatch(src: dict[str, Any], existing: dict[str, Any], cfg: Config) -> str | None:
+    """Why an existing target table cannot take the source's items (None: its keys match).
+    Read-only: `plan` asks the same question `ensure_target` does."""
+    want, have = key_signature(src, cfg.rename_map()), key_signature(existing)
+    if want == have:
+        return None
+    return (
+        f"target table {cfg.target.table!r} exists with key schema {have}, but the source has "
+        f"{want}; drop the target table or point `target.table` at a new name"
+    )
+
+
 def ensure_target(
     source: DynamoClient, target: DynamoClient, src: dict[str, Any], cfg: Config
 ) -> dict[str, Any]:
@@ -223,12 +235,9 @@ def ensure_target(
             raise _side_error("target", table, target, "DescribeTable", e) from None
         existing = None
     if existing is not None:
-        want, have = key_signature(src, cfg.rename_map()), key_signature(existing)
-        if want != have:
-            raise SchemaError(
-                f"target table {table!r} exists with key schema {have}, but the source has {want}; "
-                "drop the target table or point `target.table` at a new name"
-            )
+        mismatch = key_mismatch(src, existing, cfg)
+        if mismatch is not None:
+            raise SchemaError(mismatch)
         log.info("Target table %r exists with a matching key schema", table)
         return existing
     req = create_table_request(src, cfg)
