@@ -39,7 +39,7 @@ from botocore.config import Config as BotoConfig
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from alternator_migrator.config.model import load  # noqa: E402
+from alternator_migrator.config import load  # noqa: E402
 from alternator_migrator.localservers import Server, start_dynalite, start_moto  # noqa: E402
 from alternator_migrator.pipeline.migrate import migrate  # noqa: E402
 from alternator_migrator.pipeline.plan import make_plan  # noqa: E402

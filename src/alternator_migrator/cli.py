@@ -160,7 +160,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .config.model import load
+    from .config import load
     from .pipeline.plan import run_plan
 
     return run_plan(load(args.config), as_json=args.json)

@@ -155,7 +155,7 @@ def print_status(st: Status, out: TextIO | None = None) -> None:
 
 def estate_status(cfg: Config, *, probe_stream: bool = True) -> list[tuple[Config, Status]]:
     """The status of every table of a multi-table run (one entry for a single-table config)."""
-    from .pipeline.estate import tables_of
+    from .pipeline.tables import tables_of
 
     with tables_of(cfg) as cfgs:
         return [(c, status(c, probe_stream=probe_stream)) for c in cfgs]

@@ -17,7 +17,7 @@ import yaml
 from alternator_migrator.config import parse
 from alternator_migrator.errors import ConfigError
 from alternator_migrator.localservers import Server
-from alternator_migrator.pipeline.estate import discover, table_configs
+from alternator_migrator.pipeline.tables import discover, table_configs
 
 from ..helpers import (
     batch_put,
@@ -338,6 +338,11 @@ def test_a_failing_table_stops_the_run_before_any_table_is_touched(
         batch_put(src, n, [{"pk": {"S": f"k{i}"}} for i in range(50)])
     create_table(dst, clash, hash_key=("other", "N"))  # the target exists with other keys
     cfg = _estate_config(tmp_path, moto, dynalite, [good, clash, missing])
+    plan = cli_process("plan", "--config", str(cfg), "--json")
+    out, err = plan.communicate(timeout=120)
+    assert plan.returncode == 1, out + err
+    feasible = {t["sourceTable"]: t["feasible"] for t in json.loads(out)["tables"]}
+    assert feasible == {good: True, clash: False, missing: False}
     p = cli_process("migrate", "--config", str(cfg), "--no-progress", "--stop-when-caught-up", "1")
     out, err = p.communicate(timeout=120)
     assert p.returncode == 1, out + err

@@ -319,7 +319,7 @@ def test_stream_state_judged_as_ensure_stream_does() -> None:
 
 
 def test_cost_of_an_on_demand_aws_source_uses_the_price_table(tmp_path: Path) -> None:
-    from alternator_migrator.config.model import parse
+    from alternator_migrator.config import parse
 
     cfg = parse(
         {
@@ -346,7 +346,7 @@ def test_cost_of_an_on_demand_aws_source_uses_the_price_table(tmp_path: Path) ->
 
 
 def test_alternatives_give_numbers() -> None:
-    from alternator_migrator.config.model import parse
+    from alternator_migrator.config import parse
 
     cfg = parse(
         {
@@ -465,7 +465,7 @@ def test_plan_of_an_s3_export_source(dynalite: Server, tmp_path: Path) -> None:
 
 
 def _aws_cfg(**source: Any) -> Any:
-    from alternator_migrator.config.model import parse
+    from alternator_migrator.config import parse
 
     return parse(
         {

@@ -1,30 +1,24 @@
-"""Many tables in one run: the table list, a read-only check of each before any is touched,
-then the same pipeline per table, snapshots a few at a time, replays all together.
-
-A multi-table config (`tables:`, `source.tablesMatching`, `source.tablesTagged`) becomes one
-single-table Config per table, so each table's savepoint is the file a single-table run of that
-table would use: a table of an estate can be resumed alone, and the other way round.
-"""
+"""Many tables in one run: a read-only check of each (its plan's blockers) before any is
+touched, then the same pipeline per table (``tables`` makes their configs), snapshots a few at a
+time, replays all together."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import fnmatch
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..aws.client import DynamoClient, DynamoError, source_client, target_client
+from ..aws.client import DynamoClient, source_client, target_client
 from ..aws.throttle import RateLimiter
 from ..config import Config, require_supported
-from ..config.model import TableEntry
-from ..errors import ConfigError, MigratorError
+from ..errors import MigratorError
 from ..state.savepoint import SavepointStore
-from ..target.schema import key_signature, refuse_same_table
 from .migrate import MigrationResult, Shared, migrate
+from .plan import plan_table
+from .tables import table_configs, tables_of
 
 log = logging.getLogger(__name__)
 
@@ -35,152 +29,14 @@ class TablesFailed(MigratorError):
     exit_code = 1
 
 
-# --------------------------------------------------------------------------- the table list
-
-
-def for_table(cfg: Config, e: TableEntry) -> Config:
-    """The single-table config of one entry: the run's settings with the entry's overrides."""
-
-    def pick(override: Any, base: Any) -> Any:
-        return base if override is None else override
-
-    s, t = cfg.source, cfg.target
-    source = dataclasses.replace(
-        s,
-        table=e.source,
-        tables_matching=None,
-        tables_tagged=(),
-        scan_segments=pick(e.scan_segments, s.scan_segments),
-        read_throughput=pick(e.read_throughput, s.read_throughput),
-    )
-    target = dataclasses.replace(
-        t,
-        table=e.target,
-        stream_changes=pick(e.stream_changes, t.stream_changes),
-        skip_initial_snapshot_transfer=pick(
-            e.skip_initial_snapshot_transfer, t.skip_initial_snapshot_transfer
-        ),
-        write_throughput=pick(e.write_throughput, t.write_throughput),
-    )
-    return dataclasses.replace(
-        cfg,
-        source=source,
-        target=target,
-        renames=pick(e.renames, cfg.renames),
-        skip_segments=pick(e.skip_segments, cfg.skip_segments),
-        tables=(),
-    )
-
-
-def _list_tables(client: DynamoClient) -> list[str]:
-    names: list[str] = []
-    req: dict[str, Any] = {}
-    while True:
-        resp = client.call("ListTables", req)
-        names += resp.get("TableNames", [])
-        last = resp.get("LastEvaluatedTableName")
-        if not last:
-            return names
-        req = {"ExclusiveStartTableName": last}
-
-
-def _tags(client: DynamoClient, table: str) -> dict[str, str]:
-    arn = client.call("DescribeTable", {"TableName": table})["Table"]["TableArn"]
-    tags: dict[str, str] = {}
-    req: dict[str, Any] = {"ResourceArn": arn}
-    while True:
-        resp = client.call("ListTagsOfResource", req)
-        tags.update({t["Key"]: t["Value"] for t in resp.get("Tags", [])})
-        token = resp.get("NextToken")
-        if not token:
-            return tags
-        req = {"ResourceArn": arn, "NextToken": token}
-
-
-def discover(cfg: Config, client: DynamoClient) -> list[TableEntry]:
-    """The source tables `tablesMatching` / `tablesTagged` select (both when both are given)."""
-    pattern, wanted = cfg.source.tables_matching, dict(cfg.source.tables_tagged)
-    found = []
-    for name in sorted(_list_tables(client)):
-        if pattern is not None and not fnmatch.fnmatchcase(name, pattern):
-            continue
-        if wanted:
-            tags = _tags(client, name)
-            if any(tags.get(k) != v for k, v in wanted.items()):
-                continue
-        found.append(TableEntry(source=name, target=name))
-    return found
-
-
-def table_configs(cfg: Config, source: DynamoClient | None = None) -> list[Config]:
-    """One Config per table of the run (the config itself for a single-table run)."""
-    if not cfg.many_tables:
-        return [cfg]
-    if cfg.tables:
-        entries = list(cfg.tables)
-    else:
-        if source is None:
-            raise ValueError("discovering tables needs a source client")
-        entries = discover(cfg, source)
-        if not entries:
-            raise ConfigError(
-                f"{cfg.path}: no source table matches `source.tablesMatching`/`tablesTagged`; "
-                "check the pattern and tags (ListTables found none)"
-            )
-    return [for_table(cfg, e) for e in entries]
-
-
-@contextlib.contextmanager
-def tables_of(cfg: Config) -> Iterator[list[Config]]:
-    """The run's per-table configs (discovery asks the source, once)."""
-    if not cfg.many_tables or cfg.tables:
-        yield table_configs(cfg)
-        return
-    with source_client(cfg.source) as source:
-        yield table_configs(cfg, source)
-
-
 # --------------------------------------------------------------------------- the check first
 
 
 def check_table(cfg: Config, source: DynamoClient, target: DynamoClient) -> str | None:
-    """Why this table cannot be migrated as configured (None: it can). Read-only: DescribeTable
-    on both sides and the table's savepoint, nothing else."""
-    try:
-        refuse_same_table(cfg)
-    except MigratorError as e:
-        return str(e)
-    table = cfg.source.table
-    try:
-        src = source.call("DescribeTable", {"TableName": table})["Table"]
-    except DynamoError as e:
-        if e.code == "ResourceNotFoundException":
-            return f"source table {table!r} does not exist"
-        return f"source table {table!r}: DescribeTable failed ({e.code}: {e.message})"
-    sp = SavepointStore(cfg).load()
-    ours = sp.stream_arn if sp is not None else None
-    spec = src.get("StreamSpecification") or {}
-    if cfg.target.stream_changes and cfg.target.kinesis is None and spec.get("StreamEnabled"):
-        arn = src.get("LatestStreamArn")
-        enabling = sp is not None and sp.stream_enabling is not None
-        if arn != ours and not enabling:
-            return (
-                f"source table {table!r} already has a stream this migration did not enable "
-                f"({arn}); disable it or migrate this table on its own"
-            )
-    try:
-        tgt = target.call("DescribeTable", {"TableName": cfg.target.table})["Table"]
-    except DynamoError as e:
-        if e.code == "ResourceNotFoundException":
-            return None  # created like the source
-        return f"target table {cfg.target.table!r}: DescribeTable failed ({e.code}: {e.message})"
-    want, have = key_signature(src, cfg.rename_map()), key_signature(tgt)
-    if want != have:
-        return (
-            f"target table {cfg.target.table!r} exists with key schema {have}, but source "
-            f"{table!r} has {want}"
-        )
-    return None
+    """Why this table cannot be migrated as configured (None: it can): the blockers of its
+    plan, read-only (the quick plan migrate opens with: no sample, no count)."""
+    blockers = plan_table(cfg, source, target, None, quick=True).blockers
+    return "; ".join(blockers) if blockers else None
 
 
 # --------------------------------------------------------------------------- the run

@@ -45,6 +45,7 @@ from ..target.schema import (
 from ..target.sink_factory import write_budget
 from ..target.ttl import source_ttl_attribute
 from . import prices
+from .tables import table_configs
 
 log = logging.getLogger(__name__)
 
@@ -945,7 +946,7 @@ def _cost(
 
 
 def make_plan(cfg: Config) -> Plan:
-    """The plan of the configured migration (one table today)."""
+    """The plan of the configured migration: one per table of the run."""
     require_supported(cfg)
     with ExitStack() as stack:
         source = stack.enter_context(source_client(cfg.source, pool_size=2))
@@ -955,7 +956,8 @@ def make_plan(cfg: Config) -> Plan:
             if cfg.target.kinesis is not None
             else None
         )
-        return Plan(cfg.path, [plan_table(cfg, source, target, kinesis)])
+        tables = table_configs(cfg, source)
+        return Plan(cfg.path, [plan_table(c, source, target, kinesis) for c in tables])
 
 
 def summary(tp: TablePlan) -> str:
