@@ -2,7 +2,8 @@
 
 Layer: uses snapshot, target, aws, config and the ground."""
 
-from .validator import ValidationReport, Validator, compare_items, validate
+from .compare import compare_items
+from .validator import ValidationReport, Validator, validate
 
 __all__ = [
     "ValidationReport",
