@@ -144,7 +144,8 @@ def plain_compare(source_url: str, target_url: str, segments: int) -> str:
                 req["ExclusiveStartKey"] = start
             resp = clients[side].call("Scan", req)
             for it in resp.get("Items", []):
-                key = orjson.dumps(it["pk"])
+                # The key's own string: a small orjson.dumps() result kept alive holds ~4 KiB.
+                key = it["pk"]["S"].encode()
                 got[key] = hashlib.blake2b(
                     orjson.dumps(it, option=orjson.OPT_SORT_KEYS), digest_size=16
                 ).digest()

@@ -152,3 +152,31 @@ class Difference:
     kind: str
     key: Item  # the key as the target names it (renames applied)
     attrs: tuple[AttrDiff, ...] = ()
+
+
+def _canon_key_part(value: Any) -> str:
+    """One key attribute as text, the same for equal values however a server spells them."""
+    s: str | None = value.get("S")
+    if s is not None:
+        return "S" + s
+    n = value.get("N")
+    if n is not None:
+        num = _num(n)
+        return "N" + (str(num.normalize()) if isinstance(num, Decimal) else num)
+    b = value.get("B")
+    if b is not None:
+        raw = _bytes(b)
+        return "B" + (base64.b64encode(raw).decode() if isinstance(raw, bytes) else raw)
+    return "?" + orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def key_bytes(item: Item, names: Sequence[str]) -> bytes:
+    """A key's identity as bytes (for hashing and matching the two sides): numbers by value,
+    binary by bytes. Built from str, not orjson: a small ``orjson.dumps`` result kept alive
+    holds ~4 KiB, and one of these is kept per item."""
+    if len(names) == 1:
+        value = item.get(names[0])
+        return _canon_key_part(value).encode() if value is not None else b""
+    parts = [_canon_key_part(item[n]) if n in item else "" for n in names]
+    # Length-prefixed so that no two keys join to the same text.
+    return "".join(f"{len(p)}:{p}" for p in parts).encode()

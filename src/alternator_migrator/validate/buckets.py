@@ -1,0 +1,173 @@
+"""Both sides' items by hash bucket: in memory while small, spilled to one file per bucket and
+side past a byte budget, so memory stays flat however large the tables are.
+
+A record is (key bytes, item bytes). A bucket is read back whole (file first, then memory; a
+later record of a key replaces an earlier one, which is what a re-scanned segment after a
+resume produces). A bucket too large for the budget is split again by a second hash, in files,
+before it is read. No I/O but local files: tested without servers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+Record = tuple[bytes, bytes]
+Side = dict[bytes, bytes]
+
+_HEAD = struct.Struct("<II")
+OVERHEAD = 130  # bytes of Python objects around one record held in memory (two bytes, a tuple)
+MAX_DEPTH = 4  # splits of a split: only keys that hash alike on every salt get this deep
+
+
+def bucket_of(key: bytes, buckets: int, salt: int = 0) -> int:
+    return zlib.crc32(key, salt) % buckets
+
+
+class BucketStore:
+    """``buckets`` buckets of two sides (0: source, 1: target) within ``budget`` bytes."""
+
+    def __init__(self, directory: Path, buckets: int, budget: int, depth: int = 0) -> None:
+        self.dir = directory
+        self.buckets = buckets
+        self.budget = budget
+        self.depth = depth
+        self._mem: list[list[list[Record]]] = [[[] for _ in range(buckets)] for _ in range(2)]
+        self._held = 0  # bytes held in memory (with OVERHEAD per record)
+        self._lock = threading.Lock()
+        self.spilled = 0  # bytes written to files so far, for the log
+
+    def _path(self, side: int, bucket: int) -> Path:
+        return self.dir / f"{'st'[side]}{bucket:05d}.bin"
+
+    def add(self, side: int, records: list[tuple[int, bytes, bytes]]) -> None:
+        """(bucket, key, item) records of one side."""
+        size = sum(len(k) + len(v) for _, k, v in records) + OVERHEAD * len(records)
+        with self._lock:
+            mem = self._mem[side]
+            for b, k, v in records:
+                mem[b].append((k, v))
+            self._held += size
+            if self._held > self.budget:
+                self._spill()
+
+    def _spill(self) -> None:
+        """Everything held in memory to the files (caller holds the lock)."""
+        if not self._held:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        pack = _HEAD.pack
+        for side, mem in enumerate(self._mem):
+            for b, recs in enumerate(mem):
+                if recs:
+                    data = b"".join(pack(len(k), len(v)) + k + v for k, v in recs)
+                    with self._path(side, b).open("ab") as f:
+                        f.write(data)
+                    self.spilled += len(data)
+                    mem[b] = []
+        self._held = 0
+
+    def flush(self) -> dict[str, int]:
+        """Write what memory holds, fsync, and return each file's size: a position to resume
+        from (``restore``)."""
+        with self._lock:
+            self._spill()
+            sizes: dict[str, int] = {}
+            if self.dir.exists():
+                for p in sorted(self.dir.glob("*.bin")):
+                    with p.open("rb+") as f:
+                        os.fsync(f.fileno())
+                    sizes[p.name] = p.stat().st_size
+            return sizes
+
+    def restore(self, sizes: dict[str, int]) -> None:
+        """Back to a position ``flush`` returned: later bytes (maybe a torn record) go."""
+        if not self.dir.exists():
+            return
+        for p in self.dir.glob("*.bin"):
+            keep = sizes.get(p.name, 0)
+            if keep == 0:
+                p.unlink()
+            elif p.stat().st_size > keep:
+                os.truncate(p, keep)
+
+    def drop(self, bucket: int) -> None:
+        with self._lock:
+            for side in (0, 1):
+                self._drop_side(side, bucket)
+
+    def _drop_side(self, side: int, bucket: int) -> None:
+        recs = self._mem[side][bucket]
+        self._held -= sum(len(k) + len(v) for k, v in recs) + OVERHEAD * len(recs)
+        self._mem[side][bucket] = []
+        with contextlib.suppress(FileNotFoundError):
+            self._path(side, bucket).unlink()
+
+    def _size(self, bucket: int) -> int:
+        total = 0
+        for side in (0, 1):
+            p = self._path(side, bucket)
+            total += p.stat().st_size if p.exists() else 0
+            recs = self._mem[side][bucket]
+            total += sum(len(k) + len(v) for k, v in recs) + OVERHEAD * len(recs)
+        return total
+
+    def _records(self, side: int, bucket: int) -> Iterator[Record]:
+        p = self._path(side, bucket)
+        if p.exists():
+            with p.open("rb") as f:
+                while head := f.read(_HEAD.size):
+                    if len(head) < _HEAD.size:
+                        break  # a torn record at the end: its segment is scanned again
+                    klen, vlen = _HEAD.unpack(head)
+                    k, v = f.read(klen), f.read(vlen)
+                    if len(v) < vlen:
+                        break
+                    yield k, v
+        yield from self._mem[side][bucket]
+
+    def parts(self, bucket: int) -> Iterator[tuple[Side, Side]]:
+        """The bucket's two sides as {key: item} maps, in parts that fit the budget (one part
+        unless the bucket is too large), then the bucket is dropped."""
+        with self._lock:
+            size = self._size(bucket)
+        if size <= self.budget // 2 or self.depth >= MAX_DEPTH:
+            with self._lock:
+                src = dict(self._records(0, bucket))
+                tgt = dict(self._records(1, bucket))
+                self._drop_side(0, bucket)
+                self._drop_side(1, bucket)
+            yield src, tgt
+            return
+        n = min(4096, 2 * -(-size // max(1, self.budget // 2)))
+        sub = BucketStore(self.dir / f"split-{bucket}", n, self.budget, self.depth + 1)
+        salt = self.depth + 1
+        try:
+            for side in (0, 1):
+                batch: list[tuple[int, bytes, bytes]] = []
+                for k, v in self._records(side, bucket):
+                    batch.append((bucket_of(k, n, salt), k, v))
+                    if len(batch) >= 1000:
+                        sub.add(side, batch)
+                        batch = []
+                sub.add(side, batch)
+            with self._lock:
+                self._drop_side(0, bucket)
+                self._drop_side(1, bucket)
+            for b in range(n):
+                yield from sub.parts(b)
+        finally:
+            sub.close()
+
+    def close(self) -> None:
+        """Forget everything, files included."""
+        with self._lock:
+            self._mem = [[[] for _ in range(self.buckets)] for _ in range(2)]
+            self._held = 0
+        shutil.rmtree(self.dir, ignore_errors=True)
