@@ -1,7 +1,8 @@
 """Command line: parse arguments, call one library function per command, map errors to exits.
 
 Exit codes: 0 done (or stopped cleanly), 1 differences found / write failed, 2 bad input or
-unusable endpoint, 3 the stream lost records and a new snapshot is needed.
+unusable endpoint, 3 the stream lost records and a new snapshot is needed, 4 validate stopped
+before the end (a partial report).
 """
 
 from __future__ import annotations

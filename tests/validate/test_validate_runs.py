@@ -201,3 +201,21 @@ def test_a_resumed_run_skips_the_segments_already_scanned(
     third = validate(cfg, out=io.StringIO(), fresh=True)
     assert ("source", 0) in calls and not third.resumed
     assert third.counts == {MISSING: 1, EXTRA: 1, DIFFER: 1}
+
+
+def test_expired_source_items_are_neither_missing_nor_extra(
+    tmp_path: Path, moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str
+) -> None:
+    create_table(src, table_name)
+    create_table(dst, table_name)
+    src.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "exp"}
+    )
+    live = [_item(i) for i in range(10)]
+    gone = [{**_item(i), "exp": {"N": "1000"}} for i in range(10, 14)]  # expired in 1970
+    batch_put(src, table_name, live + gone)
+    batch_put(dst, table_name, live + gone[:2])  # two expired ones were copied, two not
+    report = validate(load(_config(tmp_path, moto, dynalite, table_name)), out=io.StringIO())
+    assert report.identical, report.format()
+    assert report.expired_skipped == 4
+    assert report.source_items == 10

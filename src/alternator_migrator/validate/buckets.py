@@ -41,6 +41,7 @@ class BucketStore:
         self._mem: list[list[list[Record]]] = [[[] for _ in range(buckets)] for _ in range(2)]
         self._held = 0  # bytes held in memory (with OVERHEAD per record)
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self.spilled = 0  # bytes written to files so far, for the log
 
     def _path(self, side: int, bucket: int) -> Path:
@@ -54,16 +55,27 @@ class BucketStore:
             for b, k, v in records:
                 mem[b].append((k, v))
             self._held += size
-            if self._held > self.budget:
-                self._spill()
+            if self._held <= self.budget:
+                return
+            # Taken under the lock, written outside it, so the scanners go on meanwhile; the
+            # write lock, taken before the first is let go, keeps batches in the order taken.
+            self._write_lock.acquire()
+            taken = self._take()
+        try:
+            self._write(taken)
+        finally:
+            self._write_lock.release()
 
-    def _spill(self) -> None:
-        """Everything held in memory to the files (caller holds the lock)."""
-        if not self._held:
-            return
+    def _take(self) -> list[list[list[Record]]]:
+        taken, self._held = self._mem, 0
+        self._mem = [[[] for _ in range(self.buckets)] for _ in range(2)]
+        return taken
+
+    def _write(self, taken: list[list[list[Record]]]) -> None:
+        """Records taken from memory to the files (caller holds the write lock)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         pack = _HEAD.pack
-        for side, mem in enumerate(self._mem):
+        for side, mem in enumerate(taken):
             for b, recs in enumerate(mem):
                 if recs:
                     data = b"".join(pack(len(k), len(v)) + k + v for k, v in recs)
@@ -71,13 +83,12 @@ class BucketStore:
                         f.write(data)
                     self.spilled += len(data)
                     mem[b] = []
-        self._held = 0
 
     def flush(self) -> dict[str, int]:
         """Write what memory holds, fsync, and return each file's size: a position to resume
         from (``restore``)."""
-        with self._lock:
-            self._spill()
+        with self._lock, self._write_lock:
+            self._write(self._take())
             sizes: dict[str, int] = {}
             if self.dir.exists():
                 for p in sorted(self.dir.glob("*.bin")):

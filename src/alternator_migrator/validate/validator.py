@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 BATCH_GET_MAX = 100
 SCAN_PAGE_ITEMS = 1000
 BUCKETS = 256  # key-hash buckets (a bucket too large for the budget is split again)
-MEMORY_BUDGET = 64 << 20  # bytes of scanned items held in memory before spilling to files
+MEMORY_BUDGET = 48 << 20  # bytes of scanned items held in memory before spilling to files
 RECHECK_WORKERS = 4  # re-check batches in flight while comparing goes on
 EXPIRED = b""  # a source item whose TTL has passed (an item's bytes are never empty)
 
@@ -838,6 +838,15 @@ class Validator:
                 for s, t in enumerate((self.src_plan.total_segments, self.tgt_plan.total_segments))
             )
             if scanned_all and not self.stop.is_set():
+                log.info(
+                    "Scanned both tables (%s source and %s target items read in this run, "
+                    "%.1f MiB spilled to %s) in %.1fs; comparing",
+                    f"{self.scanned[0]:,}",
+                    f"{self.scanned[1]:,}",
+                    self.store.spilled / (1 << 20),
+                    self.store.dir,
+                    time.monotonic() - self._started,
+                )
                 self._phase = "compare"
                 self._compare_all()
             complete = len(self._compared) == self.store.buckets and not self.stop.is_set()
