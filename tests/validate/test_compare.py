@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from alternator_migrator.validate.compare import compare_items, key_bytes
+from alternator_migrator.validate.compare import compare_items, key_text
 
 # --------------------------------------------------------------------------- value semantics
 
@@ -54,18 +54,18 @@ def test_floating_point_tolerance() -> None:
     assert compare_items({"f": {"N": "1.1"}}, {"f": {"N": "1"}}, 0.001)
 
 
-def test_key_bytes_match_equal_values_however_spelled() -> None:
+def test_key_text_match_equal_values_however_spelled() -> None:
     names = ["pk"]
-    assert key_bytes({"pk": {"N": "1.000"}}, names) == key_bytes({"pk": {"N": "1"}}, names)
-    assert key_bytes({"pk": {"N": "1E2"}}, names) == key_bytes({"pk": {"N": "100"}}, names)
-    assert key_bytes({"pk": {"N": "1"}}, names) != key_bytes({"pk": {"S": "1"}}, names)
-    assert key_bytes({"pk": {"B": "AQI="}}, names) == key_bytes({"pk": {"B": "AQI="}}, names)
-    assert key_bytes({"pk": {"B": "AQI="}}, names) != key_bytes({"pk": {"B": "AQM="}}, names)
+    assert key_text({"pk": {"N": "1.000"}}, names) == key_text({"pk": {"N": "1"}}, names)
+    assert key_text({"pk": {"N": "1E2"}}, names) == key_text({"pk": {"N": "100"}}, names)
+    assert key_text({"pk": {"N": "1"}}, names) != key_text({"pk": {"S": "1"}}, names)
+    assert key_text({"pk": {"B": "AQI="}}, names) == key_text({"pk": {"B": "AQI="}}, names)
+    assert key_text({"pk": {"B": "AQI="}}, names) != key_text({"pk": {"B": "AQM="}}, names)
 
 
-def test_key_bytes_of_two_attributes_never_join_alike() -> None:
+def test_key_text_of_two_attributes_never_join_alike() -> None:
     names = ["h", "r"]
-    a = key_bytes({"h": {"S": "ab"}, "r": {"S": "c"}}, names)
-    b = key_bytes({"h": {"S": "a"}, "r": {"S": "bc"}}, names)
+    a = key_text({"h": {"S": "ab"}, "r": {"S": "c"}}, names)
+    b = key_text({"h": {"S": "a"}, "r": {"S": "bc"}}, names)
     assert a != b
-    assert key_bytes({"r": {"S": "c"}, "h": {"S": "ab"}}, names) == a
+    assert key_text({"r": {"S": "c"}, "h": {"S": "ab"}}, names) == a

@@ -170,13 +170,13 @@ def _canon_key_part(value: Any) -> str:
     return "?" + orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def key_bytes(item: Item, names: Sequence[str]) -> bytes:
-    """A key's identity as bytes (for hashing and matching the two sides): numbers by value,
+def key_text(item: Item, names: Sequence[str]) -> str:
+    """A key's identity as text (for hashing and matching the two sides): numbers by value,
     binary by bytes. Built from str, not orjson: a small ``orjson.dumps`` result kept alive
     holds ~4 KiB, and one of these is kept per item."""
     if len(names) == 1:
         value = item.get(names[0])
-        return _canon_key_part(value).encode() if value is not None else b""
+        return _canon_key_part(value) if value is not None else ""
     parts = [_canon_key_part(item[n]) if n in item else "" for n in names]
     # Length-prefixed so that no two keys join to the same text.
-    return "".join(f"{len(p)}:{p}" for p in parts).encode()
+    return "".join(f"{len(p)}:{p}" for p in parts)

@@ -1,10 +1,10 @@
 """Two-way comparison of source and target, with an opt-in repair.
 
-Both tables are scanned once, at the same time, in segments; each item goes, as bytes, into a
+Both tables are scanned once, at the same time, in segments; each item goes, as JSON, into a
 bucket chosen by a hash of its key (buckets.py: held in memory while small, spilled to files
 past a byte budget, so memory stays flat however large the tables are). Once both scans are
 done, each bucket's two sides are matched by key: a source key the target lacks is missing, a
-target key the source lacks is extra, a pair whose bytes differ is compared by value
+target key the source lacks is extra, a pair whose JSON differs is compared by value
 (compare.py). The scans' segments need not line up (DynamoDB and Alternator split a table
 differently); the buckets are ours.
 
@@ -58,8 +58,8 @@ from .compare import (
     Item,
     KeyId,
     compare_items,
-    key_bytes,
     key_identity,
+    key_text,
     shorten,
 )
 from .position import PositionFile
@@ -72,7 +72,7 @@ SCAN_PAGE_ITEMS = 1000
 BUCKETS = 256  # key-hash buckets (a bucket too large for the budget is split again)
 MEMORY_BUDGET = 48 << 20  # bytes of scanned items held in memory before spilling to files
 RECHECK_WORKERS = 4  # re-check batches in flight while comparing goes on
-EXPIRED = b""  # a source item whose TTL has passed (an item's bytes are never empty)
+EXPIRED = ""  # a source item whose TTL has passed (an item's JSON is never empty)
 
 
 class ValidationError(MigratorError):
@@ -632,9 +632,9 @@ class Validator:
             )
 
     # -- two scans merged by key: the whole tables
-    def _ingest(self, side: int, items: list[Item]) -> list[tuple[int, bytes, bytes]]:
-        """(bucket, key, item bytes) per item; an expired source item as EXPIRED."""
-        k_of, names, n = key_bytes, self.target.keys, self.store.buckets
+    def _ingest(self, side: int, items: list[Item]) -> list[tuple[int, str, str]]:
+        """(bucket, key, item JSON) per item; an expired source item as EXPIRED."""
+        k_of, names, n = key_text, self.target.keys, self.store.buckets
         dumps, opt, crc = orjson.dumps, orjson.OPT_SORT_KEYS, zlib.crc32
         expired = self.expired if side == 0 else None
         renames = self.renames if side == 0 else None
@@ -643,12 +643,9 @@ class Validator:
             if renames:
                 it = rename_item(it, renames)
             k = k_of(it, names)
-            if expired is not None and expired(it):
-                v = EXPIRED
-            else:
-                # A copy: an orjson.dumps result kept alive holds several KiB more than its size.
-                v = bytes(memoryview(dumps(it, option=opt)))
-            out.append((crc(k) % n, k, v))
+            # As str (a copy): an orjson.dumps result kept alive holds KiBs beyond its size.
+            v = EXPIRED if expired is not None and expired(it) else dumps(it, option=opt).decode()
+            out.append((crc(k.encode()) % n, k, v))
         return out
 
     def _scan_all(self, done: list[set[int]]) -> None:
@@ -700,7 +697,7 @@ class Validator:
         if errors:
             raise errors[0]
 
-    def _compare_part(self, src: dict[bytes, bytes], tgt: dict[bytes, bytes]) -> None:
+    def _compare_part(self, src: dict[str, str], tgt: dict[str, str]) -> None:
         fwd, back = self._fwd, self._back
         names, tol = self.target.keys, self.tol
         expired, n_tgt = 0, len(tgt)
