@@ -10,7 +10,6 @@ before it is read. No I/O but local files: tested without servers.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import threading
@@ -42,20 +41,24 @@ class BucketStore:
         self.depth = depth
         self._mem: list[list[list[Record]]] = [[[] for _ in range(buckets)] for _ in range(2)]
         self._held = 0  # bytes held in memory (with OVERHEAD per record)
+        self._msize = [[0] * buckets for _ in range(2)]  # the same per bucket and side
+        self._fsize = [[0] * buckets for _ in range(2)]  # bytes in each file
+        self._paths = [
+            [str(self.dir / f"{'st'[s]}{b:05d}.bin") for b in range(buckets)] for s in (0, 1)
+        ]
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self.spilled = 0  # bytes written to files so far, for the log
 
-    def _path(self, side: int, bucket: int) -> Path:
-        return self.dir / f"{'st'[side]}{bucket:05d}.bin"
-
     def add(self, side: int, records: list[tuple[int, str, str]]) -> None:
         """(bucket, key, item) records of one side."""
-        size = sum(len(k) + len(v) for _, k, v in records) + OVERHEAD * len(records)
         with self._lock:
-            mem = self._mem[side]
+            mem, msize, size = self._mem[side], self._msize[side], 0
             for b, k, v in records:
                 mem[b].append((k, v))
+                n = len(k) + len(v) + OVERHEAD
+                msize[b] += n
+                size += n
             self._held += size
             if self._held <= self.budget:
                 return
@@ -71,6 +74,7 @@ class BucketStore:
     def _take(self) -> list[list[list[Record]]]:
         taken, self._held = self._mem, 0
         self._mem = [[[] for _ in range(self.buckets)] for _ in range(2)]
+        self._msize = [[0] * self.buckets for _ in range(2)]
         return taken
 
     def _write(self, taken: list[list[list[Record]]]) -> None:
@@ -80,8 +84,9 @@ class BucketStore:
             for b, recs in enumerate(mem):
                 if recs:
                     data = orjson.dumps(recs) + b"\n"
-                    with self._path(side, b).open("ab") as f:
+                    with open(self._paths[side][b], "ab") as f:
                         f.write(data)
+                    self._fsize[side][b] += len(data)
                     self.spilled += len(data)
                     mem[b] = []
 
@@ -108,33 +113,25 @@ class BucketStore:
                 p.unlink()
             elif p.stat().st_size > keep:
                 os.truncate(p, keep)
+        for side in (0, 1):
+            for b, path in enumerate(self._paths[side]):
+                self._fsize[side][b] = sizes.get(os.path.basename(path), 0)
 
-    def drop(self, bucket: int) -> None:
-        with self._lock:
-            for side in (0, 1):
-                self._drop_side(side, bucket)
-
-    def _drop_side(self, side: int, bucket: int) -> None:
-        recs = self._mem[side][bucket]
-        self._held -= sum(len(k) + len(v) for k, v in recs) + OVERHEAD * len(recs)
-        self._mem[side][bucket] = []
-        with contextlib.suppress(FileNotFoundError):
-            self._path(side, bucket).unlink()
+    def _forget(self, bucket: int) -> None:
+        """The bucket's records in memory go; its files stay until ``close``: a position saved
+        before it was compared still finds them after a kill."""
+        for side in (0, 1):
+            self._held -= self._msize[side][bucket]
+            self._msize[side][bucket] = 0
+            self._mem[side][bucket] = []
 
     def _size(self, bucket: int) -> int:
-        total = 0
-        for side in (0, 1):
-            p = self._path(side, bucket)
-            total += p.stat().st_size if p.exists() else 0
-            recs = self._mem[side][bucket]
-            total += sum(len(k) + len(v) for k, v in recs) + OVERHEAD * len(recs)
-        return total
+        return sum(self._msize[s][bucket] + self._fsize[s][bucket] for s in (0, 1))
 
     def _lines(self, side: int, bucket: int) -> Iterator[list[Any]]:
         """The bucket's spilled batches of [key, item] pairs, then what memory holds."""
-        p = self._path(side, bucket)
-        if p.exists():
-            with p.open("rb") as f:
+        if self._fsize[side][bucket]:
+            with open(self._paths[side][bucket], "rb") as f:
                 for line in f:
                     if not line.endswith(b"\n"):
                         break  # torn by a kill mid-write: its segment is scanned again
@@ -156,8 +153,7 @@ class BucketStore:
             with self._lock:
                 src = self._load(0, bucket)
                 tgt = self._load(1, bucket)
-                self._drop_side(0, bucket)
-                self._drop_side(1, bucket)
+                self._forget(bucket)
             yield src, tgt
             return
         n = min(4096, 2 * -(-size // max(1, self.budget // 2)))
@@ -168,8 +164,7 @@ class BucketStore:
                 for recs in self._lines(side, bucket):
                     sub.add(side, [(bucket_of(k, n, salt), k, v) for k, v in recs])
             with self._lock:
-                self._drop_side(0, bucket)
-                self._drop_side(1, bucket)
+                self._forget(bucket)
             for b in range(n):
                 yield from sub.parts(b)
         finally:
@@ -178,6 +173,5 @@ class BucketStore:
     def close(self) -> None:
         """Forget everything, files included."""
         with self._lock:
-            self._mem = [[[] for _ in range(self.buckets)] for _ in range(2)]
-            self._held = 0
+            self._take()
         shutil.rmtree(self.dir, ignore_errors=True)

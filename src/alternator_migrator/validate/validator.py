@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 
 BATCH_GET_MAX = 100
 SCAN_PAGE_ITEMS = 1000
-BUCKETS = 256  # key-hash buckets (a bucket too large for the budget is split again)
+BUCKETS = 64  # key-hash buckets (a bucket too large for the budget is split again)
 MEMORY_BUDGET = 48 << 20  # bytes of scanned items held in memory before spilling to files
 RECHECK_WORKERS = 4  # re-check batches in flight while comparing goes on
 EXPIRED = ""  # a source item whose TTL has passed (an item's JSON is never empty)
