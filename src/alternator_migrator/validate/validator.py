@@ -846,7 +846,7 @@ class Validator:
                 )
                 self._phase = "compare"
                 self._compare_all()
-            complete = len(self._compared) == self.store.buckets and not self.stop.is_set()
+            complete = len(self._compared) == self.store.buckets  # a late stop changes nothing
             if not complete:
                 self._checkpoint()
                 r = self.report
@@ -862,6 +862,14 @@ class Validator:
                         "buckets compared"
                     )
                 log.info("Validation stopped; its position is in %s", self.position.file)
+        except Interrupted:
+            # Stopped while re-reading suspects (a retry pause): the buckets they came from
+            # were read but not settled, so no position can say where this run stands.
+            self.position.discard()
+            self.report.partial = (
+                f"while re-checking differences ({len(self._compared)}/{self.store.buckets} "
+                "buckets compared); the next run starts over"
+            )
         except BaseException:
             if self._phase == "scan":
                 with contextlib.suppress(Exception):
