@@ -219,3 +219,44 @@ def test_expired_source_items_are_neither_missing_nor_extra(
     assert report.identical, report.format()
     assert report.expired_skipped == 4
     assert report.source_items == 10
+
+
+def test_a_run_stopped_while_comparing_resumes_without_scanning_again(
+    tmp_path: Path,
+    moto: Server,
+    dynalite: Server,
+    src: Any,
+    dst: Any,
+    table_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(validate_mod, "MEMORY_BUDGET", 3_000)  # spilled: compared from files
+    monkeypatch.setattr(validate_mod, "BUCKETS", 8)
+    _tables(src, dst, table_name)
+    cfg = load(_config(tmp_path, moto, dynalite, table_name))
+    stop = threading.Event()
+    original = validate_mod.Validator._compare_part
+    parts: list[int] = []
+
+    def compare_part(self: Any, s: dict[str, str], t: dict[str, str]) -> None:
+        parts.append(len(s))
+        original(self, s, t)
+        if len(parts) == 3:
+            stop.set()  # a Ctrl-C in the middle of comparing
+
+    monkeypatch.setattr(validate_mod.Validator, "_compare_part", compare_part)
+    first = validate(cfg, out=io.StringIO(), stop=stop)
+    assert first.exit_code == 4 and "while comparing" in first.partial
+    saved = json.loads(PositionFile(cfg).file.read_bytes())
+    assert 0 < len(saved["compared"]) < 8 and saved["scanned"] == [[0, 1, 2, 3]] * 2
+
+    scans: list[Any] = []
+    original_scan = validate_mod._Side.scan
+    monkeypatch.setattr(
+        validate_mod._Side, "scan", lambda *a, **k: scans.append(a) or original_scan(*a, **k)
+    )
+    second = validate(cfg, out=io.StringIO())
+    assert scans == []  # both tables were scanned by the first run
+    assert second.counts == {MISSING: 1, EXTRA: 1, DIFFER: 1}
+    assert (second.source_items, second.target_items) == (60, 60)
+    assert second.exit_code == 1
