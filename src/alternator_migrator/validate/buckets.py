@@ -60,7 +60,8 @@ class BucketStore:
                 msize[b] += n
                 size += n
             self._held += size
-            if self._held <= self.budget:
+            # Half the budget: the scanners fill memory again while a spill is written.
+            if self._held <= self.budget // 2:
                 return
             # Taken under the lock, written outside it, so the scanners go on meanwhile; the
             # write lock, taken before the first is let go, keeps batches in the order taken.
