@@ -3,7 +3,8 @@
 Layer: uses snapshot, target, aws, config and the ground."""
 
 from .compare import compare_items
-from .validator import ValidationReport, Validator, validate
+from .report import ValidationReport
+from .validator import Validator, validate
 
 __all__ = [
     "ValidationReport",
