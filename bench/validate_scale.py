@@ -46,8 +46,9 @@ TABLE = "scale"
 TICK = os.sysconf("SC_CLK_TCK")
 # Regression floors against the plain comparer measured in the same run. CPU is what the
 # design decides (wall time on a shared machine mostly measures the neighbours): the servers'
-# CPU was 2.8-3.1x the plain comparer's before the rewrite, its wall time 2.5-2.9x.
-CPU_RATIO = 1.35  # validate's client CPU and servers' CPU at most this times the comparer's
+# CPU was 2.8-3.1x the plain comparer's before the rewrite, its wall time 2.5-2.9x; the servers'
+# CPU of one run varies by a third on a busy machine (30,000 items: 1.15-1.5x).
+CPU_RATIO = 1.5  # validate's client CPU and servers' CPU at most this times the comparer's
 WALL_RATIO = 1.5  # validate's wall time at most this times the comparer's (checked only
 # while the load average is below the core count: above it the figure is the neighbours')
 RSS_MIB = 256.0  # validate's peak RSS: flat, whatever the table size
