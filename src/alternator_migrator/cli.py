@@ -1,7 +1,8 @@
 """Command line: parse arguments, call one library function per command, map errors to exits.
 
 Exit codes: 0 done (or stopped cleanly), 1 differences found / write failed, 2 bad input or
-unusable endpoint, 3 the stream lost records and a new snapshot is needed.
+unusable endpoint, 3 the stream lost records and a new snapshot is needed, 4 validate stopped
+before the end (a partial report).
 """
 
 from __future__ import annotations
@@ -170,18 +171,27 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .config import load
     from .validate.validator import validate
 
+    stop = threading.Event()
+    _install_stop_handlers(stop)  # a stop ends with a partial report (exit 4), never a pass
     # Exit 1 means "differences found", so every failure to compare is a 2.
     try:
         cfg = load(args.config)
         if cfg.many_tables:
             from .pipeline.estate import validate_estate
 
-            return validate_estate(cfg, out=sys.stdout, repair=args.repair)
-        report = validate(cfg, repair=args.repair)
+            return validate_estate(
+                cfg,
+                out=sys.stdout,
+                repair=args.repair,
+                stop=stop,
+                sample=args.sample,
+                fresh=args.fresh,
+            )
+        report = validate(cfg, repair=args.repair, stop=stop, sample=args.sample, fresh=args.fresh)
     except MigratorError as e:
         _error(e)
         return 2
-    return 0 if report.identical else 1
+    return report.exit_code
 
 
 def _cmd_loadgen(args: argparse.Namespace) -> int:
@@ -299,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser(
         "validate",
-        help="compare source and target both ways (exit 0 identical, 1 differences, 2 error)",
+        help="compare source and target both ways (exit 0 identical, 1 differences, 2 error, "
+        "4 stopped: partial report)",
     )
     v.add_argument("--config", required=True, help="the migration's YAML config")
     v.add_argument(
@@ -307,6 +318,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="copy missing and differing items from the source and delete target-only items "
         "(exit status still reports the differences found; validate again to confirm)",
+    )
+    v.add_argument(
+        "--sample",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="compare only this fraction of each side's scan segments (e.g. 0.05), for a quick "
+        "check; the report says what was sampled",
+    )
+    v.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ignore the position a stopped validate left next to the savepoint and start over",
     )
     v.set_defaults(func=_cmd_validate)
 

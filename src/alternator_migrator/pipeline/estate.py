@@ -222,15 +222,21 @@ def migrate_estate(
 
 
 def validate_estate(cfg: Config, *, out: TextIO, **options: Any) -> int:
-    """`validate` for every table of the run; exit 1 when any differs (named on the last line)."""
+    """`validate` for every table of the run: exit 1 when any differs (named on the last line),
+    4 when stopped before the last table was compared (never a pass)."""
     from ..validate.validator import validate
 
     differ: list[str] = []
     with tables_of(cfg) as cfgs:
-        for c in cfgs:
+        for i, c in enumerate(cfgs):
             out.write(f"== {c.source.table} -> {c.target.table}\n")
             out.flush()
-            if not validate(c, out=out, **options).identical:
+            report = validate(c, out=out, **options)
+            if report.partial:
+                left = [x.source.table for x in cfgs[i:]]
+                out.write(f"Stopped: not compared (or not to the end): {', '.join(left)}\n")
+                return report.exit_code
+            if not report.identical:
                 differ.append(c.source.table)
     if differ:
         out.write(f"Tables that differ: {', '.join(differ)} ({len(differ)} of {len(cfgs)})\n")

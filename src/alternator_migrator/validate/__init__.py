@@ -2,7 +2,9 @@
 
 Layer: uses snapshot, target, aws, config and the ground."""
 
-from .validator import ValidationReport, Validator, compare_items, validate
+from .compare import compare_items
+from .report import ValidationReport
+from .validator import Validator, validate
 
 __all__ = [
     "ValidationReport",

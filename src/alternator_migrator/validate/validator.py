@@ -1,27 +1,36 @@
 """Two-way comparison of source and target, with an opt-in repair.
 
-Neither table is ever held whole: pass one scans the source and looks each page's keys up on
-the target with BatchGetItem; pass two scans the target's keys and looks them up on the source.
-Memory is bounded by the pages in flight (one of at most 1,000 items per scanner), however
-large the tables are.
+Both tables are scanned once, at the same time, in segments; each item goes, as JSON, into a
+bucket chosen by a hash of its key (buckets.py: held in memory while small, spilled to files
+past a byte budget, so memory stays flat however large the tables are). Once both scans are
+done, each bucket's two sides are matched by key: a source key the target lacks is missing, a
+target key the source lacks is extra, a pair whose JSON differs is compared by value
+(compare.py). The scans' segments need not line up (DynamoDB and Alternator split a table
+differently); the buckets are ours.
 
-A live source may change while it is scanned, so every difference is re-read once, with
-consistent reads on both sides, before it is reported (or repaired).
+A live source may change while it is scanned, so every difference is re-read (consistent
+BatchGetItem on both sides, 100 keys a call) before it is reported or repaired.
+
+``--sample FRACTION`` scans only some segments of each side and looks their keys up on the other
+side (segments of two tables hold different keys, so a sample cannot be matched by buckets).
+
+Stopped (Ctrl-C, SIGTERM), it reports what it compared so far, marked partial, and keeps its
+position next to the savepoint: the next run resumes from it (``--fresh`` starts over).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import contextlib
 import dataclasses
 import logging
 import queue
+import random
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TextIO
 
 import orjson
@@ -30,227 +39,41 @@ from ..aws.client import DynamoClient, DynamoError, preflight, source_client, ta
 from ..aws.retry import Backoff
 from ..aws.throttle import RateLimiter, budget, charge_read, table_capacity
 from ..config import Config, require_supported
-from ..errors import ConfigError, MigratorError, SchemaError
+from ..errors import ConfigError, Interrupted, MigratorError, SchemaError
 from ..snapshot.copier import plan_scan
+from ..state.savepoint import table_identity
 from ..target.schema import key_names
 from ..target.sink import Request, Sink, item_key, rename_item
 from ..target.sink_factory import make_sink
 from ..target.ttl import expiry_check, source_ttl_attribute
+from .buckets import BucketStore
+from .compare import (
+    DIFFER,
+    EXTRA,
+    MISSING,
+    Difference,
+    Item,
+    KeyId,
+    compare_items,
+    key_identity,
+    key_text,
+)
+from .position import PositionFile
+from .report import ValidationReport
 
 log = logging.getLogger(__name__)
 
-Item = dict[str, Any]
-KeyId = tuple[tuple[str, Any], ...]
-
-MISSING = "missing"  # in the source, not in the target
-EXTRA = "extra"  # only in the target
-DIFFER = "differ"  # in both, some attribute differs
-KIND_LABELS = {MISSING: "missing in target", EXTRA: "only in target", DIFFER: "attributes differ"}
 
 BATCH_GET_MAX = 100
 SCAN_PAGE_ITEMS = 1000
-SHORT = 120
+BUCKETS = 64  # key-hash buckets (a bucket too large for the budget is split again)
+MEMORY_BUDGET = 48 << 20  # bytes of scanned items held in memory before spilling to files
+RECHECK_WORKERS = 4  # re-check batches in flight while comparing goes on
+EXPIRED = ""  # a source item whose TTL has passed (an item's JSON is never empty)
 
 
 class ValidationError(MigratorError):
     """Validation could not run to the end (exit 2, unlike 'differences found')."""
-
-
-# --------------------------------------------------------------------------- comparing values
-
-
-def _num(text: str) -> Decimal | str:
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        return text  # not a number we can read: fall back to comparing the text
-
-
-def _bytes(b64: str) -> bytes | str:
-    try:
-        return base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        return b64
-
-
-def _num_equal(a: str, b: str, tol: float) -> bool:
-    x, y = _num(a), _num(b)
-    if isinstance(x, str) or isinstance(y, str):
-        return x == y
-    if x == y:
-        return True
-    return tol > 0 and abs(x - y) <= Decimal(str(tol))
-
-
-def _ns_equal(a: Sequence[str], b: Sequence[str], tol: float) -> bool:
-    if len(a) != len(b):
-        return False
-    if tol <= 0:
-        return {_num(x) for x in a} == {_num(y) for y in b}
-    # Sorted pairing is exact for tolerances below half the gap between set members, which is
-    # what a tolerance for float round-off is meant for.
-    xs = sorted(a, key=lambda s: (isinstance(_num(s), str), _num(s)))
-    ys = sorted(b, key=lambda s: (isinstance(_num(s), str), _num(s)))
-    return all(_num_equal(x, y, tol) for x, y in zip(xs, ys, strict=True))
-
-
-def _diff(a: Any, b: Any, tol: float, path: str, out: list[AttrDiff]) -> None:
-    """Append where two wire-format values differ (nested paths for maps and lists)."""
-    if not (isinstance(a, dict) and isinstance(b, dict) and len(a) == 1 and len(b) == 1):
-        if a != b:
-            out.append(AttrDiff(path, a, b))
-        return
-    (ta, va), (tb, vb) = next(iter(a.items())), next(iter(b.items()))
-    if ta != tb:
-        out.append(AttrDiff(path, a, b))
-        return
-    if ta == "M":
-        for name in sorted(set(va) | set(vb)):
-            sub = f"{path}.{name}"
-            if name not in va or name not in vb:
-                out.append(AttrDiff(sub, va.get(name), vb.get(name)))
-            else:
-                _diff(va[name], vb[name], tol, sub, out)
-        return
-    if ta == "L":
-        if len(va) != len(vb):
-            out.append(AttrDiff(path, a, b))
-            return
-        for i, (x, y) in enumerate(zip(va, vb, strict=True)):
-            _diff(x, y, tol, f"{path}[{i}]", out)
-        return
-    if ta == "N":
-        same = _num_equal(va, vb, tol)
-    elif ta == "NS":
-        same = _ns_equal(va, vb, tol)
-    elif ta == "B":
-        same = _bytes(va) == _bytes(vb)
-    elif ta == "BS":
-        same = {_bytes(x) for x in va} == {_bytes(y) for y in vb}
-    elif ta == "SS":
-        same = set(va) == set(vb)
-    else:  # S, BOOL, NULL, and anything newer compare as they are
-        same = va == vb
-    if not same:
-        out.append(AttrDiff(path, a, b))
-
-
-def compare_items(source: Item, target: Item, tol: float = 0.0) -> list[AttrDiff]:
-    """Differences between a (renamed) source item and a target item; empty when equal."""
-    if source == target:  # the common case, checked at C speed
-        return []
-    out: list[AttrDiff] = []
-    for name in sorted(set(source) | set(target)):
-        if name not in source or name not in target:
-            out.append(AttrDiff(name, source.get(name), target.get(name)))
-        else:
-            _diff(source[name], target[name], tol, name, out)
-    return out
-
-
-def _canon(value: Any) -> Any:
-    """A hashable identity for a key value: numbers by value, binary by bytes."""
-    t, v = next(iter(value.items()))
-    if t == "N":
-        return ("N", _num(v))
-    if t == "B":
-        return ("B", _bytes(v))
-    return (t, v if isinstance(v, str) else orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
-
-
-def key_identity(item: Item, names: Sequence[str]) -> KeyId:
-    return tuple((n, _canon(item[n])) for n in names if n in item)
-
-
-def shorten(value: Any, limit: int = SHORT) -> str:
-    if value is None:
-        return "(absent)"
-    text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class AttrDiff:
-    path: str
-    source: Any  # wire value, or None when the attribute is absent
-    target: Any
-
-
-@dataclass(frozen=True)
-class Difference:
-    kind: str
-    key: Item  # the key as the target names it (renames applied)
-    attrs: tuple[AttrDiff, ...] = ()
-
-
-@dataclass
-class ValidationReport:
-    source_table: str
-    target_table: str
-    source_items: int = 0
-    target_items: int = 0
-    counts: dict[str, int] = field(default_factory=lambda: {MISSING: 0, EXTRA: 0, DIFFER: 0})
-    cleared_on_recheck: int = 0
-    samples: list[Difference] = field(default_factory=list)
-    repaired: dict[str, int] = field(default_factory=lambda: {"put": 0, "delete": 0})
-    repairs: list[tuple[str, Item]] = field(default_factory=list)  # the first few, for the log
-    seconds: float = 0.0
-    expired_skipped: int = 0  # source items DynamoDB's TTL will delete: not expected on the target
-
-    @property
-    def differences(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def identical(self) -> bool:
-        return self.differences == 0
-
-    def format(self, repair: bool = False) -> str:
-        lines = [
-            f"Validation of source {self.source_table!r} against target {self.target_table!r} "
-            f"in {self.seconds:.1f}s",
-            f"  source items scanned : {self.source_items:>10,}",
-            f"  target items scanned : {self.target_items:>10,}",
-        ]
-        for kind in (MISSING, EXTRA, DIFFER):
-            lines.append(f"  {KIND_LABELS[kind]:<21}: {self.counts[kind]:>10,}")
-        if self.expired_skipped:
-            lines.append(
-                f"  ({self.expired_skipped:,} expired source items skipped: DynamoDB's TTL "
-                "deletes them)"
-            )
-        if self.cleared_on_recheck:
-            lines.append(
-                f"  ({self.cleared_on_recheck:,} differences cleared when re-read: changed mid-scan)"
-            )
-        if self.samples:
-            shown = len(self.samples)
-            lines.append(f"First {shown} of {self.differences:,} differences:")
-            for d in self.samples:
-                lines.append(f"  {KIND_LABELS[d.kind]:<18} key {shorten(d.key)}")
-                for a in d.attrs:
-                    lines.append(
-                        f"      {a.path}: source={shorten(a.source, 80)} "
-                        f"target={shorten(a.target, 80)}"
-                    )
-        if repair:
-            lines.append(
-                f"Repaired: {self.repaired['put']:,} items put, "
-                f"{self.repaired['delete']:,} target-only items deleted"
-            )
-            for op, key in self.repairs:
-                lines.append(f"  {op:<6} {shorten(key)}")
-            more = self.repaired["put"] + self.repaired["delete"] - len(self.repairs)
-            if more > 0:
-                lines.append(f"  ... and {more:,} more")
-        if self.identical:
-            lines.append("Result: source and target are identical")
-        else:
-            lines.append(f"Result: {self.differences:,} differences")
-        return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- one side
@@ -279,11 +102,13 @@ class _Side:
         self._projection = ", ".join(self._names)
 
     def _charge(self, resp: dict[str, Any], payload: Any, consistent: bool) -> None:
-        charge_read(self.limiter, resp, payload, consistent)
+        charge_read(self.limiter, resp, payload, consistent, self.client.stop)
 
-    def scan(self, segment: int, total: int, keys_only: bool) -> Iterator[list[Item]]:
+    def scan(
+        self, segment: int, total: int, keys_only: bool, stop: threading.Event | None = None
+    ) -> Iterator[list[Item]]:
         start: Any = None
-        while True:
+        while stop is None or not stop.is_set():
             req: dict[str, Any] = {"TableName": self.table, "Segment": segment}
             req["TotalSegments"] = total
             # A 1 MB page of small nested items is ~2,500 items and ~25 MB as Python objects;
@@ -347,9 +172,39 @@ class _Side:
 
 
 class Validator:
-    def __init__(self, cfg: Config, *, repair: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        repair: bool = False,
+        stop: threading.Event | None = None,
+        sample: float | None = None,
+        fresh: bool = False,
+    ) -> None:
         self.cfg = cfg
         self.repair = repair
+        # Set by a signal (or the caller): stop reading, report what was compared, keep the
+        # position. Never set by a failure: that is ``_failed``.
+        self.stop = stop or threading.Event()
+        self.sample = sample
+        self.fresh = fresh
+        self.scanned = [0, 0]  # items scanned per side, for the progress line
+        # The two-scan run's state (see _run_scans)
+        self.position = PositionFile(cfg)
+        self.store = BucketStore(self.position.buckets, BUCKETS, MEMORY_BUDGET)
+        self._done: list[set[int]] = [set(), set()]  # segments scanned per side
+        self._compared: set[int] = set()  # buckets compared, their suspects re-checked
+        self._pending: list[int] = []  # buckets compared, suspects not yet re-checked
+        self._fwd: list[Item] = []  # suspects: missing in target or differing
+        self._back: list[Item] = []  # suspects: only in the target
+        self._futures: list[Future[None]] = []
+        self._pool = ThreadPoolExecutor(RECHECK_WORKERS, thread_name_prefix="validate-recheck")
+        self._save_lock = threading.Lock()
+        self._phase = "scan"
+        self._prior_seconds = 0.0
+        self._started = time.monotonic()
+        self._saved = time.monotonic()
+        self._identity: dict[str, Any] = {}
         # copyMissingRows: put what the target lacks; never overwrite or delete (that is --repair)
         self.copy_missing = repair or cfg.validation.copy_missing_rows
         self.expired: Callable[[Item], bool] | None = None
@@ -384,8 +239,8 @@ class Validator:
                 "`dynamodb-s3-export` source is none; validate against the table the export "
                 "was made from"
             )
-        self.source_client = source_client(cfg.source)
-        self.target_client = target_client(cfg.target)
+        self.source_client = source_client(cfg.source, stop=self.stop)
+        self.target_client = target_client(cfg.target, stop=self.stop)
         self.src_desc = self._describe(self.source_client, cfg.source.table, "source.table")
         self.tgt_desc = self._describe(self.target_client, cfg.target.table, "target.table")
         skeys = key_names(self.src_desc)
@@ -426,7 +281,8 @@ class Validator:
         )
 
     def close(self) -> None:
-        # Also after a failed ``open``, which may have created only some of the clients.
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        # Also after a failed ``open`', which may have created only some of the clients.
         for client in (getattr(self, "source_client", None), getattr(self, "target_client", None)):
             if client is not None:
                 client.close()
@@ -546,7 +402,8 @@ class Validator:
                 repairs.append({"DeleteRequest": {"Key": tgt_now[kid]}})
         self._record(diffs, repairs, cleared)
 
-    # -- running a pass
+    # -- a lookup pass: each scanned page's keys looked up on the other side (--sample,
+    # copyMissingRows after a snapshot)
     def run_pass(
         self,
         side: _Side,
@@ -554,32 +411,147 @@ class Validator:
         workers: int,
         keys_only: bool,
         handle: Callable[[list[Item]], None],
-    ) -> None:
-        segments: queue.Queue[int] = queue.Queue()
-        for n in range(total_segments):
-            segments.put(n)
+        segments: Sequence[int] | None = None,
+    ) -> list[int]:
+        """Scan ``segments`` (default: all) and hand each page to ``handle``. Returns the
+        segments read to their end (fewer than asked when stopped)."""
+        todo: queue.Queue[int] = queue.Queue()
+        chosen = list(range(total_segments) if segments is None else segments)
+        for n in chosen:
+            todo.put(n)
         errors: list[BaseException] = []
+        done: list[int] = []
 
         def work() -> None:
             try:
-                while not self._failed.is_set():
+                while not self._failed.is_set() and not self.stop.is_set():
                     try:
-                        seg = segments.get_nowait()
+                        seg = todo.get_nowait()
                     except queue.Empty:
                         return
-                    for page in side.scan(seg, total_segments, keys_only):
-                        if self._failed.is_set():
+                    for page in side.scan(seg, total_segments, keys_only, self.stop):
+                        if self._failed.is_set() or self.stop.is_set():
                             return
                         if page:
                             handle(page)
+                            with self._lock:
+                                self.scanned[side is self.target] += len(page)
                         del page
+                    if not self.stop.is_set():
+                        with self._lock:
+                            done.append(seg)
+            except Interrupted:
+                pass  # stop requested while waiting for a retry or the budget
             except BaseException as e:
                 errors.append(e)
                 self._failed.set()
 
         threads = [
             threading.Thread(target=work, name=f"validate-{side.label}-{i}", daemon=True)
-            for i in range(max(1, min(workers, total_segments)))
+            for i in range(max(1, min(workers, len(chosen))))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return done
+
+    def _run_sample(self, fraction: float) -> None:
+        rng = random.Random()
+        picked = []
+        for plan in (self.src_plan, self.tgt_plan):
+            total = plan.total_segments
+            picked.append(sorted(rng.sample(range(total), max(1, round(fraction * total)))))
+        (ps, pt), r = picked, self.report
+        r.sample = (
+            f"fraction {fraction:g}: source segments {ps} and target segments {pt} "
+            f"(of {self.src_plan.total_segments} and {self.tgt_plan.total_segments})"
+        )
+        plans = (self.src_plan, self.tgt_plan)
+        done_s = self.run_pass(
+            self.source,
+            plans[0].total_segments,
+            plans[0].workers,
+            False,
+            self.check_source_page,
+            ps,
+        )
+        done_t: list[int] = []
+        if not self.stop.is_set():
+            done_t = self.run_pass(
+                self.target,
+                plans[1].total_segments,
+                plans[1].workers,
+                True,
+                self.check_target_page,
+                pt,
+            )
+        if self.stop.is_set():
+            r.partial = (
+                f"stopped after {len(done_s)} of {len(ps)} sampled source segments and "
+                f"{len(done_t)} of {len(pt)} sampled target segments"
+            )
+
+    # -- two scans merged by key: the whole tables
+    def _ingest(self, side: int, items: list[Item]) -> list[tuple[int, str, str]]:
+        """(bucket, key, item JSON) per item; an expired source item as EXPIRED."""
+        k_of, names, n = key_text, self.target.keys, self.store.buckets
+        dumps, opt, crc = orjson.dumps, orjson.OPT_SORT_KEYS, zlib.crc32
+        expired = self.expired if side == 0 else None
+        renames = self.renames if side == 0 else None
+        out = []
+        for it in items:
+            if renames:
+                it = rename_item(it, renames)
+            k = k_of(it, names)
+            # As str (a copy): an orjson.dumps result kept alive holds KiBs beyond its size.
+            v = EXPIRED if expired is not None and expired(it) else dumps(it, option=opt).decode()
+            out.append((crc(k.encode()) % n, k, v))
+        return out
+
+    def _scan_all(self, done: list[set[int]]) -> None:
+        totals = (self.src_plan.total_segments, self.tgt_plan.total_segments)
+        sides = (self.source, self.target)
+        todo: list[queue.Queue[int]] = [queue.Queue(), queue.Queue()]
+        for s in (0, 1):
+            for seg in range(totals[s]):
+                if seg not in done[s]:
+                    todo[s].put(seg)
+        errors: list[BaseException] = []
+
+        def work(s: int) -> None:
+            try:
+                while not self._failed.is_set() and not self.stop.is_set():
+                    try:
+                        seg = todo[s].get_nowait()
+                    except queue.Empty:
+                        return
+                    for page in sides[s].scan(seg, totals[s], False, self.stop):
+                        if self._failed.is_set() or self.stop.is_set():
+                            return
+                        if page:
+                            self.store.add(s, self._ingest(s, page))
+                            with self._lock:
+                                self.scanned[s] += len(page)
+                        del page
+                    if self.stop.is_set():
+                        return  # maybe not read to its end: scanned again on resume
+                    with self._lock:
+                        done[s].add(seg)
+                    self._maybe_checkpoint()
+            except Interrupted:
+                pass
+            except BaseException as e:
+                errors.append(e)
+                self._failed.set()
+
+        workers = (self.src_plan.workers, self.tgt_plan.workers)
+        threads = [
+            threading.Thread(target=work, args=(s,), name=f"validate-scan-{s}-{i}", daemon=True)
+            for s in (0, 1)
+            for i in range(max(1, min(workers[s], todo[s].qsize())))
         ]
         for t in threads:
             t.start()
@@ -588,36 +560,213 @@ class Validator:
         if errors:
             raise errors[0]
 
+    def _compare_part(self, src: dict[str, str], tgt: dict[str, str]) -> None:
+        fwd, back = self._fwd, self._back
+        names, tol = self.target.keys, self.tol
+        expired, n_tgt = 0, len(tgt)
+        for k, sv in src.items():
+            tv = tgt.pop(k, None)
+            if not sv:  # EXPIRED
+                expired += 1  # not expected on the target; a copy there is not extra either
+            elif tv is None or (
+                sv != tv and compare_items(orjson.loads(sv), orjson.loads(tv), tol)
+            ):
+                fwd.append(item_key(orjson.loads(sv), names))
+        for tv in tgt.values():
+            back.append(item_key(orjson.loads(tv), names))
+        with self._lock:
+            r = self.report
+            r.source_items += len(src) - expired
+            r.target_items += n_tgt
+            r.expired_skipped += expired
+
+    def _submit_rechecks(self, final: bool) -> None:
+        while len(self._fwd) >= BATCH_GET_MAX or (final and self._fwd):
+            keys, self._fwd = self._fwd[:BATCH_GET_MAX], self._fwd[BATCH_GET_MAX:]
+            self._futures.append(self._pool.submit(self._recheck_forward, keys))
+        while len(self._back) >= BATCH_GET_MAX or (final and self._back):
+            keys, self._back = self._back[:BATCH_GET_MAX], self._back[BATCH_GET_MAX:]
+            self._futures.append(self._pool.submit(self._recheck_backward, keys))
+
+    def _settle(self) -> None:
+        """Every suspect so far re-checked: the buckets they came from count as compared."""
+        self._submit_rechecks(final=True)
+        futures, self._futures = self._futures, []
+        for f in futures:
+            f.result()
+        self._compared.update(self._pending)
+        self._pending = []
+
+    def _compare_all(self) -> None:
+        for b in range(self.store.buckets):
+            if b in self._compared:
+                continue
+            if self.stop.is_set() or self._failed.is_set():
+                return
+            for src, tgt in self.store.parts(b):
+                self._compare_part(src, tgt)
+                del src, tgt
+            self._pending.append(b)
+            self._submit_rechecks(final=False)
+            self._maybe_checkpoint()
+        self._settle()
+
+    def _maybe_checkpoint(self) -> None:
+        if time.monotonic() - self._saved >= self.cfg.savepoints.interval_seconds:
+            with self._save_lock:
+                if time.monotonic() - self._saved >= self.cfg.savepoints.interval_seconds:
+                    self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Save where this run stands (all it scanned is on disk first)."""
+        if self._phase == "compare":
+            try:
+                self._settle()
+            except BaseException:
+                # Buckets compared whose suspects were not re-checked: their results are lost,
+                # and the files they came from were read: start over next time.
+                self.position.discard()
+                raise
+        with self._lock:
+            scanned = [sorted(d) for d in self._done]
+            compared = sorted(self._compared)
+            report = self.report.to_json()
+        report["seconds"] = self._prior_seconds + time.monotonic() - self._started
+        files = self.store.flush()
+        self.position.save(
+            {
+                **self._identity,
+                "scanned": scanned,
+                "compared": compared,
+                "files": files,
+                "report": report,
+            }
+        )
+        self._saved = time.monotonic()
+
+    def _resume(self) -> None:
+        """Pick up a stopped run's position when it is this run's (same config, tables and
+        segment counts); otherwise start over."""
+        self._identity = {
+            "fingerprint": self.cfg.fingerprint(),
+            "source": table_identity(self.src_desc),
+            "target": table_identity(self.tgt_desc),
+            "segments": [self.src_plan.total_segments, self.tgt_plan.total_segments],
+            "buckets": self.store.buckets,
+            "renames": self.renames,
+        }
+        saved = None if self.fresh else self.position.load()
+        if saved is not None and any(saved.get(k) != v for k, v in self._identity.items()):
+            log.warning(
+                "Validate position %s belongs to another config or table; starting over",
+                self.position.file,
+            )
+            saved = None
+        if saved is None:
+            self.position.discard()
+            return
+        try:
+            self._done = [set(saved["scanned"][0]), set(saved["scanned"][1])]
+            self._compared = set(saved["compared"])
+            self.report.load_json(saved["report"])
+            self.store.restore(saved["files"])
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            log.warning(
+                "Validate position %s is unusable (%s); starting over", self.position.file, e
+            )
+            self._done, self._compared = [set(), set()], set()
+            self.report.load_json(ValidationReport("", "").to_json())
+            self.position.discard()
+            return
+        self._prior_seconds = self.report.seconds
+        self.report.resumed = (
+            f"{len(self._done[0])}/{self.src_plan.total_segments} source and "
+            f"{len(self._done[1])}/{self.tgt_plan.total_segments} target segments were scanned "
+            f"and {len(self._compared)}/{self.store.buckets} buckets compared by an earlier run"
+        )
+        log.info("Resuming validation from %s: %s", self.position.file, self.report.resumed)
+
+    def _run_scans(self) -> None:
+        self.store = BucketStore(self.position.buckets, BUCKETS, MEMORY_BUDGET)
+        self._resume()
+        self._saved = time.monotonic()
+        complete = False
+        try:
+            self._scan_all(self._done)
+            scanned_all = all(
+                len(self._done[s]) == t
+                for s, t in enumerate((self.src_plan.total_segments, self.tgt_plan.total_segments))
+            )
+            if scanned_all and not self.stop.is_set():
+                log.info(
+                    "Scanned both tables (%s source and %s target items read in this run, "
+                    "%.1f MiB spilled to %s) in %.1fs; comparing",
+                    f"{self.scanned[0]:,}",
+                    f"{self.scanned[1]:,}",
+                    self.store.spilled / (1 << 20),
+                    self.store.dir,
+                    time.monotonic() - self._started,
+                )
+                self._phase = "compare"
+                self._compare_all()
+            complete = len(self._compared) == self.store.buckets  # a late stop changes nothing
+            if not complete:
+                self._checkpoint()
+                r = self.report
+                if self._phase == "scan":
+                    r.partial = (
+                        f"while scanning: {len(self._done[0])}/{self.src_plan.total_segments} "
+                        f"source and {len(self._done[1])}/{self.tgt_plan.total_segments} target "
+                        "segments read; items are compared only once both scans have ended"
+                    )
+                else:
+                    r.partial = (
+                        f"while comparing: {len(self._compared)}/{self.store.buckets} key-hash "
+                        "buckets compared"
+                    )
+                log.info("Validation stopped; its position is in %s", self.position.file)
+        except Interrupted:
+            # Stopped while re-reading suspects (a retry pause): the buckets they came from
+            # were read but not settled, so no position can say where this run stands.
+            self.position.discard()
+            self.report.partial = (
+                f"while re-checking differences ({len(self._compared)}/{self.store.buckets} "
+                "buckets compared); the next run starts over"
+            )
+        except BaseException:
+            if self._phase == "scan":
+                with contextlib.suppress(Exception):
+                    self._checkpoint()  # what was scanned is kept for the next run
+            raise
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            if complete:
+                self.position.discard()
+                self.store.close()
+        self.report.seconds = self._prior_seconds  # the caller adds this run's time
+
     def run(self) -> ValidationReport:
-        started = time.monotonic()
-        ticker = _Ticker(self.report, started)
+        started = self._started = time.monotonic()
+        self._prior_seconds = 0.0
+        ticker = _Ticker(self, started)
         ticker.start()
         try:
-            self.run_pass(
-                self.source,
-                self.src_plan.total_segments,
-                self.src_plan.workers,
-                False,
-                self.check_source_page,
-            )
-            self.run_pass(
-                self.target,
-                self.tgt_plan.total_segments,
-                self.tgt_plan.workers,
-                True,
-                self.check_target_page,
-            )
+            if self.sample is not None:
+                self._run_sample(self.sample)
+            else:
+                with self.position.exclusive():
+                    self._run_scans()
         finally:
             ticker.close()
-        self.report.seconds = time.monotonic() - started
+        self.report.seconds = self._prior_seconds + time.monotonic() - started
         return self.report
 
 
 class _Ticker:
     """A progress line every few seconds for long validations."""
 
-    def __init__(self, report: ValidationReport, started: float, interval: float = 10.0) -> None:
-        self.report = report
+    def __init__(self, v: Validator, started: float, interval: float = 10.0) -> None:
+        self.v = v
         self.started = started
         self.interval = interval
         self._stop = threading.Event()
@@ -625,15 +774,15 @@ class _Ticker:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            r = self.report
+            v, r = self.v, self.v.report
             elapsed = time.monotonic() - self.started
-            done = r.source_items + r.target_items
             log.info(
-                "Validating: %s source and %s target items checked (%s items/s), "
+                "Validating: %s source and %s target items read (%s items/s), %s compared, "
                 "%s differences so far",
+                f"{v.scanned[0]:,}",
+                f"{v.scanned[1]:,}",
+                f"{sum(v.scanned) / elapsed:,.0f}",
                 f"{r.source_items:,}",
-                f"{r.target_items:,}",
-                f"{done / elapsed:,.0f}",
                 f"{r.differences:,}",
             )
 
@@ -645,23 +794,36 @@ class _Ticker:
         self._thread.join()
 
 
-def validate(cfg: Config, *, repair: bool = False, out: TextIO | None = None) -> ValidationReport:
+def validate(
+    cfg: Config,
+    *,
+    repair: bool = False,
+    out: TextIO | None = None,
+    stop: threading.Event | None = None,
+    sample: float | None = None,
+    fresh: bool = False,
+) -> ValidationReport:
     """Compare source and target both ways; with ``repair``, make the target match the source.
 
-    Prints the report to ``out`` (stdout by default) and returns it.
+    ``sample``: compare only that fraction of each side's segments. ``stop`` (set by a signal):
+    end early with a partial report and keep the position for the next run (``fresh``: ignore
+    it). Prints the report to ``out`` (stdout by default) and returns it.
     """
     out = out or sys.stdout
-    v = Validator(cfg, repair=repair)
+    if sample is not None and not 0 < sample <= 1:
+        raise ConfigError(f"--sample {sample}: give a fraction above 0 and at most 1, e.g. 0.05")
+    v = Validator(cfg, repair=repair, stop=stop, sample=sample, fresh=fresh)
     try:
         v.open()
         log.info(
-            "Validating %r (%s) against %r (%s): %d source segments, %d target segments%s",
+            "Validating %r (%s) against %r (%s): %d source segments, %d target segments%s%s",
             cfg.source.table,
             v.source_client.url,
             cfg.target.table,
             v.target_client.url,
             v.src_plan.total_segments,
             v.tgt_plan.total_segments,
+            f"; sampling {sample:g} of them" if sample is not None else "",
             "; repairing differences"
             if repair
             else "; copying missing rows (copyMissingRows)"
