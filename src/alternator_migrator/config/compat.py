@@ -89,7 +89,12 @@ THEIR_KEYS: tuple[KeyFate, ...] = (
     KeyFate("renames", HONOURED, "attribute renames in snapshot, replay and validate"),
     KeyFate("renames[].from", HONOURED, "source attribute name"),
     KeyFate("renames[].to", HONOURED, "target attribute name"),
-    KeyFate("skipSegments", HONOURED, "scan segments not copied (counted as done)"),
+    KeyFate(
+        "skipSegments",
+        HONOURED,
+        "scan segments this run does not copy; never counted as copied: the snapshot stays "
+        "incomplete (last line, `status`) until a run copies them (docs/runbook.md)",
+    ),
     _ignored("skipTokenRanges"),
     _ignored("skipParquetFiles"),
     # ---- savepoints

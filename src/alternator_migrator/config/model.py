@@ -356,7 +356,7 @@ class Config:
     )
     skip_segments: tuple[int, ...] = _doc(
         "skipSegments",
-        "Scan segments not to copy (they count as done), numbered from 0 below the segment count.",
+        "Scan segments this run does not copy, numbered from 0 below the segment count. They are not done: the snapshot stays incomplete until a run copies them (the savepoint records the segments copied).",
         (),
     )
     path: str = "<memory>"
