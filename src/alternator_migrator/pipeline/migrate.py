@@ -274,6 +274,8 @@ def _snapshot(job: Job, engine: Engine) -> SnapshotOutcome | None:
     if job.stop.is_set() or set(outcome.missing) - set(outcome.skipped):
         return None  # stopped: what is left is copied on restart
     if not outcome.complete:
+        if job.cfg.validation.copy_missing_rows:
+            log.info("copyMissingRows not run: it would copy the skipped segments' items")
         log.warning("%s", outcome.incomplete_line())
         return outcome
     if job.cfg.validation.copy_missing_rows:

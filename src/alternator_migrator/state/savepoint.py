@@ -134,10 +134,6 @@ class Savepoint:
         with self._lock:
             return self.segment_keys.get(unit)
 
-    def unit_done(self, unit: int) -> bool:
-        with self._lock:
-            return unit in self.segments_done
-
     def advance_unit(self, unit: int, position: Any) -> bool:
         """Record a position the target acknowledged; None: the unit was copied to its end.
         True when this call finished the unit."""
@@ -152,15 +148,11 @@ class Savepoint:
             return False
 
     def units_missing(self) -> list[int]:
-        """Units not copied to their end (every one while the count is not known)."""
+        """Units not copied to their end (none while the count is not recorded)."""
         with self._lock:
             if self.total_segments is None:
                 return []
             return [n for n in range(self.total_segments) if n not in self.segments_done]
-
-    def all_units_copied(self) -> bool:
-        with self._lock:
-            return self.total_segments is not None and not self.units_missing()
 
     def mark_snapshot_done(self) -> None:
         """Every unit was copied."""
@@ -172,16 +164,15 @@ class Savepoint:
 
     def skip_snapshot(self) -> None:
         """No snapshot is copied (skipInitialSnapshotTransfer): the replay alone fills the target."""
-        with self._lock:
-            self.snapshot_done = True
-            self.total_segments = None
-            self.segments_done.clear()
-            self.segment_keys.clear()
+        self._restart_snapshot(done=True)
 
     def reset_snapshot(self) -> None:
         """Copy the snapshot again (the target lost what was copied)."""
+        self._restart_snapshot(done=False)
+
+    def _restart_snapshot(self, done: bool) -> None:
         with self._lock:
-            self.snapshot_done = False
+            self.snapshot_done = done
             self.total_segments = None
             self.segments_done.clear()
             self.segment_keys.clear()
@@ -205,10 +196,6 @@ class Savepoint:
             self.shards.setdefault(
                 shard_id, ShardPosition(None, False, parent, adjacent_parent=adjacent)
             )
-
-    def shard_position(self, shard_id: str) -> ShardPosition | None:
-        with self._lock:
-            return self.shards.get(shard_id)
 
     def advance_shard(
         self,
