@@ -38,12 +38,19 @@ class Status:
     segments_partial: int = 0
     stream_arn: str | None = None
     shards: list[ShardStatus] = field(default_factory=list)
+    snapshot_complete: bool = False  # every unit copied (or the snapshot skipped on purpose)
+    # Units never copied that `skipSegments` keeps skipping: the target lacks their items.
+    segments_skipped: list[int] = field(default_factory=list)
 
     @property
     def caught_up(self) -> bool | None:
-        """All shards read to their end; None when there is no replay to be caught up in."""
+        """All shards read to their end and the snapshot complete; None when there is no
+        replay to be caught up in. A target missing skipped segments is never caught up:
+        this is what a cut-over waits for."""
         if self.phase != "replay":
             return None
+        if self.segments_skipped:
+            return False
         return all(s.finished or s.pending is False for s in self.shards)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,6 +61,8 @@ class Status:
             "segmentsDone": self.segments_done,
             "segmentsTotal": self.segments_total,
             "segmentsPartial": self.segments_partial,
+            "snapshotComplete": self.snapshot_complete,
+            "segmentsSkipped": self.segments_skipped,
             "streamArn": self.stream_arn,
             "caughtUp": self.caught_up,
             "shards": [s.__dict__ for s in self.shards],
@@ -103,14 +112,25 @@ def status(cfg: Config, *, probe_stream: bool = True) -> Status:
     if sp is None:
         return Status("not started", str(store.file))
     now = time.time()
+    missing = sp.units_missing()
+    skipped = [n for n in missing if n in cfg.skip_segments and sp.unit_position(n) is None]
+    if sp.snapshot_done:
+        phase = "replay" if sp.stream_arn else "done"
+    else:
+        # Shards are recorded once the replay starts, which follows a snapshot whose only
+        # missing units are skipped ones (as the Scylla Migrator does): the replay runs.
+        replaying = bool(sp.shards) and bool(missing) and len(skipped) == len(missing)
+        phase = "replay" if replaying else "snapshot"
     st = Status(
-        phase="snapshot" if not sp.snapshot_done else ("replay" if sp.stream_arn else "done"),
+        phase=phase,
         savepoint_file=str(store.file),
         savepoint_age_seconds=now - sp.updated_at if sp.updated_at else None,
         segments_done=len(sp.segments_done),
         segments_total=sp.total_segments,
         segments_partial=len(sp.segment_keys),
         stream_arn=sp.stream_arn,
+        snapshot_complete=sp.snapshot_done,
+        segments_skipped=skipped,
     )
     if sp.stream_arn and probe_stream:
         kinesis = cfg.target.kinesis
@@ -136,6 +156,12 @@ def print_status(st: Status, out: TextIO | None = None) -> None:
     w(f"Savepoint: {st.savepoint_file} (written {_age(st.savepoint_age_seconds)} ago)\n")
     total = st.segments_total if st.segments_total is not None else "?"
     w(f"Snapshot: {st.segments_done}/{total} segments done, {st.segments_partial} in progress\n")
+    if st.segments_skipped:
+        w(
+            f"Snapshot INCOMPLETE: segments {', '.join(map(str, st.segments_skipped))} never "
+            "copied (skipSegments); the target lacks their items: remove them from "
+            "skipSegments and run migrate again\n"
+        )
     if st.stream_arn:
         open_shards = [s for s in st.shards if not s.finished]
         w(f"Stream: {st.stream_arn} ({len(st.shards)} shards, {len(open_shards)} open)\n")
@@ -150,7 +176,8 @@ def print_status(st: Status, out: TextIO | None = None) -> None:
             )
         lags = [s.lag_seconds for s in st.shards if s.lag_seconds is not None]
         lag = "unknown" if not lags else f"{max(lags):.1f}s"
-        w(f"Caught up: {'yes' if st.caught_up else 'no'} (lag {lag})\n")
+        why = " (the snapshot is incomplete)" if st.segments_skipped else ""
+        w(f"Caught up: {'yes' if st.caught_up else 'no'} (lag {lag}){why}\n")
 
 
 def estate_status(cfg: Config, *, probe_stream: bool = True) -> list[tuple[Config, Status]]:
@@ -170,9 +197,10 @@ def print_estate_status(tables: list[tuple[Config, Status]], out: TextIO | None 
         lags = [s.lag_seconds for s in st.shards if s.lag_seconds is not None]
         lag = f"lag {max(lags):.1f}s" if lags else "lag -"
         up = {True: "caught up: yes", False: "caught up: no", None: "caught up: -"}[st.caught_up]
+        incomplete = " (INCOMPLETE: segments skipped)" if st.segments_skipped else ""
         w(
             f"{c.source.table} -> {c.target.table}: {st.phase}, snapshot {st.segments_done}/"
-            f"{total} segments, {lag}, {up}\n"
+            f"{total} segments{incomplete}, {lag}, {up}\n"
         )
         key = "caught up" if st.caught_up else st.phase
         phases[key] = phases.get(key, 0) + 1

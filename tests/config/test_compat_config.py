@@ -27,7 +27,8 @@ from alternator_migrator.config import (
 from alternator_migrator.config.compat import HONOURED, IGNORED, MAPPED, REFUSED, THEIR_KEYS
 from alternator_migrator.config.docgen import USERS_BEGIN, USERS_END, users_table, with_users_table
 from alternator_migrator.errors import ConfigError
-from alternator_migrator.snapshot.copier import plan_scan, skipped_segments
+from alternator_migrator.snapshot.copier import plan_scan
+from alternator_migrator.snapshot.ledger import skipped_segments
 
 USERS_DOC = Path(__file__).resolve().parents[2] / "docs" / "scylla-migrator-users.md"
 

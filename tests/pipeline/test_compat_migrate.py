@@ -28,6 +28,7 @@ from ..helpers import (
     by_key,
     create_table,
     eventually,
+    read_savepoint,
     scan_all,
     table_diff,
 )
@@ -235,10 +236,16 @@ def _segment_keys(src: Any, table: str, segment: int, total: int) -> set[str]:
         kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
 
 
+def _last_line(stderr: str) -> str:
+    return stderr.strip().splitlines()[-1]
+
+
 def test_skipped_segments_in_two_parts(
     tmp_path: Path, moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str
 ) -> None:
-    """Their part1/part2 test: skip segments 1 and 2, then copy only segment 0's complement."""
+    """Their part1/part2 test on one savepoint: part 1 skips segments 1 and 2 and says the
+    snapshot is incomplete (last line, status, savepoint); part 2 skips segment 0, which part 1
+    copied, copies what is left, and the target then equals the source."""
     create_table(src, table_name, hash_key=("id", "S"))
     batch_put(src, table_name, [{"id": {"S": f"k{i:03d}"}, "v": {"N": str(i)}} for i in range(150)])
     first = _segment_keys(src, table_name, 0, 3)
@@ -258,7 +265,26 @@ def test_skipped_segments_in_two_parts(
     )
     err = ok(cli("migrate", "--config", str(part1)))
     assert "Skipping segments 1, 2 (skipSegments)" in err
+    assert "Done transferring table snapshot" not in err
+    assert _last_line(err).endswith(
+        "Snapshot incomplete: 2 of 3 segments never copied (1, 2; skipSegments skipped 1, 2): "
+        "the target lacks their items. Remove them from skipSegments and run again to copy "
+        "them (the savepoint keeps the segments already copied)"
+    ), _last_line(err)
     assert target_keys() == first
+    saved = read_savepoint(tmp_path / "savepoints")
+    assert saved["snapshotDone"] is False and saved["segmentsDone"] == [0]
+    status = cli("status", "--config", str(part1))
+    ok(status)
+    assert "Phase: snapshot" in status.stdout
+    assert (
+        status.stdout.strip()
+        .splitlines()[-1]
+        .startswith("Snapshot INCOMPLETE: segments 1, 2 never copied (skipSegments)")
+    ), status.stdout
+    ok(cli("validate", "--config", str(part1)), 1)  # their test: the validator fails here
+
+    # Part 2: another skipSegments, the same savepoint.
     part2 = their_config(
         tmp_path,
         moto,
@@ -267,11 +293,65 @@ def test_skipped_segments_in_two_parts(
         name="part2.yaml",
         source={"scanSegments": 3},
         skipSegments=[0],
-        savepoints={"path": str(tmp_path / "savepoints-2"), "intervalSeconds": 300},
     )
-    ok(cli("migrate", "--config", str(part2)))
+    err = ok(cli("migrate", "--config", str(part2)))
+    assert "Resuming snapshot: 1 of 3 segments already done, 0 partially" in err
+    assert "Skipping segments" not in err  # segment 0 is done: nothing is skipped
+    assert _last_line(err).endswith("Done transferring table snapshot"), _last_line(err)
     assert len(target_keys()) == 150
-    assert table_diff(src, table_name, dst, table_name, ("id",)) == []
+    saved = read_savepoint(tmp_path / "savepoints")
+    assert saved["snapshotDone"] is True and saved["segmentsDone"] == [0, 1, 2]
+    status = cli("status", "--config", str(part2), "--json")
+    ok(status)
+    assert '"snapshotComplete": true' in status.stdout
+    ok(cli("validate", "--config", str(part2)), 0)
+
+
+def test_skipped_segments_with_streaming_replay_the_changes_but_never_say_complete(
+    tmp_path: Path, moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str
+) -> None:
+    """As the Scylla Migrator does, a run whose skipSegments leave the snapshot incomplete
+    goes on to replay the stream; it never prints the snapshot-done line, its last line says
+    what is missing, and status never calls it caught up."""
+    create_table(src, table_name, hash_key=("id", "S"))
+    batch_put(src, table_name, [{"id": {"S": f"k{i:03d}"}, "v": {"N": str(i)}} for i in range(60)])
+    first = _segment_keys(src, table_name, 0, 3)
+    cfg = their_config(
+        tmp_path,
+        moto,
+        dynalite,
+        table_name,
+        source={"scanSegments": 3},
+        target={"streamChanges": True},
+        skipSegments=[1, 2],
+    )
+    err = ok(cli("migrate", "--config", str(cfg), "--stop-when-caught-up", "1"))
+    assert "Done transferring table snapshot" not in err
+    assert "Starting to transfer changes (the snapshot is incomplete)" in err
+    assert "Snapshot incomplete: 2 of 3 segments never copied" in _last_line(err), err[-2000:]
+    assert {i["id"]["S"] for i in scan_all(dst, table_name)} == first
+    saved = read_savepoint(tmp_path / "savepoints")
+    assert saved["snapshotDone"] is False and saved["shards"]  # the replay ran
+    status = cli("status", "--config", str(cfg))
+    ok(status)
+    assert "Phase: replay" in status.stdout
+    assert "Snapshot INCOMPLETE: segments 1, 2 never copied" in status.stdout
+    assert status.stdout.strip().splitlines()[-1].startswith("Caught up: no"), status.stdout
+
+    # Copying what is left (no skipSegments) completes it; the replay resumes from its position.
+    done = their_config(
+        tmp_path,
+        moto,
+        dynalite,
+        table_name,
+        name="rest.yaml",
+        source={"scanSegments": 3},
+        target={"streamChanges": True},
+    )
+    err = ok(cli("migrate", "--config", str(done), "--stop-when-caught-up", "1"))
+    assert "Done transferring table snapshot. Starting to transfer changes" in err
+    assert "Snapshot incomplete" not in err
+    ok(cli("validate", "--config", str(done)), 0)
 
 
 def test_copy_missing_rows(

@@ -121,6 +121,7 @@ def test_a_bad_stream_record_stops_the_run_before_it(
     store = SavepointStore(cfg)
     sp = store.new()
     sp.stream_arn, sp.snapshot_done, sp.total_segments = fake.arn, True, 4
+    sp.segments_done = {0, 1, 2, 3}
     store.save(sp)
 
     r = run_cli("migrate", "--config", cfg.path, "--no-progress")

@@ -170,6 +170,7 @@ def test_cli_exits_3_when_the_stream_was_trimmed(
     store = SavepointStore(cfg)
     sp = store.new()
     sp.stream_arn, sp.snapshot_done, sp.total_segments = fake.arn, True, 4
+    sp.segments_done = {0, 1, 2, 3}
     sp.shards["a"] = ShardPosition(applied["a"][0])
     store.save(sp)
 

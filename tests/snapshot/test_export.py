@@ -21,7 +21,7 @@ from alternator_migrator.errors import MigratorError
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.migrate import migrate
 from alternator_migrator.snapshot.export import ExportError, ExportMismatch, check_named_export
-from alternator_migrator.state.savepoint import SavepointStore
+from alternator_migrator.state.savepoint import Origin, SavepointStore, SnapshotOrigin
 
 from ..helpers import (
     BackgroundMigration,
@@ -120,7 +120,7 @@ def test_static_export_in_aws_layout_loads_every_item(
     assert desc["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     sp = SavepointStore(cfg).load()
     assert sp is not None and sp.snapshot_done and sp.segments_done == {0, 1, 2, 3}
-    assert sp.snapshot_source == "export " + (
+    assert sp.snapshot_origin == SnapshotOrigin.export(
         "arn:aws:dynamodb:us-east-1:123456789012:table/t/export/01715685260608-c488b4e1"
     )
 
@@ -331,8 +331,8 @@ def test_one_step_stream_export_load_replay_under_live_writes(
     assert ops["ExportTableToPointInTime"] == 1 and ops["UpdateContinuousBackups"] == 1, ops
     assert result.snapshot_complete and result.replay is not None and result.replay.records > 150
     sp = store.load()
-    assert sp is not None and sp.snapshot_source is not None
-    assert sp.snapshot_source.startswith("export arn:aws:dynamodb:")
+    assert sp is not None and sp.snapshot_origin.kind is Origin.EXPORT
+    assert sp.snapshot_origin.ref.startswith("arn:aws:dynamodb:")
 
 
 def test_stop_while_waiting_for_the_export_then_restart_resumes_the_same_export(
@@ -370,7 +370,7 @@ def test_stop_while_waiting_for_the_export_then_restart_resumes_the_same_export(
         first = run.finish()
         assert first.stopped and not first.snapshot_complete
         sp = SavepointStore(cfg).load()
-        assert sp is not None and sp.snapshot_source is not None and not sp.snapshot_done
+        assert sp is not None and sp.snapshot_origin.kind is Origin.EXPORT and not sp.snapshot_done
 
         hold.clear()
         second = migrate(cfg, show_progress=False, stop_when_caught_up=0.5, stream_poll_seconds=0.1)
@@ -379,7 +379,7 @@ def test_stop_while_waiting_for_the_export_then_restart_resumes_the_same_export(
     assert ops["ExportTableToPointInTime"] == 1 and ops["Scan"] == 0, ops
     assert table_diff(src, table_name, dst, table_name, ("pk",)) == []
     again = SavepointStore(cfg).load()
-    assert again is not None and again.snapshot_source == sp.snapshot_source
+    assert again is not None and again.snapshot_origin == sp.snapshot_origin
 
 
 S3_SOURCE: dict[str, Any] = {
@@ -510,7 +510,7 @@ def test_a_failed_export_stops_the_run_and_the_next_run_requests_a_new_one(
             migrate(cfg, show_progress=False, stream_poll_seconds=0.1)
         assert e.value.exit_code == 2
         sp = SavepointStore(cfg).load()
-        assert sp is not None and (sp.snapshot_source or "").startswith("failed ")
+        assert sp is not None and sp.snapshot_origin.kind is Origin.FAILED_EXPORT
         result = migrate(cfg, show_progress=False, stop_when_caught_up=0.5, stream_poll_seconds=0.1)
 
     assert result.snapshot_complete and ops["ExportTableToPointInTime"] == 2, ops

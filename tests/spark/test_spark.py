@@ -551,3 +551,70 @@ def test_streaming_tuning_keys_are_said_not_to_apply_on_spark(
     assert len(lines) == 1
     assert "source.streamingPollingPoolSize" in lines[0]
     assert "source.streamingMaxRecordsPerSecond" in lines[0]
+
+
+def test_skipped_segments_on_spark_leave_the_snapshot_incomplete_until_copied(
+    cluster: Cluster,
+    moto: Server,
+    dynalite: Server,
+    src: Any,
+    dst: Any,
+    table_name: str,
+    tmp_path: Path,
+) -> None:
+    """The Scylla Migrator's two-part skipSegments run, through the CLI on the cluster: part 1
+    never says the snapshot is complete (its last line, status, the savepoint), part 2 on the
+    same savepoint copies what is left and validate then exits 0."""
+    create_table(src, table_name)
+    batch_put(src, table_name, [{"pk": {"S": f"k{i:03d}"}, "v": {"N": str(i)}} for i in range(90)])
+
+    def run(*args: str, skip: list[int] | None = None) -> subprocess.CompletedProcess[str]:
+        cfg_file = write_config(
+            tmp_path / "c.yaml",
+            source_url=moto.url,
+            source_table=table_name,
+            target_url=dynalite.url,
+            target_table=table_name,
+            savepoints=tmp_path / "sp",
+            stream=False,
+            source_extra={"scanSegments": 3},
+            top_extra={"skipSegments": skip or []},
+        )
+        spark_args = [
+            *("--engine", "spark", "--master", cluster.url, "--no-progress"),
+            *("--conf", "spark.ui.enabled=false", *APP_ARGS),
+        ]
+        return subprocess.run(
+            [
+                *(sys.executable, "-m", "alternator_migrator", "--log-format", "text", *args),
+                *("--config", str(cfg_file)),
+                *(spark_args if args[0] == "migrate" else []),
+            ],
+            capture_output=True,
+            text=True,
+            env=cluster.env,
+            timeout=240,
+        )
+
+    def our_last_line(stderr: str) -> str:
+        ours = [ln for ln in stderr.splitlines() if " alternator_migrator." in ln]
+        return ours[-1] if ours else ""
+
+    part1 = run("migrate", skip=[1, 2])
+    assert part1.returncode == 0, part1.stderr[-3000:]
+    assert "Snapshot on Spark: 3 segments (1 to copy)" in part1.stderr
+    assert "Snapshot incomplete: 2 of 3 segments never copied" in our_last_line(part1.stderr)
+    assert "Done transferring table snapshot" not in part1.stderr
+    sp = SavepointStore(load(tmp_path / "c.yaml")).load()
+    assert sp is not None and not sp.snapshot_done and sp.segments_done == {0}
+    status = run("status", skip=[1, 2])
+    assert "Snapshot INCOMPLETE: segments 1, 2 never copied" in status.stdout, status.stdout
+    assert run("validate", skip=[1, 2]).returncode == 1
+
+    part2 = run("migrate", skip=[0])
+    assert part2.returncode == 0, part2.stderr[-3000:]
+    assert "Snapshot on Spark: 3 segments (2 to copy)" in part2.stderr
+    assert our_last_line(part2.stderr).endswith("Done transferring table snapshot")
+    sp = SavepointStore(load(tmp_path / "c.yaml")).load()
+    assert sp is not None and sp.snapshot_done and sp.segments_done == {0, 1, 2}
+    assert run("validate").returncode == 0

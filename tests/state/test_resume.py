@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 
 from alternator_migrator.aws.client import RetryPolicy
-from alternator_migrator.config import load
+from alternator_migrator.config import Config, load
 from alternator_migrator.errors import SavepointError, WriteError
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.migrate import migrate
-from alternator_migrator.snapshot.copier import SnapshotCopier, plan_scan
-from alternator_migrator.state.savepoint import SavepointStore
+from alternator_migrator.snapshot.copier import ScanPlan, ScanSource, SnapshotCopier, plan_scan
+from alternator_migrator.snapshot.ledger import SnapshotLedger
+from alternator_migrator.state.savepoint import Savepoint, SavepointStore
 from alternator_migrator.target.sink import Sink, key_id
 
 from ..fakes import (
@@ -137,6 +138,17 @@ def test_savepoint_of_another_migration_is_refused(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- snapshot
 
 
+def _copy(
+    cfg: Config, store: SavepointStore, sp: Savepoint, plan: ScanPlan, url: str, sink: Sink
+) -> bool:
+    """The local engine's snapshot step: the ledger's to-do list through the copier."""
+    ledger = SnapshotLedger(cfg, sp, store, plan.total_segments)
+    with ledger:
+        units = ScanSource(lean_client(url), cfg, plan)
+        SnapshotCopier(units, sink, ledger, plan, threading.Event()).run(ledger.todo())
+    return ledger.outcome().complete
+
+
 def test_snapshot_skips_finished_segments_and_resumes_partial_ones(
     tmp_path: Path, moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str
 ) -> None:
@@ -157,11 +169,7 @@ def test_snapshot_skips_finished_segments_and_resumes_partial_ones(
     sink = Sink(lean_client(dynalite.url, "target"), table_name, ["pk"])
     plan = plan_scan(cfg, {}, resumed.total_segments)
     assert plan.total_segments == total
-    done = SnapshotCopier(
-        lean_client(moto.url), sink, cfg, plan, store, resumed, threading.Event()
-    ).run()
-
-    assert done
+    assert _copy(cfg, store, resumed, plan, moto.url, sink)
     expected = _keys(_segment(src, table_name, 1, total)) - _keys(first["Items"])
     for seg in (2, 3):
         expected |= _keys(_segment(src, table_name, seg, total))
@@ -194,11 +202,8 @@ def test_snapshot_checkpoints_only_acknowledged_pages(
     with FaultProxy(dynalite.url).start() as proxy:
         proxy.outage_after(20, 60)  # the target goes away after 20 of the 48 batches
         sink = Sink(lean_client(proxy.url, "target"), table_name, ["pk"], retry=FAST_FAIL)
-        copier = SnapshotCopier(
-            lean_client(moto.url), sink, cfg, plan, store, sp, threading.Event()
-        )
         with pytest.raises(WriteError):
-            copier.run()
+            _copy(cfg, store, sp, plan, moto.url, sink)
 
     saved = store.load()
     assert saved is not None
@@ -213,9 +218,7 @@ def test_snapshot_checkpoints_only_acknowledged_pages(
 
     # Resuming against a healthy target completes the copy.
     sink = Sink(lean_client(dynalite.url, "target"), table_name, ["pk"])
-    assert SnapshotCopier(
-        lean_client(moto.url), sink, cfg, plan, store, saved, threading.Event()
-    ).run()
+    assert _copy(cfg, store, saved, plan, moto.url, sink)
     assert table_diff(src, table_name, dst, table_name, ("pk",)) == []
 
 

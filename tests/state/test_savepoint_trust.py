@@ -15,7 +15,8 @@ import pytest
 from alternator_migrator.cli import main
 from alternator_migrator.config import load
 from alternator_migrator.localservers import Server
-from alternator_migrator.state.savepoint import SavepointStore
+from alternator_migrator.state.savepoint import Origin, SavepointStore, SnapshotOrigin
+from alternator_migrator.status import status
 
 from ..helpers import (
     batch_put,
@@ -136,6 +137,9 @@ BAD = [
     ({"shards": {"s-1": {"sequenceNumber": "abc"}}}, "shards.s-1.sequenceNumber"),
     ({"shards": {"s-1": {"sequenceNumber": 100}}}, "shards.s-1.sequenceNumber"),
     ({"fingerprint": 7}, "fingerprint"),
+    ({"snapshotSource": "exported arn:x"}, "snapshotSource"),
+    ({"snapshotSource": "export"}, "snapshotSource"),
+    ({"snapshotSource": "scan arn:x"}, "snapshotSource"),
 ]
 
 
@@ -171,6 +175,51 @@ def test_current_savepoint_format_still_loads(tmp_path: Path) -> None:
     sp = SavepointStore(load(cfg)).load()
     assert sp is not None and sp.segments_done == {0, 1} and sp.target_table is None
     assert sp.shards["s-1"].sequence_number == "100"
+
+
+@pytest.mark.parametrize(
+    ("wire", "origin"),
+    [
+        (None, SnapshotOrigin()),
+        (
+            "export arn:aws:dynamodb:r:1:table/t/export/e1",
+            SnapshotOrigin.export("arn:aws:dynamodb:r:1:table/t/export/e1"),
+        ),
+        (
+            "export s3://b/x/manifest-summary.json",
+            SnapshotOrigin.export("s3://b/x/manifest-summary.json"),
+        ),
+        ("failed arn:e2", SnapshotOrigin(Origin.FAILED_EXPORT, "arn:e2")),
+    ],
+)
+def test_snapshot_origin_of_earlier_savepoints_loads_typed_and_saves_the_same(
+    tmp_path: Path, wire: str | None, origin: SnapshotOrigin
+) -> None:
+    cfg = _config(tmp_path, "http://127.0.0.1:8", "http://127.0.0.1:9", "t")
+    keys = {"2": 5} if origin.kind is Origin.EXPORT else GOOD["segmentKeys"]
+    _write_savepoint(cfg, {**GOOD, "snapshotSource": wire, "segmentKeys": keys})
+    store = SavepointStore(load(cfg))
+    sp = store.load()
+    assert sp is not None and sp.snapshot_origin == origin
+    store.save(sp)
+    assert json.loads(store.file.read_bytes())["snapshotSource"] == wire
+
+
+def test_snapshot_an_earlier_version_called_done_despite_skipped_segments_is_not_done(
+    tmp_path: Path,
+) -> None:
+    """Earlier versions set snapshotDone after a run with skipSegments: such a savepoint
+    loads, but as what it is, a snapshot with segments never copied."""
+    cfg_path = _config(tmp_path, "http://127.0.0.1:8", "http://127.0.0.1:9", "t")
+    body = {**GOOD, "snapshotDone": True, "segmentKeys": {}, "segmentsDone": [0], "shards": {}}
+    _write_savepoint(cfg_path, {**body, "totalSegments": 3})
+    sp = SavepointStore(load(cfg_path)).load()
+    assert sp is not None and not sp.snapshot_done and sp.units_missing() == [1, 2]
+    assert status(load(cfg_path), probe_stream=False).phase == "snapshot"
+    # Every segment copied: done stays done.
+    _write_savepoint(cfg_path, {**body, "totalSegments": 1})
+    sp = SavepointStore(load(cfg_path)).load()
+    assert sp is not None and sp.snapshot_done
 
 
 def test_impossible_savepoint_stops_migrate_before_any_write(

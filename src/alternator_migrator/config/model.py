@@ -592,9 +592,9 @@ class Config:
     )
     skip_segments: tuple[int, ...] = _doc(
         "skipSegments",
-        "Scan segments not to copy (they count as done), numbered from 0 below the segment count.",
+        "Scan segments this run does not copy, numbered from 0 below the segment count. They are not done: the snapshot stays incomplete until a run copies them (the savepoint records the segments copied).",
         (),
-        theirs="scan segments not copied by this run",
+        theirs="scan segments this run does not copy; never counted as copied: the snapshot stays incomplete (last line, `status`) until a run copies them (docs/runbook.md)",
     )
     tables: tuple[TableEntry, ...] = _doc(
         "tables",

@@ -17,10 +17,10 @@ from ..changes.streams import ensure_stream
 from ..config import Config, require_supported
 from ..errors import ConfigError, Interrupted, SavepointError
 from ..metrics import METRICS, retry_summary
-from ..progress import SnapshotProgress
 from ..snapshot import export
-from ..snapshot.copier import ScanPlan, SnapshotCopier, SnapshotSource, plan_scan
-from ..state.savepoint import Savepoint, SavepointStore, same_table, table_identity
+from ..snapshot.copier import ScanPlan, ScanSource, SnapshotCopier, SnapshotSource, plan_scan
+from ..snapshot.ledger import SnapshotLedger, SnapshotOutcome
+from ..state.savepoint import Origin, Savepoint, SavepointStore, same_table, table_identity
 from ..target.schema import describe_source, ensure_target, refuse_same_identity, refuse_same_table
 from ..target.sink import Sink
 from ..target.sink_factory import make_sink
@@ -45,60 +45,11 @@ class Shared:
 
 @dataclass
 class MigrationResult:
-    snapshot_complete: bool
+    snapshot_complete: bool  # every unit copied (False: stopped, or skipSegments left some)
     stream_arn: str | None
     replay: ReplayStats | None
     stopped: bool
-
-
-def run_snapshot(
-    cfg: Config,
-    source: DynamoClient,
-    sink: Sink,
-    src: dict[str, Any],
-    store: SavepointStore,
-    sp: Savepoint,
-    stop: threading.Event,
-    show_progress: bool = True,
-    ttl_attribute: str | None = None,
-    units: SnapshotSource | None = None,
-) -> bool:
-    plan: ScanPlan = plan_scan(cfg, src, units.units if units else sp.total_segments)
-    if units is None and (sp.snapshot_source or "").startswith("export "):
-        raise SavepointError(
-            f"savepoint {store.file} records a snapshot from {sp.snapshot_source}, but the config "
-            "asks for a Scan; restore `snapshotFrom: export` or run with --fresh"
-        )
-    sp.total_segments = plan.total_segments
-    log.info(
-        "Snapshot: %d %ss, %d readers, %d writers, read budget %s",
-        plan.total_segments,
-        units.kind if units else "segment",
-        plan.workers,
-        plan.writers,
-        "none needed (export)"
-        if units
-        else f"{plan.read_rate:.0f} RCU/s"
-        if plan.read_rate
-        else "unlimited",
-    )
-    progress = (
-        SnapshotProgress(plan.total_segments, len(sp.segments_done), int(src.get("ItemCount") or 0))
-        if show_progress
-        else None
-    )
-    if progress:
-        progress.start()
-    try:
-        expired = expiry_check(ttl_attribute, time.time)
-        copier = SnapshotCopier(
-            source, sink, cfg, plan, store, sp, stop, progress, expired=expired, units=units
-        )
-        return copier.run()
-    finally:
-        if progress:
-            progress.close()
-        log.info("Snapshot retries by cause: %s", retry_summary() or "none")
+    snapshot: SnapshotOutcome | None = None  # None: stopped before the snapshot ended
 
 
 @dataclass
@@ -124,8 +75,9 @@ class Job:
 class Engine(Protocol):
     """Runs the two data-moving steps; everything else in ``migrate`` is shared."""
 
-    def snapshot(self, job: Job) -> bool:
-        """Copy the unfinished segments; True when every segment is done."""
+    def snapshot(self, job: Job, ledger: SnapshotLedger, plan: ScanPlan) -> None:
+        """Copy ``ledger.todo()``, reporting to the ledger what the target acknowledged;
+        returns when done or stopped (``job.stop``)."""
         ...
 
     def replay(self, job: Job, stream_arn: str, stop_when_caught_up: float | None) -> ReplayStats:
@@ -136,19 +88,22 @@ class Engine(Protocol):
 class LocalEngine:
     """Threads in this process."""
 
-    def snapshot(self, job: Job) -> bool:
-        return run_snapshot(
-            job.cfg,
-            job.source,
-            job.sink,
-            job.src,
-            job.store,
-            job.sp,
-            job.stop,
-            job.show_progress,
-            job.ttl_attribute,
-            job.units,
+    def snapshot(self, job: Job, ledger: SnapshotLedger, plan: ScanPlan) -> None:
+        units = job.units or ScanSource(job.source, job.cfg, plan)
+        log.info(
+            "Snapshot: %d %ss, %d readers, %d writers, read budget %s",
+            plan.total_segments,
+            units.kind,
+            plan.workers,
+            plan.writers,
+            "none needed (export)"
+            if job.units
+            else f"{plan.read_rate:.0f} RCU/s"
+            if plan.read_rate
+            else "unlimited",
         )
+        expired = expiry_check(job.ttl_attribute, time.time)
+        SnapshotCopier(units, job.sink, ledger, plan, job.stop, expired=expired).run(ledger.todo())
 
     def replay(self, job: Job, stream_arn: str, stop_when_caught_up: float | None) -> ReplayStats:
         replayer = Replayer(
@@ -242,10 +197,7 @@ def _check_tables(job: Job) -> None:
             "so no change is lost",
             why,
         )
-        sp.snapshot_done = False
-        sp.total_segments = None
-        sp.segments_done.clear()
-        sp.segment_keys.clear()
+        sp.reset_snapshot()
     sp.source_table, sp.target_table = src_id, tgt_id
     store.save(sp)
 
@@ -266,9 +218,7 @@ def _enable_stream(
         before_enable=mark,
     )
     if sp.stream_arn != arn or sp.stream_enabling is not None:
-        if sp.stream_arn != arn:
-            sp.shards.clear()
-        sp.stream_arn, sp.stream_enabling = arn, None
+        sp.use_stream(arn)
         store.save(sp)
     return arn
 
@@ -288,9 +238,7 @@ def _enable_kinesis(job: Job, kinesis: DynamoClient, poll: float) -> str:
         poll_seconds=poll,
     )
     if sp.stream_arn != arn:
-        sp.shards.clear()
-        sp.recent_changes.clear()
-        sp.stream_arn, sp.stream_enabling = arn, None
+        sp.use_stream(arn)
         job.store.save(sp)
     job.changes = KinesisSource(kinesis, arn, job.cfg.source.table)
     return arn
@@ -314,22 +262,60 @@ def _slot(slots: threading.Semaphore | None, stop: threading.Event, table: str) 
         slots.release()
 
 
-def _snapshot(job: Job, engine: Engine) -> bool:
-    """Copy the snapshot unless done or skipped. True when the replay may start."""
+def open_ledger(job: Job) -> tuple[SnapshotLedger, ScanPlan]:
+    """The snapshot's ledger and plan: Scan segments, or the export's data files."""
+    cfg, sp, units = job.cfg, job.sp, job.units
+    if units is None and sp.snapshot_origin.kind is Origin.EXPORT:
+        raise SavepointError(
+            f"savepoint {job.store.file} records a snapshot from {sp.snapshot_origin}, but the "
+            "config asks for a Scan; restore `snapshotFrom: export` or run with --fresh"
+        )
+    plan = plan_scan(cfg, job.src, units.units if units else sp.total_segments)
+    ledger = SnapshotLedger(
+        cfg,
+        sp,
+        job.store,
+        plan.total_segments,
+        kind=units.kind if units else "segment",
+        origin=units.origin if units else None,
+        estimated_items=int(job.src.get("ItemCount") or 0),
+        show_progress=job.show_progress,
+    )
+    return ledger, plan
+
+
+def _snapshot(job: Job, engine: Engine) -> SnapshotOutcome | None:
+    """Copy the snapshot unless done or skipped. None when stopped before it ended."""
     sp, store = job.sp, job.store
     if job.cfg.target.skip_initial_snapshot_transfer:
         log.info("Skipping the initial snapshot transfer (skipInitialSnapshotTransfer)")
-    elif sp.snapshot_done:
+        sp.skip_snapshot()
+        store.save(sp)
+        return SnapshotOutcome(0, "segment", (), ())
+    if sp.snapshot_done:
         log.info("Snapshot already done according to the savepoint %s", store.file)
-    elif not engine.snapshot(job) or job.stop.is_set():
-        return False
-    elif job.cfg.validation.copy_missing_rows:
+        return SnapshotOutcome(sp.total_segments or 0, "segment", (), ())
+    ledger, plan = open_ledger(job)
+    with ledger:
+        try:
+            engine.snapshot(job, ledger, plan)
+        finally:
+            log.info("Snapshot retries by cause: %s", retry_summary() or "none")
+    outcome = ledger.outcome()
+    if job.stop.is_set() or set(outcome.missing) - set(outcome.skipped):
+        return None  # stopped: what is left is copied on restart
+    if not outcome.complete:
+        if job.cfg.validation.copy_missing_rows:
+            log.info("copyMissingRows not run: it would copy the skipped segments' items")
+        log.warning("%s", outcome.incomplete_line())
+        return outcome
+    if job.cfg.validation.copy_missing_rows:
         from ..validate.validator import copy_missing_rows  # validate builds on this module
 
         copy_missing_rows(job.cfg)
-    sp.snapshot_done = True
+    sp.mark_snapshot_done()
     store.save(sp)
-    return True
+    return outcome
 
 
 def _prepare_export(job: Job, engine: Engine) -> bool:
@@ -441,15 +427,24 @@ def _migrate(
         arn = _enable_stream(source, src, store, sp, stream_poll_seconds)
     _phase("snapshot")
     with _slot(shared.snapshot_slots, stop, cfg.source.table) as got:
-        copied = got and _prepare_export(job, engine) and _snapshot(job, engine)
-    if not copied:
+        outcome = _snapshot(job, engine) if got and _prepare_export(job, engine) else None
+    if outcome is None:
         log.info("Stopped before the snapshot finished; savepoint saved to %s", store.file)
         return MigrationResult(False, arn, None, True)
     if arn is None:
-        _phase("done")
-        log.info("Done transferring table snapshot")
-        return MigrationResult(True, None, None, False)
-    log.info(DONE_SNAPSHOT)
+        if outcome.complete:
+            _phase("done")
+            log.info("Done transferring table snapshot")
+        return MigrationResult(outcome.complete, None, None, False, outcome)
+    if outcome.complete:
+        log.info(DONE_SNAPSHOT)
+    else:
+        # As the Scylla Migrator does after skipped segments, the changes are replayed: they
+        # keep what was copied current, and a later run copies the rest. The line that says
+        # the snapshot is done is not printed: the target is not complete.
+        log.info("Starting to transfer changes (the snapshot is incomplete)")
     _phase("replay")
     stats = engine.replay(job, arn, stop_when_caught_up)
-    return MigrationResult(True, arn, stats, stop.is_set())
+    if not outcome.complete:
+        log.warning("%s", outcome.incomplete_line())  # the run's last line
+    return MigrationResult(outcome.complete, arn, stats, stop.is_set(), outcome)

@@ -33,7 +33,8 @@ from ..changes.streams import NEW_IMAGE_VIEWS
 from ..config.model import AlternatorSettings, Config, require_supported
 from ..errors import EndpointError, Interrupted, MigratorError, SavepointError, SchemaError
 from ..snapshot import export
-from ..snapshot.copier import plan_scan, skipped_segments
+from ..snapshot.copier import plan_scan
+from ..snapshot.ledger import skipped_segments
 from ..state.savepoint import Savepoint, SavepointStore
 from ..target.schema import (
     create_table_request,

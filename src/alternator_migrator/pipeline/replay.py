@@ -45,7 +45,7 @@ from ..errors import (
     StreamTrimmedError,
 )
 from ..metrics import METRICS, retry_summary
-from ..state.savepoint import Savepoint, SavepointStore, ShardPosition
+from ..state.savepoint import Savepoint, SavepointStore
 from ..target.sink import Request, Sink, key_id
 
 log = logging.getLogger(__name__)
@@ -335,10 +335,7 @@ class ShardTree:
             reader.limit = self.records_per_poll
             self.readers[s.shard_id] = reader
             if pos is None:
-                with self.store.lock:
-                    self.sp.shards[s.shard_id] = ShardPosition(
-                        None, False, s.parent, adjacent_parent=s.adjacent_parent
-                    )
+                self.sp.shard_seen(s.shard_id, s.parent, s.adjacent_parent)
         self.refreshed_at = time.monotonic()
         METRICS.set("stream_shards_open", float(len(self.readers)))
 
@@ -364,20 +361,17 @@ class ShardTree:
         """Record the applied positions of ``ready`` in the savepoint; True when a shard
         was read to its end (its children may become readable)."""
         closed_any = False
-        with self.store.lock:
-            for reader in ready:
-                sid = reader.shard.shard_id
-                pos = self.sp.shards.setdefault(sid, ShardPosition(parent=reader.shard.parent))
-                pos.sequence_number = reader.position
-                if reader.newest is not None:
-                    pos.last_record_time = reader.newest
-                # Lag: how far behind the source this shard is; none once it is drained.
-                lag = 0.0 if reader.drained or reader.newest is None else now - reader.newest
-                METRICS.set("replay_shard_lag_seconds", max(0.0, lag), shard=sid)
-                if reader.closed:
-                    pos.finished = True
-                    closed_any = True
-                    del self.readers[sid]
+        for reader in ready:
+            sid = reader.shard.shard_id
+            self.sp.advance_shard(
+                sid, reader.shard.parent, reader.position, reader.newest, reader.closed
+            )
+            # Lag: how far behind the source this shard is; none once it is drained.
+            lag = 0.0 if reader.drained or reader.newest is None else now - reader.newest
+            METRICS.set("replay_shard_lag_seconds", max(0.0, lag), shard=sid)
+            if reader.closed:
+                closed_any = True
+                del self.readers[sid]
         return closed_any
 
 
@@ -585,9 +579,7 @@ class Replayer:
 
     def _keep_key_clock(self) -> None:
         if self.key_clock is not None:
-            recent = self.key_clock.recent()
-            with self.store.lock:
-                self.sp.recent_changes = recent
+            self.sp.keep_recent_changes(self.key_clock.recent())
 
     def read(self, ready: list[ShardReader]) -> list[tuple[ShardReader, list[dict[str, Any]]]]:
         """One page from each shard, all or nothing: a failed round leaves every shard where

@@ -5,7 +5,8 @@ Reader threads (at most ``maxMapTasks``) cut each page into BatchWriteItem-sized
 bounded queue; writer threads drain it. Memory stays flat however large the table: at most one
 page per scanner plus the queued batches are in flight. A segment's position advances only
 over pages whose every batch the target acknowledged, in page order, so the
-savepoint never claims an item that was not written.
+savepoint never claims an item that was not written. What is left to copy and what was done
+is the ledger's (``ledger.SnapshotLedger``); the copier only copies the units it is given.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from typing import Any, Protocol
 from ..aws.client import DynamoClient
 from ..aws.throttle import RateLimiter, budget, charge_read, table_capacity
 from ..config import Config
-from ..errors import ConfigError, Interrupted
+from ..errors import Interrupted
 from ..metrics import METRICS
-from ..progress import SnapshotProgress
-from ..state.savepoint import Savepoint
+from ..state.savepoint import SnapshotOrigin
 from ..target.sink import Sink
 from ..target.ttl import ExpiryCheck, Ttl
+from .ledger import UnitLog
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class SnapshotSource(Protocol):
     page it ends, and a finished unit is never read again."""
 
     kind: str  # what a unit is, for the log ("segment", "data file")
+    origin: SnapshotOrigin  # what the savepoint records the units as
 
     @property
     def units(self) -> int: ...
@@ -82,6 +84,7 @@ class ScanSource:
     """Scan segments of the source table, within its read budget."""
 
     kind = "segment"
+    origin = SnapshotOrigin()
 
     def __init__(self, source: DynamoClient, cfg: Config, plan: ScanPlan) -> None:
         self.source = source
@@ -123,7 +126,8 @@ class _Segment:
     number: int
     next_page: int = 0  # pages handed to writers
     committed: int = 0  # pages acknowledged in order
-    acked: dict[int, Any] = field(default_factory=dict)  # page -> LastEvaluatedKey (None: last)
+    # page -> (LastEvaluatedKey (None: the last page), items on it)
+    acked: dict[int, tuple[Any, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,49 +148,24 @@ class _Abort(Exception):
     pass
 
 
-class Checkpointer(Protocol):
-    """Keeps the progress the copier records in its Savepoint (a SavepointStore writes it to
-    disk; a Spark task keeps it in memory and returns it to the driver)."""
-
-    def save(self, sp: Savepoint) -> None: ...
-
-    def maybe_save(self, sp: Savepoint) -> bool: ...
-
-
-class InMemory:
-    """A Checkpointer that keeps nothing beyond the Savepoint object itself."""
-
-    def save(self, sp: Savepoint) -> None:
-        return None
-
-    def maybe_save(self, sp: Savepoint) -> bool:
-        return False
-
-
 class SnapshotCopier:
+    """Copies the units it is given, reporting each acknowledged position to ``ledger``."""
+
     def __init__(
         self,
-        source: DynamoClient,
+        units: SnapshotSource,
         sink: Sink,
-        cfg: Config,
+        ledger: UnitLog,
         plan: ScanPlan,
-        store: Checkpointer,
-        savepoint: Savepoint,
         stop: threading.Event,
-        progress: SnapshotProgress | None = None,
         *,
         expired: ExpiryCheck | None = None,
-        units: SnapshotSource | None = None,
     ) -> None:
-        self.source = source
+        self.units = units
         self.sink = sink
-        self.cfg = cfg
+        self.ledger = ledger
         self.plan = plan
-        self.store = store
-        self.sp = savepoint
         self.stop = stop
-        self.progress = progress
-        self.units: SnapshotSource = units or ScanSource(source, cfg, plan)
         self.batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=plan.writers * 2)
         self.segments: queue.Queue[int] = queue.Queue()
         self.errors: list[BaseException] = []
@@ -194,13 +173,13 @@ class SnapshotCopier:
         self.expired = expired  # DynamoDB's TTL will delete it: not copied
         self.skipped_expired = 0
         self.kept_unexpiring = 0  # a TTL attribute DynamoDB ignores: copied, and counted
-        # Guards the pages and the Savepoint; saves run under it too, so a save never reads
-        # the Savepoint while a writer changes it.
+        # Guards the pages; acknowledgements are reported under it, so a unit's positions
+        # reach the ledger in page order.
         self._lock = threading.RLock()
 
     # -- reading
     def _scan_segment(self, seg: _Segment) -> None:
-        start = self.sp.segment_keys.get(seg.number)
+        start = self.ledger.position(seg.number)
         for items, start_key in self.units.pages(seg.number, start, self.stop):
             if self.stop.is_set() or self._failed.is_set():
                 raise _Abort()
@@ -287,55 +266,23 @@ class SnapshotCopier:
 
     def _ack(self, page: _Page) -> None:
         seg = page.segment
-        finished = False
         with self._lock:
-            seg.acked[page.number] = page.last_key
+            seg.acked[page.number] = (page.last_key, page.size)
             while seg.committed in seg.acked:
-                key = seg.acked.pop(seg.committed)
+                key, size = seg.acked.pop(seg.committed)
                 seg.committed += 1
-                if key is None:
-                    self.sp.segments_done.add(seg.number)
-                    self.sp.segment_keys.pop(seg.number, None)
-                    finished = True
-                else:
-                    self.sp.segment_keys[seg.number] = key
-            self.store.maybe_save(self.sp)
-        if self.progress is not None:
-            self.progress.add_items(page.size)
-            if finished:
-                self.progress.segment_done()
-        METRICS.inc("items_copied_total", page.size)
-        if finished:
-            METRICS.inc("segments_done_total")
+                self.ledger.acknowledged(seg.number, key, size)
 
     def _fail(self, e: BaseException) -> None:
         with self._lock:
             self.errors.append(e)
         self._failed.set()
 
-    def run(self, segments: list[int] | None = None) -> bool:
-        """Copy every unfinished segment (or only the unfinished ones of ``segments``, as a Spark
-        task does). True when the whole snapshot is complete."""
-        wanted = range(self.plan.total_segments) if segments is None else segments
-        skip = skipped_segments(self.cfg, self.plan.total_segments)
-        todo = [n for n in wanted if n not in self.sp.segments_done and n not in skip]
-        if skip and segments is None:
-            log.info("Skipping segments %s (skipSegments)", ", ".join(map(str, sorted(skip))))
+    def run(self, todo: list[int]) -> None:
+        """Copy ``todo``'s units; returns when all are copied, or stopped; raises the first
+        error."""
         for n in todo:
             self.segments.put(n)
-        METRICS.set("segments_total", self.plan.total_segments)
-        partial = sum(1 for n in todo if n in self.sp.segment_keys)
-        done_before = sum(1 for n in wanted if n in self.sp.segments_done)
-        # A resume, also when only partly copied segments were saved (a kill in the first
-        # pages) or every one was (a kill just before the savepoint said the snapshot is done).
-        if segments is None and (done_before or partial):
-            log.info(
-                "Resuming snapshot: %d of %d %ss already done, %d partially",
-                done_before,
-                self.plan.total_segments,
-                self.units.kind,
-                partial,
-            )
         scanners = [
             threading.Thread(target=self._scanner, name=f"scan-{i}", daemon=True)
             for i in range(min(self.plan.workers, max(1, len(todo))))
@@ -352,8 +299,6 @@ class SnapshotCopier:
             self.batches.put(None)
         for t in writers:
             t.join()
-        with self._lock:
-            self.store.save(self.sp)
         if self.skipped_expired or self.kept_unexpiring:
             assert self.expired is not None
             log.info(
@@ -367,16 +312,3 @@ class SnapshotCopier:
             )
         if self.errors:
             raise self.errors[0]
-        return len(self.sp.segments_done | skip) >= self.plan.total_segments
-
-
-def skipped_segments(cfg: Config, total_segments: int) -> set[int]:
-    """The segments ``skipSegments`` names; they count as done (as in the Scylla Migrator)."""
-    beyond = [n for n in cfg.skip_segments if n >= total_segments]
-    if beyond:
-        raise ConfigError(
-            f"{cfg.path}: `skipSegments` names segment {beyond[0]} but the scan has "
-            f"{total_segments} segments (0-{total_segments - 1}); set `source.scanSegments` "
-            "to the count those numbers refer to"
-        )
-    return set(cfg.skip_segments)

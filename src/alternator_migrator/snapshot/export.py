@@ -38,7 +38,7 @@ from ..aws.client import CredentialSource, DynamoClient, DynamoError
 from ..config import Config, SourceConfig
 from ..errors import ConfigError, EndpointError, MigratorError, SavepointError
 from ..metrics import METRICS
-from ..state.savepoint import Savepoint, SavepointStore
+from ..state.savepoint import Origin, Savepoint, SavepointStore, SnapshotOrigin
 
 log = logging.getLogger(__name__)
 
@@ -282,8 +282,8 @@ class ExportSource:
         self.s3 = s3
         self.manifest = manifest
         self.page_items = page_items
-        self.tag = (
-            f"export {manifest.export_arn or f's3://{manifest.bucket}/{manifest.summary_key}'}"
+        self.origin = SnapshotOrigin.export(
+            manifest.export_arn or f"s3://{manifest.bucket}/{manifest.summary_key}"
         )
 
     @property
@@ -503,14 +503,14 @@ def _live_export(
 ) -> ExportSource | None:
     """One-step mode: the export this migration requested (or was given), once completed."""
     s = cfg.source
-    prev = sp.snapshot_source
-    if prev is None and sp.total_segments is not None:
+    prev = sp.snapshot_origin
+    if prev.kind is Origin.SCAN and sp.total_segments is not None:
         raise SavepointError(
             f"savepoint {store.file} records a Scan snapshot in progress, but the config asks "
             "for an export (`snapshotFrom: export`); run with --fresh to start over"
         )
-    if prev is not None and prev.startswith("export "):
-        arn = prev.split(" ", 1)[1]
+    if prev.kind is Origin.EXPORT:
+        arn = prev.ref
         log.info("Resuming with export %s (from the savepoint)", arn)
     elif s.export_arn is not None:
         arn = s.export_arn
@@ -521,22 +521,24 @@ def _live_export(
             streamed=cfg.target.stream_changes,
         )
     else:
-        arn = _request_export(cfg, source, src, f"{sp.stream_arn} {prev}")
-    sp.snapshot_source = f"export {arn}"
+        # The attempt as earlier versions spelled it ("None" for none yet): same token.
+        arn = _request_export(cfg, source, src, f"{sp.stream_arn} {prev.to_wire()}")
+    origin = SnapshotOrigin.export(arn)
+    sp.set_origin(origin)
     store.save(sp)
     try:
         desc = wait_export(source, arn, stop)
     except ExportError:
         # Not resumed; the failed ARN also changes the next request's client token, so
         # DynamoDB starts a new export rather than answering with this one.
-        sp.snapshot_source = f"failed {arn}"
+        sp.set_origin(origin.failed())
         store.save(sp)
         raise
     if desc is None:
         return None
     s3 = s3_client(s, False)
     exp = ExportSource(s3, _manifest_of(s3, desc))
-    exp.tag = sp.snapshot_source
+    exp.origin = origin
     return exp
 
 
@@ -567,16 +569,18 @@ def snapshot_source(
         if live is None:
             return None
         exp = live
-    if sp.snapshot_source not in (None, exp.tag):  # an s3-export savepoint of another export
+    saved = sp.snapshot_origin
+    if saved.kind is not Origin.SCAN and saved != exp.origin:
+        # an s3-export savepoint of another export
         raise SavepointError(
-            f"savepoint {store.file} belongs to {sp.snapshot_source}, not {exp.tag}; "
+            f"savepoint {store.file} belongs to {saved}, not {exp.origin}; "
             "run with --fresh to copy the new one"
         )
     _check_units(sp, exp)
-    sp.snapshot_source = exp.tag
+    sp.set_origin(exp.origin)
     log.info(
         "Snapshot from %s: %d data files, %s items",
-        exp.tag,
+        exp.origin,
         exp.units,
         exp.manifest.item_count if exp.manifest.item_count is not None else "?",
     )

@@ -23,11 +23,11 @@ from typing import Any, TextIO
 from ..changes.streams import ShardReader
 from ..config import Config, local_only_given
 from ..errors import ConfigError, MigratorError
-from ..metrics import METRICS, retry_summary
+from ..metrics import METRICS
 from ..pipeline.migrate import Job, MigrationResult, migrate
 from ..pipeline.replay import BatchResult, Replayer, ReplayStats
-from ..progress import SnapshotProgress
-from ..snapshot.copier import plan_scan, skipped_segments
+from ..snapshot.copier import ScanPlan
+from ..snapshot.ledger import SnapshotLedger
 from ..target.schema import key_names
 from ..target.sink_factory import write_budget
 from .live import LiveCounts
@@ -144,17 +144,14 @@ class SparkEngine:
         return max(1, min(cap, work))
 
     # -- snapshot
-    def snapshot(self, job: Job) -> bool:
-        cfg, sp, store = job.cfg, job.sp, job.store
-        plan = plan_scan(cfg, job.src, sp.total_segments)
-        total = sp.total_segments = plan.total_segments
-        skip = skipped_segments(cfg, total)
-        todo = deque(n for n in range(total) if n not in sp.segments_done and n not in skip)
+    def snapshot(self, job: Job, ledger: SnapshotLedger, plan: ScanPlan) -> None:
+        """Each unit to copy is a Spark task; its result is recorded in the ledger (and the
+        savepoint saved) the moment it comes back."""
+        total = plan.total_segments
+        todo = deque(ledger.todo())
         slots = self.slots(job, len(todo))
-        read_rate, write_rate = (
-            _share(plan.read_rate, slots),
-            _share(write_budget(cfg, job.tgt), slots),
-        )
+        read_rate = _share(plan.read_rate, slots)
+        write_rate = _share(write_budget(job.cfg, job.tgt), slots)
         log.info(
             "Snapshot on Spark: %d segments (%d to copy), up to %d concurrent tasks, "
             "per task: read budget %s RCU/s, write budget %s WCU/s",
@@ -165,17 +162,10 @@ class SparkEngine:
             f"{write_rate:.0f}" if write_rate is not None else "unlimited",
         )
         keys = tuple(key_names(job.src))
-        progress = (
-            SnapshotProgress(total, len(sp.segments_done), int(job.src.get("ItemCount") or 0))
-            if job.show_progress
-            else None
-        )
 
         def grow(copied: int, scanned: int) -> None:
-            METRICS.inc("items_copied_total", copied)
             METRICS.inc("items_scanned_total", scanned)
-            if progress:
-                progress.add_items(copied)
+            ledger.copied(copied)
 
         live = LiveCounts(str(self.sc.getConf().get("spark.driver.host")), grow)
         results: queue.Queue[SegmentResult | BaseException | None] = queue.Queue()
@@ -190,14 +180,12 @@ class SparkEngine:
                         if not todo:
                             return
                         n = todo.popleft()
-                    with store.lock:
-                        start_key = sp.segment_keys.get(n)
                     task = SegmentTask(
-                        cfg,
+                        job.cfg,
                         keys,
                         total,
                         n,
-                        start_key,
+                        ledger.position(n),
                         read_rate,
                         write_rate,
                         self.writers_per_task,
@@ -215,8 +203,6 @@ class SparkEngine:
             threading.Thread(target=submitter, name=f"spark-snapshot-{i}", daemon=True)
             for i in range(slots if todo else 0)
         ]
-        if progress:
-            progress.start()
         for t in threads:
             t.start()
         running, error, told = len(threads), None, False
@@ -236,7 +222,7 @@ class SparkEngine:
                     running -= 1
                     continue
                 if isinstance(r, SegmentResult):
-                    self._record(job, r, progress, live)
+                    self._record(ledger, r, live)
                     if r.error is None:
                         continue
                     exc: BaseException = r.error.exception()
@@ -248,25 +234,11 @@ class SparkEngine:
                     self.sc.cancelJobGroup(SNAPSHOT_GROUP)  # fail fast, as the local engine
         finally:
             live.close_all()
-            store.save(sp)
-            if progress:
-                progress.close()
-            log.info("Snapshot retries by cause: %s", retry_summary() or "none")
         if error is not None:
             raise error
-        return len(sp.segments_done | skip) >= total
 
     @staticmethod
-    def _record(
-        job: Job, r: SegmentResult, progress: SnapshotProgress | None, live: LiveCounts
-    ) -> None:
-        with job.store.lock:
-            if r.done:
-                job.sp.segments_done.add(r.segment)
-                job.sp.segment_keys.pop(r.segment, None)
-            elif r.last_key is not None:
-                job.sp.segment_keys[r.segment] = r.last_key
-        job.store.save(job.sp)  # as each task completes: a restart skips this segment
+    def _record(ledger: SnapshotLedger, r: SegmentResult, live: LiveCounts) -> None:
         # The task's totals are the truth; add what its live reports did not already show.
         shown_copied, shown_scanned = live.close(r.token) if r.token else (0, 0)
         forward(
@@ -275,13 +247,10 @@ class SparkEngine:
                 for name, labels, n in r.counters
             )
         )
-        METRICS.inc("items_copied_total", max(0, r.items - shown_copied))
-        if r.done:
-            METRICS.inc("segments_done_total")
-        if progress:
-            progress.add_items(max(0, r.items - shown_copied))
-            if r.done:
-                progress.segment_done()
+        ledger.copied(max(0, r.items - shown_copied))
+        if r.done or r.last_key is not None:
+            # Saved as each task completes: a restart skips (or resumes) this segment.
+            ledger.record(r.segment, None if r.done else r.last_key, save=True)
 
     # -- replay
     def replay(self, job: Job, stream_arn: str, stop_when_caught_up: float | None) -> ReplayStats:

@@ -2,7 +2,7 @@
 
 Executors write straight to the target with the local engine's own code (``SnapshotCopier``,
 ``ShardReader``, ``collapse``, ``Sink``) and hand back only small results: positions, counts,
-and an error description. The savepoint file belongs to the driver alone.
+and an error description. The savepoint and its ledger belong to the driver alone.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from ..changes.streams import GET_RECORDS_LIMIT, Shard, ShardReader
 from ..config import Config
 from ..metrics import METRICS
 from ..pipeline.replay import collapse, record_time
-from ..progress import SnapshotProgress
-from ..snapshot.copier import InMemory, ScanPlan, SnapshotCopier
-from ..state.savepoint import Savepoint
+from ..snapshot.copier import ScanPlan, ScanSource, SnapshotCopier
+from ..snapshot.ledger import UnitTally
 from ..target.sink_factory import build_sink
 from ..target.ttl import expiry_check
 from .live import Address, Reporter
@@ -133,29 +132,22 @@ def copy_segment(task: SegmentTask) -> SegmentResult:
     source, target = _clients(cfg)
     sink = build_sink(cfg, target, list(task.keys), RateLimiter(task.write_rate))
     plan = ScanPlan(task.total_segments, 1, task.writers, task.read_rate)
-    # Executors never write the savepoint file: the driver records what tasks return.
-    sp = Savepoint(fingerprint=cfg.fingerprint(), table=cfg.source.table)
-    sp.total_segments = task.total_segments
-    if task.start_key is not None:
-        sp.segment_keys[task.segment] = task.start_key
-    counter = SnapshotProgress(task.total_segments)  # never started: just counts items
+    # What the target acknowledged, returned to the driver's ledger.
+    tally = UnitTally({task.segment: task.start_key})
     before = _counters()
     error: TaskError | None = None
     copier = SnapshotCopier(
-        source,
+        ScanSource(source, cfg, plan),
         sink,
-        cfg,
+        tally,
         plan,
-        InMemory(),
-        sp,
         threading.Event(),
-        counter,
         expired=expiry_check(task.ttl_attribute, time.time),
     )
 
     def counts() -> tuple[int, int]:
         scanned = _counters().get(("items_scanned_total", ()), 0.0)
-        return counter.items, int(scanned - before.get(("items_scanned_total", ()), 0.0))
+        return tally.items, int(scanned - before.get(("items_scanned_total", ()), 0.0))
 
     try:
         with Reporter(*task.live, counts) if task.live else contextlib.nullcontext():
@@ -164,9 +156,9 @@ def copy_segment(task: SegmentTask) -> SegmentResult:
         error = TaskError.of(e)
     return SegmentResult(
         task.segment,
-        task.segment in sp.segments_done,
-        sp.segment_keys.get(task.segment),
-        counter.items,
+        task.segment in tally.finished,
+        tally.positions.get(task.segment),
+        tally.items,
         error,
         _since(before),
         task.live[1] if task.live else "",

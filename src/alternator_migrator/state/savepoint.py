@@ -3,6 +3,10 @@
 Written atomically (temp file, fsync, rename) with mode 0600, so a crash at any instant
 leaves either the old or the new savepoint, never a torn one. Only positions the target has
 acknowledged are recorded, so resuming can replay a change twice but never skip one.
+
+The Savepoint owns its state: engines record progress through its methods (a unit done, a
+unit's position, a shard's position), each taken under the Savepoint's own lock, and a save
+serialises it under that same lock, so a save never sees a half-made change.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,50 @@ VERSION = 1
 MAX_SEGMENTS = 1_000_000  # DynamoDB's limit on Scan TotalSegments
 _SEQUENCE = re.compile(r"[0-9]{1,129}")  # Kinesis: up to 129 digits
 _SEGMENT_ID = re.compile(r"0|[1-9][0-9]{0,6}")
+
+
+class Origin(Enum):
+    """What a snapshot's units are."""
+
+    SCAN = "scan"  # Scan segments of the source table
+    EXPORT = "export"  # data files of an export to S3, numbered in manifest order
+    FAILED_EXPORT = "failed"  # an export that failed: the next run requests a new one
+
+
+@dataclass(frozen=True)
+class SnapshotOrigin:
+    """Where the snapshot's units come from: Scan segments, or the data files of one export
+    (``ref``: its ARN, or ``s3://bucket/manifest-summary.json`` for an export given by hand)."""
+
+    kind: Origin = Origin.SCAN
+    ref: str = ""
+
+    @classmethod
+    def export(cls, ref: str) -> SnapshotOrigin:
+        return cls(Origin.EXPORT, ref)
+
+    def failed(self) -> SnapshotOrigin:
+        return SnapshotOrigin(Origin.FAILED_EXPORT, self.ref)
+
+    def __str__(self) -> str:
+        return "a Scan" if self.kind is Origin.SCAN else f"{self.kind.value} {self.ref}"
+
+    def to_wire(self) -> str | None:
+        # The savepoint's string form, as earlier versions wrote it (null: a Scan).
+        return None if self.kind is Origin.SCAN else f"{self.kind.value} {self.ref}"
+
+    @classmethod
+    def from_wire(cls, v: str | None) -> SnapshotOrigin:
+        if v is None:
+            return cls()
+        kind, _, ref = v.partition(" ")
+        try:
+            origin = Origin(kind)
+        except ValueError:
+            raise _bad("snapshotSource", v, "null, 'export <arn>' or 'failed <arn>'") from None
+        if origin is Origin.SCAN or not ref:
+            raise _bad("snapshotSource", v, "null, 'export <arn>' or 'failed <arn>'")
+        return cls(origin, ref)
 
 
 @dataclass
@@ -49,11 +98,10 @@ class Savepoint:
     snapshot_done: bool = False
     total_segments: int | None = None
     segments_done: set[int] = field(default_factory=set)
-    segment_keys: dict[int, Any] = field(default_factory=dict)  # last acknowledged key per segment
-    # What the snapshot's units are: None for Scan segments; "export <arn or s3://manifest>" for
-    # the data files of that export, numbered in manifest order (segments_done/segment_keys);
-    # "failed <arn>" after an export failed (the next run requests a new one).
-    snapshot_source: str | None = None
+    # Last acknowledged position per unit not yet done: a Scan segment's last key, an export
+    # data file's count of lines copied.
+    segment_keys: dict[int, Any] = field(default_factory=dict)
+    snapshot_origin: SnapshotOrigin = field(default_factory=SnapshotOrigin)
     shards: dict[str, ShardPosition] = field(default_factory=dict)
     updated_at: float = 0.0
     created_at: float = field(default_factory=time.time)
@@ -66,8 +114,122 @@ class Savepoint:
     # A Kinesis replay's newest applied change time per recently changed key (key as JSON):
     # a stale duplicate read after a restart must still lose to what was applied before it.
     recent_changes: dict[str, float] = field(default_factory=dict)
+    _lock: threading.RLock = field(
+        default_factory=threading.RLock, init=False, repr=False, compare=False
+    )
+
+    # -- the snapshot
+    def begin_snapshot(self, units: int, origin: SnapshotOrigin) -> None:
+        """Record how many units the snapshot has; a resumed one keeps its count."""
+        with self._lock:
+            if self.total_segments not in (None, units):
+                raise ValueError(
+                    f"the savepoint records {self.total_segments} units, the snapshot has {units}"
+                )
+            self.total_segments = units
+            self.snapshot_origin = origin
+
+    def unit_position(self, unit: int) -> Any:
+        """Where a unit resumes (None: from its beginning)."""
+        with self._lock:
+            return self.segment_keys.get(unit)
+
+    def advance_unit(self, unit: int, position: Any) -> bool:
+        """Record a position the target acknowledged; None: the unit was copied to its end.
+        True when this call finished the unit."""
+        with self._lock:
+            if unit in self.segments_done:
+                return False
+            if position is None:
+                self.segments_done.add(unit)
+                self.segment_keys.pop(unit, None)
+                return True
+            self.segment_keys[unit] = position
+            return False
+
+    def units_missing(self) -> list[int]:
+        """Units not copied to their end (none while the count is not recorded)."""
+        with self._lock:
+            if self.total_segments is None:
+                return []
+            return [n for n in range(self.total_segments) if n not in self.segments_done]
+
+    def mark_snapshot_done(self) -> None:
+        """Every unit was copied."""
+        with self._lock:
+            missing = self.units_missing()
+            if self.total_segments is None or missing:
+                raise ValueError(f"the snapshot is not done: units {missing} were not copied")
+            self.snapshot_done = True
+
+    def skip_snapshot(self) -> None:
+        """No snapshot is copied (skipInitialSnapshotTransfer): the replay alone fills the target."""
+        self._restart_snapshot(done=True)
+
+    def reset_snapshot(self) -> None:
+        """Copy the snapshot again (the target lost what was copied)."""
+        self._restart_snapshot(done=False)
+
+    def _restart_snapshot(self, done: bool) -> None:
+        with self._lock:
+            self.snapshot_done = done
+            self.total_segments = None
+            self.segments_done.clear()
+            self.segment_keys.clear()
+
+    def set_origin(self, origin: SnapshotOrigin) -> None:
+        with self._lock:
+            self.snapshot_origin = origin
+
+    # -- the change stream
+    def use_stream(self, arn: str) -> None:
+        """Replay ``arn``; positions taken on another stream are dropped."""
+        with self._lock:
+            if self.stream_arn != arn:
+                self.shards.clear()
+                self.recent_changes.clear()
+            self.stream_arn, self.stream_enabling = arn, None
+
+    def shard_seen(self, shard_id: str, parent: str | None, adjacent: str | None) -> None:
+        """A shard found in the stream, to be read from its start."""
+        with self._lock:
+            self.shards.setdefault(
+                shard_id, ShardPosition(None, False, parent, adjacent_parent=adjacent)
+            )
+
+    def advance_shard(
+        self,
+        shard_id: str,
+        parent: str | None,
+        sequence_number: str | None,
+        newest: float | None,
+        finished: bool,
+    ) -> None:
+        """Record the last record of a shard the target acknowledged (and whether the shard
+        was read to its end)."""
+        with self._lock:
+            pos = self.shards.setdefault(shard_id, ShardPosition(parent=parent))
+            pos.sequence_number = sequence_number
+            if newest is not None:
+                pos.last_record_time = newest
+            if finished:
+                pos.finished = True
+
+    def keep_recent_changes(self, recent: dict[str, float]) -> None:
+        with self._lock:
+            self.recent_changes = recent
 
     def to_json(self) -> bytes:
+        with self._lock:
+            return self._to_json()
+
+    def stamped_json(self, now: float) -> bytes:
+        """The JSON of a save made at ``now`` (recorded as ``updatedAt``)."""
+        with self._lock:
+            self.updated_at = now
+            return self._to_json()
+
+    def _to_json(self) -> bytes:
         return orjson.dumps(
             {
                 "version": VERSION,
@@ -78,7 +240,7 @@ class Savepoint:
                 "totalSegments": self.total_segments,
                 "segmentsDone": sorted(self.segments_done),
                 "segmentKeys": {str(k): v for k, v in sorted(self.segment_keys.items())},
-                "snapshotSource": self.snapshot_source,
+                "snapshotSource": self.snapshot_origin.to_wire(),
                 "shards": {
                     sid: {
                         "sequenceNumber": p.sequence_number,
@@ -118,9 +280,9 @@ class Savepoint:
             raise _bad("segmentsDone", done, "a list of segment numbers")
         if len(set(done)) != len(done):
             raise _bad("segmentsDone", done, "a list without repeats")
-        source = _opt(d, "snapshotSource", _is_str, "a string or null")
+        origin = SnapshotOrigin.from_wire(_opt(d, "snapshotSource", _is_str, "a string or null"))
         # An export's unit position is the number of lines of a data file already copied.
-        position = _is_line if (source or "").startswith("export ") else _is_key
+        position = _is_line if origin.kind is Origin.EXPORT else _is_key
         seg_keys = d.get("segmentKeys", {})
         if not isinstance(seg_keys, dict):
             raise _bad("segmentKeys", seg_keys, "an object of segment number -> key")
@@ -140,6 +302,10 @@ class Savepoint:
         snapshot_done = d.get("snapshotDone", False)
         if not isinstance(snapshot_done, bool):
             raise _bad("snapshotDone", snapshot_done, "true or false")
+        if total is not None and len(done) < total:
+            # Earlier versions called a snapshot with skipped segments done: it is not, and
+            # the segments never copied are copied by the next run that does not skip them.
+            snapshot_done = False
         shards_raw = d.get("shards", {})
         if not isinstance(shards_raw, dict):
             raise _bad("shards", shards_raw, "an object of shard id -> position")
@@ -152,7 +318,7 @@ class Savepoint:
             total_segments=total,
             segments_done=set(done),
             segment_keys={int(k): v for k, v in seg_keys.items()},
-            snapshot_source=source,
+            snapshot_origin=origin,
             shards=shards,
             created_at=float(_opt(d, "createdAt", _is_time, "a time") or 0.0),
             updated_at=float(_opt(d, "updatedAt", _is_time, "a time") or 0.0),
@@ -262,11 +428,29 @@ def _file_part(table: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", table)[:223]
 
 
-_LAST_SAVE = 0.0  # monotonic time of this process's last savepoint write (0: none yet)
+class SaveClock:
+    """When a savepoint was last written: the wall time recorded in it (``updatedAt``, what
+    ``status`` shows) and the monotonic time the save interval and the age gauge count from,
+    both taken at the one instant of the write."""
+
+    def __init__(self) -> None:
+        self._at = 0.0  # monotonic; 0: not written by this process yet
+
+    def mark(self) -> None:
+        """A savepoint was written now."""
+        global _LATEST
+        self._at = time.monotonic()
+        _LATEST = self
+
+    def age(self) -> float | None:
+        return time.monotonic() - self._at if self._at else None
+
+
+_LATEST: SaveClock | None = None  # the clock of this process's last savepoint write
 
 
 def _age() -> float | None:
-    return time.monotonic() - _LAST_SAVE if _LAST_SAVE else None
+    return _LATEST.age() if _LATEST is not None else None
 
 
 # One gauge per process, registered once (not per store): a process runs one migration.
@@ -283,8 +467,8 @@ class SavepointStore:
         self.table = cfg.source.table
         self.file = self.dir / f"savepoint-{_file_part(cfg.source.table)}-{self.fingerprint}.json"
         self.lock_file = self.file.with_suffix(".lock")
-        self.lock = threading.RLock()  # also held by code that mutates the savepoint
-        self._last_save = 0.0
+        self._writing = threading.Lock()  # one write at a time: the newest state lands last
+        self.clock = SaveClock()
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -345,7 +529,7 @@ class SavepointStore:
 
     def age(self) -> float | None:
         """Seconds since this process last wrote the savepoint (None before the first write)."""
-        return time.monotonic() - self._last_save if self._last_save else None
+        return self.clock.age()
 
     def load(self) -> Savepoint | None:
         try:
@@ -391,16 +575,15 @@ class SavepointStore:
             self.file.unlink()
 
     def save(self, sp: Savepoint) -> None:
-        with self.lock:
-            sp.updated_at = time.time()
+        with self._writing:
+            data = sp.stamped_json(time.time())
             try:
-                self._write(sp.to_json())
+                self._write(data)
             except OSError as e:
                 # Read-only, full or gone: stop rather than run on with positions we cannot
                 # keep. What the target already has stays; the last savepoint written resumes.
                 raise self._dir_error(e) from None
-            global _LAST_SAVE
-            self._last_save = _LAST_SAVE = time.monotonic()
+            self.clock.mark()
 
     def _write(self, data: bytes) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -424,7 +607,9 @@ class SavepointStore:
             os.close(dfd)
 
     def maybe_save(self, sp: Savepoint) -> bool:
-        if time.monotonic() - self._last_save >= self.interval:
+        """Save when the interval has passed since the last save (or none was made yet)."""
+        age = self.clock.age()
+        if age is None or age >= self.interval:
             self.save(sp)
             return True
         return False
