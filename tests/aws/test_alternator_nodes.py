@@ -210,7 +210,7 @@ def test_https_cluster_with_private_ca(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from .netfakes import PrivateCA
+    from ..netfakes import PrivateCA
 
     ca = PrivateCA(tmp_path)
     monkeypatch.setenv("AWS_CA_BUNDLE", str(ca.pem))

@@ -123,6 +123,11 @@ class AlternatorSettings:
         "maxItemsPerBatch",
         "Items per BatchWriteItem on the target (wins over `target.maxItemsPerBatch`).",
     )
+    clock_skew_guard_ms: int | None = _doc(
+        "clockSkewGuardMs",
+        "Our own key (target only). Every write of one item goes to one node (key affinity); when the node set changes, a key that moves to another node waits this long after the last write its old node took, so that clocks this far apart cannot reorder them. At least the nodes' worst clock disagreement (docs/runbook.md).",
+        shown="1000",
+    )
 
 
 @dataclass(frozen=True)
@@ -672,6 +677,7 @@ def _alternator(r: _Reader, kind: str) -> AlternatorSettings | None:
         max_items_per_batch=a.int_("maxItemsPerBatch", minimum=1, maximum=100)
         if block is not None
         else None,
+        clock_skew_guard_ms=a.int_("clockSkewGuardMs", minimum=0, maximum=600_000),
     )
     if block is not None:
         block.done()

@@ -19,7 +19,14 @@ from ..progress import SnapshotProgress
 from ..snapshot import export
 from ..snapshot.copier import ScanPlan, SnapshotCopier, SnapshotSource, plan_scan
 from ..state.savepoint import Savepoint, SavepointStore, same_table, table_identity
-from ..target.schema import describe_source, ensure_target, refuse_same_identity, refuse_same_table
+from ..target.schema import (
+    describe_source,
+    ensure_target,
+    ordering_line,
+    refuse_same_identity,
+    refuse_same_table,
+    write_isolation,
+)
 from ..target.sink import Sink
 from ..target.sink_factory import make_sink
 from ..target.ttl import expiry_check, source_ttl_attribute
@@ -380,6 +387,7 @@ def _migrate(
     src = export.describe(cfg) or describe_source(source, cfg.source.table)
     ttl_attribute = None if cfg.source.s3_export else source_ttl_attribute(source, cfg.source.table)
     tgt = ensure_target(source, target, src, cfg)
+    log.info(ordering_line(target, write_isolation(target, tgt)))
     refuse_same_identity(src, tgt, cfg)
     sp = _open_savepoint(cfg, store, src, fresh)
     job = Job(
