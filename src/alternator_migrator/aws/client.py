@@ -430,7 +430,11 @@ class DynamoClient:
             gz = zlib.compressobj(1, zlib.DEFLATED, 31)
             payload = gz.compress(payload) + gz.flush()
         while True:
-            pool = router.pick() if node is None else node
+            if node is None:
+                pool = router.pick()
+            else:
+                pool = node
+                router.mark_busy()
             headers = self._signer.headers(
                 pool.netloc, target, payload, self._creds.get(), dt.datetime.now(dt.UTC), pool.path
             )

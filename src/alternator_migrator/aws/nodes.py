@@ -90,6 +90,7 @@ class Epoch(Generic[N]):
     owners: list[int]
     inflight: dict[N, int] = field(default_factory=dict)
     last_done: dict[N, float] = field(default_factory=dict)
+    held: bool = False  # a write was held under this node set (logged once)
 
     def owner(self, bucket: int) -> N:
         return self.nodes[self.owners[bucket]]
@@ -190,6 +191,13 @@ class KeyAffinity(Generic[N]):
             ]
             return list(self._old)
 
+    def first_hold(self, route: Route[N]) -> bool:
+        """True the first time a write routed under this node set is held (to log it once)."""
+        with self._lock:
+            self.held += 1
+            first, route.epoch.held = not route.epoch.held, True
+            return first
+
     def begin(self, route: Route[N]) -> bool:
         """Count a write as sent; False when the node set changed since it was routed."""
         with self._lock:
@@ -224,6 +232,9 @@ class SingleNode:
 
     def is_live(self, pool: HttpPool) -> bool:
         return True
+
+    def mark_busy(self) -> None:
+        pass
 
     def pick(self) -> HttpPool:
         return self.pool
@@ -300,6 +311,10 @@ class AlternatorNodes:
 
     def is_live(self, pool: HttpPool) -> bool:
         return pool in self._live
+
+    def mark_busy(self) -> None:
+        """A request went to a node chosen by key affinity: keep the node list fresh."""
+        self._busy = True
 
     def failed(self, pool: HttpPool, reason: str) -> bool:
         """Drop a node that stopped answering; True when another live node can take over."""

@@ -152,7 +152,14 @@ class Sink:
                 # A key moved: its old node may have stamped a write until recently, with a
                 # clock up to the guard ahead of the new node's.
                 pause = min(route.hold_until - now, 0.05 if route.hold_until == float("inf") else 5)
-                aff.held += 1
+                if aff.first_hold(route):
+                    log.info(
+                        "Target node set changed: holding writes of keys that moved to %s until "
+                        "%.0f ms after their old node's last write (clock-skew guard)",
+                        getattr(route.node, "netloc", route.node),
+                        aff.guard * 1000,
+                    )
+                METRICS.inc("writes_held_for_clock_skew_total")
                 self.held_seconds += pause
                 wait(self.client.stop, pause, "holding writes of keys that moved node")
                 continue
