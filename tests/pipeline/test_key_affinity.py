@@ -103,11 +103,21 @@ def live_migration(
 
 
 def test_key_affinity_keeps_a_skewed_cluster_equal_to_the_source(
-    tmp_path: Path, moto: Server, cluster: SkewCluster, src: Any, table_name: str
+    tmp_path: Path, moto: Server, cluster: SkewCluster, src: Any, dst: Any, table_name: str
 ) -> None:
+    # The target table exists, tagged as Alternator tags a table's write isolation.
+    create_table(dst, table_name)
+    arn = dst.describe_table(TableName=table_name)["Table"]["TableArn"]
+    dst.tag_resource(
+        ResourceArn=arn, Tags=[{"Key": "system:write_isolation", "Value": "forbid_rmw"}]
+    )
     log, rc, report = live_migration(tmp_path, moto, cluster, src, table_name)
     print(f"\naffinity: applied {cluster.applied}, lost {cluster.lost}, per node {cluster.ops()}")
-    assert "ordering relies on one coordinator per item (key affinity over 3 nodes" in log
+    assert (
+        "Target write isolation: forbid_rmw (tag system:write_isolation: no LWT; last write "
+        "wins by the coordinator's clock); ordering relies on one coordinator per item (key "
+        "affinity over 3 nodes, clock-skew guard 1000 ms)"
+    ) in log
     assert cluster.lost == 0, sorted(cluster.lost_keys)
     assert rc == 0, report
     assert all(n > 0 for n in cluster.ops()), cluster.ops()  # the writes did spread
