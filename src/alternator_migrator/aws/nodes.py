@@ -191,6 +191,11 @@ class KeyAffinity(Generic[N]):
             ]
             return list(self._old)
 
+    def settled(self, epoch: Epoch[N]) -> bool:
+        """``epoch`` is current and no earlier node set can hold a key back (as far as known:
+        ``begin`` still checks the epoch)."""
+        return epoch is self.current and not (self._old and self._live_history())
+
     def first_hold(self, route: Route[N]) -> bool:
         """True the first time a write routed under this node set is held (to log it once)."""
         with self._lock:

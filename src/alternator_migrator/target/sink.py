@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from ..aws.client import DynamoClient, DynamoError, NodeGone
-from ..aws.nodes import Route
+from ..aws.nodes import Epoch, Route
 from ..aws.retry import Backoff, RetryPolicy, wait
 from ..aws.throttle import RateLimiter
 from ..aws.transport import HttpPool
@@ -51,6 +51,16 @@ def rename_item(item: Item, renames: dict[str, str]) -> Item:
 def _short_key(key: Item) -> str:
     text = orjson.dumps(key).decode()
     return text if len(text) <= 300 else text[:300] + "..."
+
+
+class Routed(list[Any]):
+    """Requests (or items) split for one node under one node set: writing them needs no second
+    hash while that node set is current and settled."""
+
+    def __init__(self, seq: Iterable[Any], epoch: Epoch[HttpPool], node: HttpPool) -> None:
+        super().__init__(seq)
+        self.epoch = epoch
+        self.node = node
 
 
 class Sink:
@@ -98,7 +108,10 @@ class Sink:
         return "delete of key " + _short_key(req["DeleteRequest"]["Key"])
 
     def put_items(self, items: Iterable[Item]) -> int:
-        return self.write([self.put(i) for i in items])
+        reqs = [self.put(i) for i in items]
+        if isinstance(items, Routed):
+            return self.write(Routed(reqs, items.epoch, items.node))
+        return self.write(reqs)
 
     # -- splitting per node (key affinity)
     def _request_key(self, req: Request) -> bytes:
@@ -116,7 +129,11 @@ class Sink:
         if self.affinity is None:
             return self._chunks(requests)
         routes = self.affinity.route([self._request_key(r) for r in requests])
-        return [c for r in routes for c in self._chunks([requests[i] for i in r.indices])]
+        return [
+            Routed(c, r.epoch, r.node)
+            for r in routes
+            for c in self._chunks([requests[i] for i in r.indices])
+        ]
 
     def split_items(self, items: Sequence[Item]) -> list[list[Item]]:
         """``split`` for source items about to be put (renames keep the key's value)."""
@@ -124,12 +141,19 @@ class Sink:
             return self._chunks(items)
         name = self.key_names[0]
         routes = self.affinity.route([orjson.dumps(it[name]) for it in items])
-        return [c for r in routes for c in self._chunks([items[i] for i in r.indices])]
+        return [
+            Routed(c, r.epoch, r.node)
+            for r in routes
+            for c in self._chunks([items[i] for i in r.indices])
+        ]
 
     # -- writing
     def write(self, requests: Sequence[Request]) -> int:
         """Write all requests (at most one per key), chunked (per node under key affinity);
         returns how many were written."""
+        if isinstance(requests, Routed) and len(requests) <= self.max_batch:
+            self._write_chunk(requests)  # split already
+            return len(requests)
         n = 0
         for chunk in self.split(requests):
             self._write_chunk(chunk)
@@ -141,6 +165,11 @@ class Sink:
         changed since they were split, ``pending`` split again. Waits out the guard first."""
         aff = self.affinity
         assert aff is not None
+        if isinstance(pending, Routed) and aff.settled(pending.epoch):
+            # Split under the current node set and no key is moving: no need to hash again.
+            route = Route(pending.epoch, pending.node, [], 0.0)
+            if aff.begin(route):
+                return route
         keys = [self._request_key(r) for r in pending]
         while True:
             routes = aff.route(keys)
@@ -239,7 +268,9 @@ class Sink:
                         f"retries over {backoff.elapsed:.0f}s; first unwritten: "
                         f"{self.describe(unprocessed[0])}"
                     )
-                pending = unprocessed
+                pending = (
+                    unprocessed if route is None else Routed(unprocessed, route.epoch, route.node)
+                )
 
     def _call_pinned(self, op: str, body: dict[str, Any], req: Request) -> None:
         """One PutItem / DeleteItem, to the request's node under key affinity."""
