@@ -12,6 +12,7 @@ leaves sends its keys to their new owners (after the clock-skew guard), never ro
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -51,6 +52,15 @@ def rename_item(item: Item, renames: dict[str, str]) -> Item:
 def _short_key(key: Item) -> str:
     text = orjson.dumps(key).decode()
     return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _interleave(per_node: list[list[Routed]]) -> list[list[Any]]:
+    """One node's batch after another's (A, B, C, A, B, ...): concurrent writers taking them in
+    order load every node at once, not one node after the other."""
+    out: list[list[Any]] = []
+    for row in itertools.zip_longest(*per_node):
+        out.extend(c for c in row if c is not None)
+    return out
 
 
 class Routed(list[Any]):
@@ -129,11 +139,12 @@ class Sink:
         if self.affinity is None:
             return self._chunks(requests)
         routes = self.affinity.route([self._request_key(r) for r in requests])
-        return [
-            Routed(c, r.epoch, r.node)
-            for r in routes
-            for c in self._chunks([requests[i] for i in r.indices])
-        ]
+        return _interleave(
+            [
+                [Routed(c, r.epoch, r.node) for c in self._chunks([requests[i] for i in r.indices])]
+                for r in routes
+            ]
+        )
 
     def split_items(self, items: Sequence[Item]) -> list[list[Item]]:
         """``split`` for source items about to be put (renames keep the key's value)."""
@@ -141,11 +152,12 @@ class Sink:
             return self._chunks(items)
         name = self.key_names[0]
         routes = self.affinity.route([orjson.dumps(it[name]) for it in items])
-        return [
-            Routed(c, r.epoch, r.node)
-            for r in routes
-            for c in self._chunks([items[i] for i in r.indices])
-        ]
+        return _interleave(
+            [
+                [Routed(c, r.epoch, r.node) for c in self._chunks([items[i] for i in r.indices])]
+                for r in routes
+            ]
+        )
 
     # -- writing
     def write(self, requests: Sequence[Request]) -> int:
