@@ -8,6 +8,7 @@ stand-in does the same, per item, so that a test can see writes lost to clock sk
     cluster = SkewCluster(dynalite.url, clock_offsets_ms=(0, -300, 300)).start()
     ... point a `type: alternator` target at cluster.url (it serves /localnodes) ...
     cluster.take_down(2)      # stops listening, resets its connections, leaves /localnodes
+    cluster.take_down(1, still_listed=True)   # dead but still listed (gossip has not noticed)
     cluster.bring_back(2)     # listens again on the same address, listed again
     cluster.lost              # writes acknowledged but not applied (stale stamp)
     cluster.lost_keys         # their (table, key) pairs
@@ -19,7 +20,8 @@ and deletes) are stamped and judged per item (table + primary key, the key schem
 the server by DescribeTable); what is newer is forwarded, the rest answered as success without
 touching the server. Judging and forwarding are serialised (one lock): a stand-in for
 correctness, not for speed. Every other call (reads, DescribeTable, ...) is forwarded as is.
-Bodies sent with Content-Encoding: gzip are accepted. Conditional writes are not modelled.
+Bodies sent with Content-Encoding: gzip are accepted. Conditional writes are not modelled, and
+a write the server then refuses (a validation error) has still set its item's stamp.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ class SkewCluster:
         self.applied = 0
         self.lost_keys: set[tuple[str, bytes]] = set()
         self.down: set[int] = set()
+        self.listed_while_down: set[int] = set()
         self.nodes: list[_Node] = []
         for _ in range(20):  # a port free on every address
             first = _Node(self, 0, self.hosts[0], 0)
@@ -124,18 +127,28 @@ class SkewCluster:
     @property
     def live(self) -> list[str]:
         """What /localnodes answers: the nodes not taken down."""
-        return [h for i, h in enumerate(self.hosts) if i not in self.down]
+        return [
+            h for i, h in enumerate(self.hosts) if i not in self.down or i in self.listed_while_down
+        ]
 
-    def take_down(self, i: int) -> None:
-        """Node ``i`` stops: its connections are reset and /localnodes no longer lists it."""
+    def take_down(self, i: int, *, still_listed: bool = False) -> None:
+        """Node ``i`` stops: its connections are reset and /localnodes no longer lists it
+        (``still_listed``: it does, until ``bring_back`` or ``unlist``, as while gossip lags)."""
+        if still_listed:
+            self.listed_while_down.add(i)
         self.down.add(i)
         self.nodes[i].stop()
+
+    def unlist(self, i: int) -> None:
+        """/localnodes stops listing a node taken down with ``still_listed``."""
+        self.listed_while_down.discard(i)
 
     def bring_back(self, i: int) -> None:
         """Node ``i`` listens again on its address (same clock offset) and is listed again."""
         node = _Node(self, i, self.hosts[i], self.port)
         self.nodes[i] = node.start()
         self.down.discard(i)
+        self.listed_while_down.discard(i)
 
     def stop(self) -> None:
         for i, n in enumerate(self.nodes):

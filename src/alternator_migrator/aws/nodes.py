@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ACTIVE_REFRESH_MS = 1_000
 DEFAULT_IDLE_REFRESH_MS = 60_000
 _DISCOVERY_TIMEOUT = 5.0
+_PROBE_TIMEOUT = 2.0
 DEFAULT_CLOCK_SKEW_GUARD_MS = 1_000
 # Test-only switch: writes round-robin over the nodes as reads do (the behaviour before key
 # affinity), so that a test can show the lost writes affinity prevents. Never for real runs.
@@ -275,6 +276,7 @@ class AlternatorNodes:
         self.seed = make_pool(url)
         self._by_url: dict[str, HttpPool] = {url: self.seed}
         self._live: list[HttpPool] = [self.seed]
+        self._dropped: set[HttpPool] = set()  # failed nodes, out until they answer again
         guard = settings.clock_skew_guard_ms
         self.affinity: KeyAffinity[HttpPool] = KeyAffinity(
             (DEFAULT_CLOCK_SKEW_GUARD_MS if guard is None else guard) / 1000,
@@ -326,6 +328,7 @@ class AlternatorNodes:
         with self._lock:
             if pool in self._live and len(self._live) > 1:
                 self._live = [p for p in self._live if p is not pool]
+                self._dropped.add(pool)
                 self.affinity.set_nodes(self._live)
                 log.warning(
                     "%s node %s stopped answering (%s); routing around it until /localnodes "
@@ -375,15 +378,29 @@ class AlternatorNodes:
             return True
         return None
 
+    def _answers(self, pool: HttpPool) -> bool:
+        try:
+            pool.get("/", timeout=_PROBE_TIMEOUT)  # Alternator's health check; any answer will do
+        except TransportError:
+            return False
+        return True
+
     def _set_nodes(self, hosts: list[str]) -> None:
         with self._lock:
-            live: list[HttpPool] = []
+            listed: list[HttpPool] = []
             for host in hosts:
                 url = self._node_url(host)
                 pool = self._by_url.get(url)
                 if pool is None:
                     pool = self._by_url[url] = self._make_pool(url)
-                live.append(pool)
+                listed.append(pool)
+        # A node dropped for not answering comes back once it answers again, not merely when
+        # /localnodes lists it (gossip may list a dead node for seconds): re-adding it at every
+        # refresh would move its keys back and forth, each move held by the clock-skew guard.
+        back = {p for p in listed if p in self._dropped and self._answers(p)}
+        with self._lock:
+            self._dropped -= back
+            live = [p for p in listed if p not in self._dropped] or self._live
             if [p.netloc for p in live] != [p.netloc for p in self._live]:
                 log.info("%s nodes: %s", self.label, ", ".join(p.netloc for p in live))
             self._live = live
