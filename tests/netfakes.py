@@ -205,6 +205,7 @@ class HttpForwarder(_Listener):
         super().__init__(host, port)
         u = urlsplit(upstream)
         self.upstream = (u.hostname or "127.0.0.1", u.port or 80)
+        self.upstream_url = upstream
         self.tls = tls
         self.localnodes = localnodes
         self.ops: Counter[str] = Counter()

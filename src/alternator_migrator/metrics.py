@@ -120,6 +120,10 @@ _HELP = {
         "counter",
         "Kinesis records skipped because they belong to another table.",
     ),
+    "writes_held_for_clock_skew_total": (
+        "counter",
+        "Waits of writes whose key moved to another target node (clock-skew guard).",
+    ),
     "savepoint_age_seconds": ("gauge", "Seconds since the savepoint was last written."),
     "phase": ("gauge", "1 for the phase the migration is in."),
 }

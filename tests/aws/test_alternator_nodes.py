@@ -26,7 +26,7 @@ from ..helpers import (
     local_config,
     table_diff,
 )
-from ..netfakes import FakeCluster
+from ..netfakes import FakeCluster, HttpForwarder
 
 CREDS = CredentialSource(Credentials(access_key="AKID", secret_key="secret"), None, None)
 ALTERNATOR = {"type": "alternator", "alternator": {"activeRefreshIntervalMs": 200}}
@@ -143,7 +143,18 @@ def test_a_listed_but_dead_node_is_routed_around_at_once(
         >= 1
     )
     assert dst.scan(TableName=table_name, Select="COUNT")["Count"] == 9
-    cluster.down.add(1)
+    # Still listed, still dead: a refresh does not take it back (its keys would flap) ...
+    assert router.refresh() is True
+    assert f"127.0.0.2:{cluster.port}" not in router.live_nodes()
+    # ... until it answers again.
+    cluster.nodes[1] = HttpForwarder(
+        cluster.nodes[0].upstream_url,
+        host="127.0.0.2",
+        port=cluster.port,
+        localnodes=cluster._localnodes,
+    ).start()
+    assert router.refresh() is True
+    assert f"127.0.0.2:{cluster.port}" in router.live_nodes()
     c.close()
 
 

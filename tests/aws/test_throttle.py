@@ -81,6 +81,7 @@ class _NoCapacityTarget:
     retry = None
 
     label, url, stop = "target", "http://fake", None  # what the sink names in errors
+    affinity = None  # one endpoint: no per-node split
 
     def __init__(self) -> None:
         self.items = 0

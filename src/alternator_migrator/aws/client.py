@@ -28,7 +28,7 @@ import orjson
 from ..config import AlternatorSettings, AssumeRole, Credentials, SourceConfig, TargetConfig
 from ..errors import EndpointError, MigratorError
 from ..metrics import METRICS
-from .nodes import AlternatorNodes, SingleNode
+from .nodes import AlternatorNodes, KeyAffinity, SingleNode
 from .retry import Backoff
 from .retry import RetryPolicy as RetryPolicy  # re-exported: callers build policies
 from .transport import (
@@ -126,6 +126,10 @@ class DynamoError(MigratorError):
     @property
     def is_auth(self) -> bool:
         return self.code in _AUTH_CODES or self.status == 403
+
+
+class NodeGone(DynamoError):
+    """A write pinned to one node failed and that node has left the live set: route it again."""
 
 
 def _cause(err: DynamoError) -> str:
@@ -386,6 +390,16 @@ class DynamoClient:
                 daemon=True,
             ).start()
 
+    @property
+    def affinity(self) -> KeyAffinity[HttpPool] | None:
+        """Key affinity for writes when the endpoint is a discovered Alternator cluster."""
+        return self._router.write_affinity
+
+    def discovered_nodes(self) -> int:
+        """How many live nodes the endpoint has (1 without node discovery)."""
+        r = self._router
+        return len(r.live_nodes()) if isinstance(r, AlternatorNodes) else 1
+
     def _pools(self) -> list[HttpPool]:
         return self._router.pools() + self._streams_router.pools()
 
@@ -406,7 +420,9 @@ class DynamoClient:
         self.close()
 
     # -- one attempt
-    def _send(self, op: str, payload: bytes, streams: bool) -> dict[str, Any]:
+    def _send(
+        self, op: str, payload: bytes, streams: bool, node: HttpPool | None = None
+    ) -> dict[str, Any]:
         router = self._streams_router if streams else self._router
         target = f"{STREAMS if streams else self.api.target_prefix}.{op}"
         if self._gzip:
@@ -414,7 +430,11 @@ class DynamoClient:
             gz = zlib.compressobj(1, zlib.DEFLATED, 31)
             payload = gz.compress(payload) + gz.flush()
         while True:
-            pool = router.pick()
+            if node is None:
+                pool = router.pick()
+            else:
+                pool = node
+                router.mark_busy()
             headers = self._signer.headers(
                 pool.netloc, target, payload, self._creds.get(), dt.datetime.now(dt.UTC), pool.path
             )
@@ -433,7 +453,7 @@ class DynamoClient:
                 METRICS.inc("node_errors_total", endpoint=self.label, node=pool.netloc)
                 # A node that cannot be reached is dropped; a request never sent goes to the
                 # next node at once, any other (maybe processed) through the caller's retry.
-                if router.failed(pool, str(e)) and isinstance(e, ConnectError):
+                if router.failed(pool, str(e)) and isinstance(e, ConnectError) and node is None:
                     continue
                 raise DynamoError(op, "ConnectionError", f"{pool.netloc}: {e}") from None
             except OSError as e:  # anything the transport did not wrap: still one clear line
@@ -477,10 +497,11 @@ class DynamoClient:
         streams: bool = False,
         retry: RetryPolicy | None = None,
         on_retry: Callable[[DynamoError, int], None] | None = None,
+        node: HttpPool | None = None,
     ) -> dict[str, Any]:
         """Send one request; retry transient failures with jittered backoff, raise the rest."""
         return self.call_raw(
-            op, orjson.dumps(body), streams=streams, retry=retry, on_retry=on_retry
+            op, orjson.dumps(body), streams=streams, retry=retry, on_retry=on_retry, node=node
         )
 
     def call_raw(
@@ -491,15 +512,20 @@ class DynamoClient:
         streams: bool = False,
         retry: RetryPolicy | None = None,
         on_retry: Callable[[DynamoError, int], None] | None = None,
+        node: HttpPool | None = None,
     ) -> dict[str, Any]:
+        """``node``: send to this node only (a write under key affinity). When it leaves the
+        live set the error is raised at once (``NodeGone``): the caller routes again."""
         with Backoff(
             retry or self.retry, stop=self.stop, endpoint=self.label, url=self.url, op=op
         ) as backoff:
             while True:
                 try:
-                    return self._send(op, payload, streams)
+                    return self._send(op, payload, streams, node)
                 except DynamoError as e:
                     e.endpoint = self.where
+                    if node is not None and e.retryable and not self._router.is_live(node):
+                        raise NodeGone(op, e.code, e.message, e.status, self.where) from None
                     if not e.retryable or not backoff.retry(_cause(e), f"{e.code}: {e.message}"):
                         raise
                     if on_retry is not None:

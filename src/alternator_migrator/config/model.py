@@ -229,6 +229,13 @@ class AlternatorSettings:
         "Items per BatchWriteItem on the target (wins over `target.maxItemsPerBatch`).",
     )
 
+    clock_skew_guard_ms: int | None = _doc(
+        "clockSkewGuardMs",
+        "Our own key (target only). Every write of one item goes to one node (key affinity); when the node set changes, a key that moves to another node waits this long after the last write its old node took, so that clocks this far apart cannot reorder them. At least the nodes' worst clock disagreement (docs/runbook.md).",
+        shown="1000",
+        check=Int(0, 600_000),
+    )
+
 
 @dataclass(frozen=True)
 class _Side:

@@ -21,7 +21,14 @@ from ..snapshot import export
 from ..snapshot.copier import ScanPlan, ScanSource, SnapshotCopier, SnapshotSource, plan_scan
 from ..snapshot.ledger import SnapshotLedger, SnapshotOutcome
 from ..state.savepoint import Origin, Savepoint, SavepointStore, same_table, table_identity
-from ..target.schema import describe_source, ensure_target, refuse_same_identity, refuse_same_table
+from ..target.schema import (
+    describe_source,
+    ensure_target,
+    ordering_line,
+    refuse_same_identity,
+    refuse_same_table,
+    write_isolation,
+)
 from ..target.sink import Sink
 from ..target.sink_factory import make_sink
 from ..target.ttl import expiry_check, source_ttl_attribute
@@ -402,6 +409,7 @@ def _migrate(
     log.info("%s", plan_summary(cfg, source, target, kinesis, src))
     ttl_attribute = None if cfg.source.s3_export else source_ttl_attribute(source, cfg.source.table)
     tgt = ensure_target(source, target, src, cfg)
+    log.info(ordering_line(target, write_isolation(target, tgt)))
     refuse_same_identity(src, tgt, cfg)
     sp = _open_savepoint(cfg, store, src, fresh)
     job = Job(

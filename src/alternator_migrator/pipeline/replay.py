@@ -419,10 +419,7 @@ class BatchWriter:
         if self.clock is not None:
             records, times = newest_per_key(records, self.clock)
         requests = collapse(records, self.sink, self.expired)
-        chunks = [
-            requests[i : i + self.sink.max_batch]
-            for i in range(0, len(requests), self.sink.max_batch)
-        ]
+        chunks = self.sink.split(requests)  # one node each under key affinity
         # Keys are unique after collapse, so chunks may be written concurrently.
         for _ in self.pool.map(self.sink.write, chunks):
             pass

@@ -185,8 +185,8 @@ class SnapshotCopier:
                 raise _Abort()
             if self.expired is not None:
                 items = self._drop_expired(items)
-            step = self.sink.max_batch
-            chunks = [items[i : i + step] for i in range(0, len(items), step)]
+            # Full batches per node (key affinity), so splitting costs no batch size.
+            chunks = self.sink.split_items(items)
             page = _Page(seg, seg.next_page, len(items), start_key, len(chunks))
             seg.next_page += 1
             if not chunks:

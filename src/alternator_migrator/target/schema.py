@@ -7,7 +7,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..aws.client import DynamoClient, DynamoError, preflight
+from ..aws.client import DynamoClient, DynamoError, RetryPolicy, preflight
 from ..aws.retry import wait
 from ..config import Config, SourceConfig, TargetConfig
 from ..errors import SchemaError
@@ -258,3 +258,51 @@ def ensure_target(
     desc = _wait_active(target, table)
     _copy_ttl(source, target, src["TableName"], cfg)
     return desc
+
+
+_ONCE = RetryPolicy(base=0.1, cap=1.0, max_attempts=3, deadline=5.0)
+WRITE_ISOLATION_TAG = "system:write_isolation"
+_ISOLATION_MEANING = {
+    "forbid_rmw": "no LWT; last write wins by the coordinator's clock",
+    "only_rmw_uses_lwt": "LWT for conditional writes only; plain puts/deletes: last write wins",
+    "unsafe_rmw": "no LWT; last write wins by the coordinator's clock",
+    "always_use_lwt": "every write through LWT (Paxos): ordered whatever node takes it",
+}
+
+
+def write_isolation(target: DynamoClient, desc: dict[str, Any]) -> str | None:
+    """The target table's `system:write_isolation` tag (Alternator), None where the endpoint
+    does not expose one (DynamoDB, dynalite, a table without the tag: the server setting
+    `alternator_write_isolation` then applies, which no API shows)."""
+    arn = desc.get("TableArn")
+    if not arn:
+        return None
+    try:
+        tags = target.call("ListTagsOfResource", {"ResourceArn": arn}, retry=_ONCE).get("Tags")
+    except DynamoError as e:
+        log.debug("target ListTagsOfResource: %s", e)
+        return None
+    for t in tags or []:
+        if isinstance(t, dict) and t.get("Key") == WRITE_ISOLATION_TAG:
+            return str(t.get("Value"))
+    return None
+
+
+def ordering_line(target: DynamoClient, isolation: str | None) -> str:
+    """One line: what the target promises and what ordering of one item's writes relies on."""
+    if isolation is None:
+        head = f"Target write isolation: not exposed (no {WRITE_ISOLATION_TAG} tag)"
+    else:
+        meaning = _ISOLATION_MEANING.get(isolation.lower(), "unknown mode")
+        head = f"Target write isolation: {isolation} (tag {WRITE_ISOLATION_TAG}: {meaning})"
+    aff = target.affinity
+    if aff is not None:
+        how = f"one coordinator per item ({aff.describe()})"
+    elif target.discovered_nodes() > 1:
+        how = (
+            f"nothing: writes round-robin over {target.discovered_nodes()} nodes "
+            "(test switch; one item's writes may be applied out of order)"
+        )
+    else:
+        how = "the one endpoint (no node discovery)"
+    return f"{head}; ordering relies on {how}"

@@ -4,19 +4,27 @@ A request here is BatchWriteItem's own element: ``{"PutRequest": {"Item": ...}}`
 ``{"DeleteRequest": {"Key": ...}}``. Nothing is ever dropped: ``UnprocessedItems`` and
 transient errors are retried with jittered backoff, and a request that fails for good stops the
 run with its key named.
+
+On a discovered Alternator cluster every write of one item goes to one node (key affinity, see
+``aws.nodes``): requests are split per node, and routed again at every attempt, so a node that
+leaves sends its keys to their new owners (after the clock-skew guard), never round-robin.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
 
-from ..aws.client import DynamoClient, DynamoError
-from ..aws.retry import Backoff, RetryPolicy
+from ..aws.client import DynamoClient, DynamoError, NodeGone
+from ..aws.nodes import Epoch, Route
+from ..aws.retry import Backoff, RetryPolicy, wait
 from ..aws.throttle import RateLimiter
+from ..aws.transport import HttpPool
 from ..errors import WriteError
 from ..metrics import METRICS
 
@@ -46,6 +54,25 @@ def _short_key(key: Item) -> str:
     return text if len(text) <= 300 else text[:300] + "..."
 
 
+def _interleave(per_node: list[list[Routed]]) -> list[list[Any]]:
+    """One node's batch after another's (A, B, C, A, B, ...): concurrent writers taking them in
+    order load every node at once, not one node after the other."""
+    out: list[list[Any]] = []
+    for row in itertools.zip_longest(*per_node):
+        out.extend(c for c in row if c is not None)
+    return out
+
+
+class Routed(list[Any]):
+    """Requests (or items) split for one node under one node set: writing them needs no second
+    hash while that node set is current and settled."""
+
+    def __init__(self, seq: Iterable[Any], epoch: Epoch[HttpPool], node: HttpPool) -> None:
+        super().__init__(seq)
+        self.epoch = epoch
+        self.node = node
+
+
 class Sink:
     """Writes batches of requests to one target table within a write budget."""
 
@@ -72,6 +99,8 @@ class Sink:
         # Keys as the target sees them: renames applied.
         self.target_key_names = [self.renames.get(k, k) for k in self.key_names]
         self._header = orjson.dumps(table)
+        self.affinity = client.affinity
+        self.held_seconds = 0.0  # time writes of moved keys waited for the clock-skew guard
 
     # -- building requests from source-side items
     def put(self, item: Item) -> Request:
@@ -89,17 +118,94 @@ class Sink:
         return "delete of key " + _short_key(req["DeleteRequest"]["Key"])
 
     def put_items(self, items: Iterable[Item]) -> int:
-        return self.write([self.put(i) for i in items])
+        reqs = [self.put(i) for i in items]
+        if isinstance(items, Routed):
+            return self.write(Routed(reqs, items.epoch, items.node))
+        return self.write(reqs)
+
+    # -- splitting per node (key affinity)
+    def _request_key(self, req: Request) -> bytes:
+        """The wire bytes of a request's partition key (what picks its node)."""
+        put = req.get("PutRequest")
+        attrs = put["Item"] if put is not None else req["DeleteRequest"]["Key"]
+        return orjson.dumps(attrs[self.target_key_names[0]])
+
+    def _chunks(self, seq: Sequence[Any]) -> list[list[Any]]:
+        return [list(seq[i : i + self.max_batch]) for i in range(0, len(seq), self.max_batch)]
+
+    def split(self, requests: Sequence[Request]) -> list[list[Request]]:
+        """Batches of at most ``max_batch``, each for one node under key affinity (to be
+        written concurrently: a key is in one batch only)."""
+        if self.affinity is None:
+            return self._chunks(requests)
+        routes = self.affinity.route([self._request_key(r) for r in requests])
+        return _interleave(
+            [
+                [Routed(c, r.epoch, r.node) for c in self._chunks([requests[i] for i in r.indices])]
+                for r in routes
+            ]
+        )
+
+    def split_items(self, items: Sequence[Item]) -> list[list[Item]]:
+        """``split`` for source items about to be put (renames keep the key's value)."""
+        if self.affinity is None:
+            return self._chunks(items)
+        name = self.key_names[0]
+        routes = self.affinity.route([orjson.dumps(it[name]) for it in items])
+        return _interleave(
+            [
+                [Routed(c, r.epoch, r.node) for c in self._chunks([items[i] for i in r.indices])]
+                for r in routes
+            ]
+        )
 
     # -- writing
     def write(self, requests: Sequence[Request]) -> int:
-        """Write all requests (at most one per key), chunked; returns how many were written."""
+        """Write all requests (at most one per key), chunked (per node under key affinity);
+        returns how many were written."""
+        if isinstance(requests, Routed) and len(requests) <= self.max_batch:
+            self._write_chunk(requests)  # split already
+            return len(requests)
         n = 0
-        for i in range(0, len(requests), self.max_batch):
-            chunk = requests[i : i + self.max_batch]
+        for chunk in self.split(requests):
             self._write_chunk(chunk)
             n += len(chunk)
         return n
+
+    def _claim(self, pending: Sequence[Request]) -> Route[HttpPool] | list[list[Request]]:
+        """The node all of ``pending`` go to, counted as in flight there; or, when the node set
+        changed since they were split, ``pending`` split again. Waits out the guard first."""
+        aff = self.affinity
+        assert aff is not None
+        if isinstance(pending, Routed) and aff.settled(pending.epoch):
+            # Split under the current node set and no key is moving: no need to hash again.
+            route = Route(pending.epoch, pending.node, [], 0.0)
+            if aff.begin(route):
+                return route
+        keys = [self._request_key(r) for r in pending]
+        while True:
+            routes = aff.route(keys)
+            if len(routes) > 1:
+                return [[pending[i] for i in r.indices] for r in routes]
+            route = routes[0]
+            now = time.monotonic()
+            if route.hold_until > now:
+                # A key moved: its old node may have stamped a write until recently, with a
+                # clock up to the guard ahead of the new node's.
+                pause = min(route.hold_until - now, 0.05 if route.hold_until == float("inf") else 5)
+                if aff.first_hold(route):
+                    log.info(
+                        "Target node set changed: holding writes of keys that moved to %s until "
+                        "%.0f ms after their old node's last write (clock-skew guard)",
+                        getattr(route.node, "netloc", route.node),
+                        aff.guard * 1000,
+                    )
+                METRICS.inc("writes_held_for_clock_skew_total")
+                self.held_seconds += pause
+                wait(self.client.stop, pause, "holding writes of keys that moved node")
+                continue
+            if aff.begin(route):
+                return route
 
     def _body(self, chunk: Sequence[Request]) -> bytes:
         body: dict[str, Any] = {"RequestItems": {self.table: list(chunk)}}
@@ -123,8 +229,33 @@ class Sink:
                 # ~1 WCU per started KB per item; body size is a close, cheap upper estimate.
                 estimate = max(len(pending), len(payload) / 1024)
                 self.limiter.acquire(estimate, c.stop)
+                route: Route[HttpPool] | None = None
+                if self.affinity is not None:
+                    claim = self._claim(pending)
+                    if isinstance(claim, list):  # the node set changed: per node again
+                        self.limiter.settle(-estimate)
+                        for part in claim:
+                            self._write_chunk(part)
+                        return
+                    route = claim
                 try:
-                    resp = c.call_raw("BatchWriteItem", payload, retry=self.retry)
+                    if route is None:
+                        resp = c.call_raw("BatchWriteItem", payload, retry=self.retry)
+                    else:
+                        try:
+                            resp = c.call_raw(
+                                "BatchWriteItem", payload, retry=self.retry, node=route.node
+                            )
+                        finally:
+                            self.affinity.end(route)  # type: ignore[union-attr]
+                except NodeGone as e:
+                    # Its node left the live set: route again (to the keys' new owners).
+                    if not backoff.retry("connection", f"{e.code}: {e.message}"):
+                        raise WriteError(
+                            f"target unavailable: BatchWriteItem kept failing ({e.code}: "
+                            f"{e.message}); first unwritten: {self.describe(pending[0])}"
+                        ) from None
+                    continue
                 except DynamoError as e:
                     if e.retryable:  # the client's own retry budget ran out
                         raise WriteError(
@@ -149,7 +280,25 @@ class Sink:
                         f"retries over {backoff.elapsed:.0f}s; first unwritten: "
                         f"{self.describe(unprocessed[0])}"
                     )
-                pending = unprocessed
+                pending = (
+                    unprocessed if route is None else Routed(unprocessed, route.epoch, route.node)
+                )
+
+    def _call_pinned(self, op: str, body: dict[str, Any], req: Request) -> None:
+        """One PutItem / DeleteItem, to the request's node under key affinity."""
+        if self.affinity is None:
+            self.client.call(op, body, retry=self.retry)
+            return
+        while True:
+            claim = self._claim([req])
+            assert not isinstance(claim, list)  # one key: one node
+            try:
+                self.client.call(op, body, retry=self.retry, node=claim.node)
+                return
+            except NodeGone:
+                continue  # its node left: the key has a new owner now
+            finally:
+                self.affinity.end(claim)
 
     def _write_singly(self, pending: Sequence[Request], batch_error: DynamoError) -> None:
         """A batch was refused as a whole: find and name the request that is at fault."""
@@ -167,7 +316,7 @@ class Sink:
                     {"TableName": self.table, "Key": req["DeleteRequest"]["Key"]},
                 )
             try:
-                self.client.call(op, body, retry=self.retry)
+                self._call_pinned(op, body, req)
             except DynamoError as e:
                 raise WriteError(
                     f"target refused the {self.describe(req)}: {e.code}: {e.message}"
