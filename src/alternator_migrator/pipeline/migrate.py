@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
 from ..aws.client import DynamoClient, kinesis_client, source_client, target_client
+from ..changes.alternator import change_source
 from ..changes.kinesis import KinesisSource, ensure_destination
 from ..changes.streams import ensure_stream
 from ..config import Config, require_supported
@@ -403,6 +404,10 @@ def _migrate(
         arn = _enable_kinesis(job, kinesis, stream_poll_seconds)
     elif cfg.target.stream_changes:
         arn = _enable_stream(source, src, store, sp, stream_poll_seconds)
+        job.changes = change_source(cfg, source, arn)
+        if stop_when_caught_up is not None:
+            # A stream that shows writes late (Alternator) is quiet only after its settle time.
+            stop_when_caught_up = max(stop_when_caught_up, cfg.source.settle_seconds)
     _phase("snapshot")
     if not _prepare_export(job, engine) or not _snapshot(job, engine):
         log.info("Stopped before the snapshot finished; savepoint saved to %s", store.file)
