@@ -91,7 +91,8 @@ class AlternatorStreams(FakeStreams):
             "_visible_at": time.monotonic() + self.delay,
         }
         if value is not None:
-            d["NewImage"] = {**keys, "v": {"N": str(value)}}
+            v = {"N": str(value)} if isinstance(value, int) else {"S": str(value)}
+            d["NewImage"] = {**keys, "v": v}
         if ttl:
             rec["userIdentity"] = {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}
         s.records.append(rec)

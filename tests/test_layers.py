@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"validate"},
     {"pipeline"},
     {"spark"},
-    {"status", "loadgen", "localservers"},
+    {"status", "loadgen", "localservers", "cutover"},
     {"cli"},
     # Entry points: `python -m alternator_migrator` and spark-submit's application file.
     {"__main__", "spark/submit"},

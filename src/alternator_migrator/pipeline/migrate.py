@@ -19,6 +19,7 @@ from ..metrics import METRICS, retry_summary
 from ..progress import SnapshotProgress
 from ..snapshot import export
 from ..snapshot.copier import ScanPlan, SnapshotCopier, SnapshotSource, plan_scan
+from ..state.handover import check_peer
 from ..state.savepoint import Savepoint, SavepointStore, same_table, table_identity
 from ..target.schema import describe_source, ensure_target, refuse_same_identity, refuse_same_table
 from ..target.sink import Sink
@@ -337,6 +338,7 @@ def migrate(
         target_client(cfg.target, stop=stop) as target,
         contextlib.ExitStack() as more,
     ):
+        check_peer(store)  # after a cutover: never both directions at once
         kinesis = (
             more.enter_context(kinesis_client(cfg.source, stop=stop))
             if cfg.target.kinesis is not None
