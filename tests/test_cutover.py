@@ -230,3 +230,114 @@ def test_item_over_400kb_stops_the_reverse_run_naming_its_key(
     assert saved is not None
     at = saved.shards.get(alt.shard_of("huge"))
     assert at is None or at.sequence_number is None or int(at.sequence_number) < int(huge_seq)
+
+
+def _start_cutover(fwd: Path, rev: Path, log: Path, *extra: str) -> Any:
+    """cutover as a child process whose stdin is a pipe nobody writes to (the prompt waits)."""
+    import os
+    import subprocess
+    import sys
+
+    with log.open("ab") as fh:
+        return subprocess.Popen(
+            [
+                *(sys.executable, "-m", "alternator_migrator", "cutover", "--config", str(fwd)),
+                *("--reverse-config", str(rev), "--settle", "1", *extra),
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def _interrupt(proc: Any, log: Path, waiting_for: str) -> None:
+    """Ctrl-C once cutover says it waits for ``waiting_for``."""
+    eventually(lambda: waiting_for in log.read_text(), 60, message=waiting_for)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 130, log.read_text()
+    assert "Cutover stopped" in log.read_text()
+
+
+def _as_before(tmp: Path) -> None:
+    assert read_savepoint(tmp / "sp-rev") == {}
+    assert not list(tmp.glob("sp-*/*.cutover.json"))
+
+
+def test_ctrl_c_at_each_step_then_cutover_again(
+    tmp_path: Path, moto: Server, moto_alt: Server, table_name: str
+) -> None:
+    old, new = boto_client(moto.url), boto_client(moto_alt.url)
+    create_table(old, table_name)
+    batch_put(old, table_name, [{"pk": {"S": f"k{i}"}, "v": {"N": "0"}} for i in range(50)])
+    fwd, rev = _configs(tmp_path, moto, moto_alt, table_name)
+    # The same reverse migration (same tables: same savepoint) with a long settle window, so
+    # that step (d) waits long enough to be interrupted.
+    rev_slow = write_config(
+        tmp_path / "rev-slow.yaml",
+        source_url=moto_alt.url,
+        source_table=table_name,
+        target_url=moto.url,
+        target_table=table_name,
+        savepoints=tmp_path / "sp-rev",
+        source_extra={"type": "alternator", "streamsSettleSeconds": 60},
+    )
+    forward = _start_forward(tmp_path, fwd)
+    fcfg = load(fwd)
+    try:
+        # (a) the forward run is stuck behind a change: cutover waits for it.
+        forward.send_signal(signal.SIGSTOP)
+        old.put_item(TableName=table_name, Item={"pk": {"S": "k0"}, "v": {"N": "1"}})
+        cut = _start_cutover(fwd, rev, tmp_path / "a.log", "--yes")
+        _interrupt(cut, tmp_path / "a.log", "caught up no, lag unknown")
+        _as_before(tmp_path)
+        forward.send_signal(signal.SIGCONT)
+        eventually(lambda: status(fcfg).caught_up, 60)
+
+        # (c) the prompt: the operator has not stopped the application yet.
+        cut = _start_cutover(fwd, rev, tmp_path / "c1.log")
+        _interrupt(cut, tmp_path / "c1.log", "Type 'yes'")
+        _as_before(tmp_path)
+
+        # (c) the application still writes: the source never goes quiet.
+        app = Writer(old, table_name).start()
+        try:
+            cut = _start_cutover(fwd, rev, tmp_path / "c2.log", "--yes")
+            _interrupt(cut, tmp_path / "c2.log", "forward run caught up:")
+        finally:
+            app.finish()
+        _as_before(tmp_path)
+
+        # (d) waiting for the new primary's stream to show the last writes.
+        eventually(lambda: status(fcfg).caught_up, 60)
+        cut = _start_cutover(fwd, rev_slow, tmp_path / "d.log", "--yes")
+        _interrupt(cut, tmp_path / "d.log", "(d) Waiting")
+        _as_before(tmp_path)
+
+        # (e) the forward run does not exit yet (stopped): Ctrl-C while waiting for it.
+        forward.send_signal(signal.SIGSTOP)
+        cut = _start_cutover(fwd, rev, tmp_path / "e.log", "--yes")
+        _interrupt(cut, tmp_path / "e.log", "to release its lock")
+        # The position is recorded but the cutover unfinished: the reverse run refuses it.
+        early = cli_process("migrate", "--config", str(rev), "--no-progress")
+        _, err = early.communicate(timeout=60)
+        assert early.returncode == 2 and "has not finished" in err
+        forward.send_signal(signal.SIGCONT)  # it now takes the SIGTERM: saves and exits
+        assert forward.wait(60) == 0
+    finally:
+        forward.send_signal(signal.SIGCONT)
+        if forward.poll() is None:
+            forward.kill()
+    # Run again: it sees the forward run stopped after applying everything, and finishes.
+    cut = _start_cutover(fwd, rev, tmp_path / "again.log", "--yes")
+    assert cut.wait(60) == 0, (tmp_path / "again.log").read_text()
+    assert "Switch the application to the target now" in (tmp_path / "again.log").read_text()
+    new.put_item(TableName=table_name, Item={"pk": {"S": "k1"}, "v": {"N": "77"}})
+    reverse = cli_process(
+        "migrate", "--config", str(rev), "--stop-when-caught-up", "1", "--no-progress"
+    )
+    _, err = reverse.communicate(timeout=120)
+    assert reverse.returncode == 0, err
+    check = cli_process("validate", "--config", str(rev))
+    out, err = check.communicate(timeout=120)
+    assert check.returncode == 0, out + err
