@@ -322,9 +322,10 @@ def _cutover(
             sp.snapshot_done = True  # the old primary has everything: only changes from now
             sp.shards = ends
             sp.source_table, sp.target_table = table_identity(src), table_identity(tgt)
-            write_mark(rstore, Mark("reverse", RECORDED, time.time(), str(fstore.lock_file)))
-            written = True
-            rstore.save(sp)
+            with rstore.exclusive():  # no reverse run may start on a half-written position
+                write_mark(rstore, Mark("reverse", RECORDED, time.time(), str(fstore.lock_file)))
+                written = True
+                rstore.save(sp)
             with_records = sum(1 for p in ends.values() if p.sequence_number)
             say(
                 f"(d) Reverse start position recorded in {rstore.file}: {len(ends)} shards "
