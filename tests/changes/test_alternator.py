@@ -178,3 +178,14 @@ def test_defaults_of_the_settle_window(tmp_path: Path) -> None:
 
     assert cfg("alternator").source.settle_seconds == 10.0
     assert cfg("dynamodb").source.settle_seconds == 0.0
+
+
+def test_positions_older_than_the_streams_retention_are_refused() -> None:
+    from alternator_migrator.changes.alternator import check_retention
+    from alternator_migrator.errors import StreamTrimmedError
+
+    now = 1_000_000.0
+    check_retention(now - 3600, now, "sp.json")  # an hour ago: fine
+    check_retention(0.0, now, "sp.json")  # never written: nothing to lose
+    with pytest.raises(StreamTrimmedError, match="24 hours"):
+        check_retention(now - 24 * 3600, now, "sp.json")

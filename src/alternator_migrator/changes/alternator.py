@@ -15,6 +15,9 @@ docs/alternator/compatibility.md and its streams implementation) and how it is h
 - GetRecords shows a record only once it is older than `alternator_streams_time_window_s`
   (10 s by default): an empty read says nothing about the last window. The source carries the
   settle time (`source.streamsSettleSeconds`) so that "caught up" waits it out.
+- Records older than 24 hours are dropped (the CDC log's TTL) without the
+  TrimmedDataAccessException DynamoDB answers, so a savepoint last written more than that ago
+  may sit before a silent gap: ``check_retention`` refuses it (a new snapshot is needed).
 - `eventSource` is `scylladb:alternator`; every write is reported as MODIFY (INSERT is not told
   apart), a PutItem may come as REMOVE then MODIFY, and a TTL expiration is a REMOVE (with a
   `Service` userIdentity). The replay needs nothing special: INSERT and MODIFY are both a put of
@@ -29,9 +32,27 @@ from typing import Any
 
 from ..aws.client import DynamoClient
 from ..config import ALTERNATOR_STREAMS_WINDOW, Config
+from ..errors import StreamTrimmedError
 from .streams import DynamoStreamSource, Shard, list_shards
 
 ALTERNATOR_EVENT_SOURCE = "scylladb:alternator"
+# Alternator Streams keep a record 24 hours (the CDC log's TTL); a savepoint is trusted only if
+# it was written a little less long ago than that.
+RETENTION_SECONDS = 24 * 3600.0
+RETENTION_MARGIN_SECONDS = 600.0
+
+
+def check_retention(saved_at: float, now: float, savepoint: str) -> None:
+    """Refuse stream positions saved so long ago that Alternator may have dropped records
+    after them: it drops them silently, where DynamoDB answers TrimmedDataAccessException."""
+    age = now - saved_at
+    if saved_at > 0 and age > RETENTION_SECONDS - RETENTION_MARGIN_SECONDS:
+        raise StreamTrimmedError(
+            f"savepoint {savepoint} was last written {age / 3600:.1f} hours ago; Alternator "
+            "Streams keep records 24 hours and drop older ones without an error, so changes "
+            "after the saved positions may be gone. Start a new migration with a new snapshot "
+            "(--fresh)"
+        )
 
 
 @dataclass(frozen=True)

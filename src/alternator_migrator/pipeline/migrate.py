@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
 from ..aws.client import DynamoClient, kinesis_client, source_client, target_client
-from ..changes.alternator import change_source
+from ..changes.alternator import change_source, check_retention
 from ..changes.kinesis import KinesisSource, ensure_destination
 from ..changes.streams import ensure_stream
 from ..config import Config, require_supported
@@ -385,6 +385,8 @@ def _migrate(
     tgt = ensure_target(source, target, src, cfg)
     refuse_same_identity(src, tgt, cfg)
     sp = _open_savepoint(cfg, store, src, fresh)
+    if cfg.source.type == "alternator" and sp.shards:
+        check_retention(sp.updated_at, time.time(), str(store.file))
     job = Job(
         cfg,
         source,
