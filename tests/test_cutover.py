@@ -261,7 +261,7 @@ def _interrupt(proc: Any, log: Path, waiting_for: str) -> None:
 
 def _as_before(tmp: Path) -> None:
     assert read_savepoint(tmp / "sp-rev") == {}
-    assert not list(tmp.glob("sp-*/*.cutover.json"))
+    assert not list(tmp.glob("sp-*/cutover-*.json"))
 
 
 def test_ctrl_c_at_each_step_then_cutover_again(

@@ -2,10 +2,11 @@
 
 After a cutover two runs share two tables: the forward run (old primary -> new) and the
 reverse run (new primary -> old). Run at the same time they would copy each other's writes
-back and forth, so each savepoint gets a small mark (``<savepoint>.cutover.json``) naming the
-other run's lock file: a run refuses to start while the other holds its lock. The reverse
-mark also says whether the cutover finished: a reverse start position recorded by a cutover
-that was stopped before it stopped the forward run must not be replayed.
+back and forth, so each savepoint gets a small mark beside it
+(``cutover-<table>-<fingerprint>.json``) naming the other run's lock file: a run refuses to
+start while the other holds its lock. The reverse mark also says whether the cutover
+finished: a reverse start position recorded by a cutover that was stopped before it stopped
+the forward run must not be replayed.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class Mark:
 
 
 def mark_file(store: SavepointStore) -> Path:
-    return store.file.with_name(store.file.stem + ".cutover.json")
+    # Not `savepoint-*`: tools (and operators) that look for the savepoint by that name.
+    return store.file.with_name("cutover-" + store.file.name.removeprefix("savepoint-"))
 
 
 def read_mark(store: SavepointStore) -> Mark | None:
