@@ -242,7 +242,7 @@ class _Side:
         "type",
         _TYPE_DOC,
         "dynamodb",
-        theirs="`dynamodb`, `dynamo` or `alternator`; a source may also be `dynamodb-s3-export` (snapshot only: no stream)",
+        theirs="`dynamodb`, `dynamo` or `alternator`; a source may also be `dynamodb-s3-export` (snapshot only: no stream). With `streamChanges`, an `alternator` source's changes are read from Alternator Streams (theirs refuses them; see `source.streamsSettleSeconds` and docs/runbook.md on the reverse run)",
     )
     region: str | None = _doc(
         "region",
