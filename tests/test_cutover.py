@@ -341,3 +341,61 @@ def test_ctrl_c_at_each_step_then_cutover_again(
     check = cli_process("validate", "--config", str(rev))
     out, err = check.communicate(timeout=120)
     assert check.returncode == 0, out + err
+
+
+def test_reverse_config_must_be_the_forward_tables_the_other_way_round(
+    tmp_path: Path, moto: Server, moto_alt: Server
+) -> None:
+    from alternator_migrator.cutover import check_pair
+    from alternator_migrator.errors import ConfigError
+
+    fwd, rev = _configs(tmp_path, moto, moto_alt, "T")
+    check_pair(load(fwd), load(rev))
+    wrong = write_config(
+        tmp_path / "wrong.yaml",
+        source_url=moto.url,  # the old primary, not the new one
+        source_table="T",
+        target_url=moto_alt.url,
+        target_table="T",
+        savepoints=tmp_path / "sp-x",
+    )
+    try:
+        check_pair(load(fwd), load(wrong))
+    except ConfigError as e:
+        assert "wrong.yaml" in str(e) and "`source`" in str(e)
+    else:
+        raise AssertionError("a reverse config reading the old primary was accepted")
+
+
+def test_target_without_streams_stops_cutover_and_changes_nothing(
+    tmp_path: Path, moto: Server, dynalite: Server, table_name: str
+) -> None:
+    old = boto_client(moto.url)
+    create_table(old, table_name)
+    fwd = write_config(
+        tmp_path / "fwd.yaml",
+        source_url=moto.url,
+        source_table=table_name,
+        target_url=dynalite.url,  # dynalite has no Streams API
+        target_table=table_name,
+        savepoints=tmp_path / "sp-fwd",
+    )
+    rev = write_config(
+        tmp_path / "rev.yaml",
+        source_url=dynalite.url,
+        source_table=table_name,
+        target_url=moto.url,
+        target_table=table_name,
+        savepoints=tmp_path / "sp-rev",
+    )
+    forward = _start_forward(tmp_path, fwd)
+    try:
+        cut = cli_process("cutover", "--config", str(fwd), "--reverse-config", str(rev), "--yes")
+        _, err = cut.communicate(timeout=120)
+        assert cut.returncode == 2, err
+        assert "cannot enable a stream on the target table" in err
+        assert forward.poll() is None  # the forward run goes on
+        _as_before(tmp_path)
+    finally:
+        forward.terminate()
+        forward.wait(30)

@@ -166,7 +166,14 @@ def _target_stream(client: DynamoClient, rev: Config, say: _Say) -> str:
         say(f"(b) The target table {table!r} has a stream: {desc.get('LatestStreamArn')}")
         return ensure_stream(client, desc, desc.get("LatestStreamArn"), poll_seconds=1.0)
     say(f"(b) Enabling a NEW_IMAGE stream on the target table {table!r}")
-    return ensure_stream(client, desc, None, poll_seconds=1.0)
+    try:
+        return ensure_stream(client, desc, None, poll_seconds=1.0)
+    except StreamError as e:
+        raise StreamError(
+            f"cannot enable a stream on the target table {table!r}, which the reverse run "
+            f"needs ({e}). On ScyllaDB, Alternator Streams must be available (older versions: "
+            "--experimental-features=alternator-streams)"
+        ) from None
 
 
 def cutover(
