@@ -177,7 +177,10 @@ def test_cutover_and_reverse_replay(
     )
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
+    assert "Changes to be applied" in out
     assert _same(old, new, table_name)
+    # status of the reverse run: caught up once the new primary's stream has settled.
+    eventually(lambda: status(load(rev)).caught_up, 60)
     check = cli_process("validate", "--config", str(rev))
     out, err = check.communicate(timeout=120)
     assert check.returncode == 0, out + err
