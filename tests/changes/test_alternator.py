@@ -189,3 +189,16 @@ def test_positions_older_than_the_streams_retention_are_refused() -> None:
     check_retention(0.0, now, "sp.json")  # never written: nothing to lose
     with pytest.raises(StreamTrimmedError, match="24 hours"):
         check_retention(now - 24 * 3600, now, "sp.json")
+
+
+def test_stream_reads_of_an_alternator_source_use_node_discovery(
+    tmp_path: Path, alt: AlternatorStreams, dynalite: Server
+) -> None:
+    from alternator_migrator.aws.client import source_client
+    from alternator_migrator.aws.nodes import AlternatorNodes
+
+    cfg = _alt_config(tmp_path, alt, dynalite, "t", 0.0)
+    with source_client(cfg.source) as client:
+        # GetRecords and friends go through the same node router as the table calls.
+        assert isinstance(client._router, AlternatorNodes)
+        assert client._streams_router is client._router
