@@ -351,6 +351,13 @@ def _cutover(
         write_mark(fstore, Mark("forward", DONE, time.time(), str(rstore.lock_file)))
         say(f"(e) Stopping the forward run (SIGTERM to pid {pid}); waiting for it to save and exit")
         os.kill(pid, signal.SIGTERM)
+    except OSError as e:
+        # Another user's process, or on another host sharing the savepoint directory: the
+        # position stays recorded; once that run is stopped, cutover finishes.
+        raise MigratorError(
+            f"cannot signal the forward run (pid {pid}: {e.strerror}); stop it yourself "
+            "(SIGTERM: it saves and exits), then run cutover again to finish"
+        ) from None
     except BaseException:
         # Not signalled: everything stays as before this run of cutover.
         remove_mark(fstore)
