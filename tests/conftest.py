@@ -39,6 +39,19 @@ def moto(server_logs: Path) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
+def moto_alt(server_logs: Path, moto: Server) -> Iterator[Server]:
+    """A second moto that plays ScyllaDB Alternator (the new primary of a cutover test): a
+    stream-capable DynamoDB API on another port. What Alternator Streams do differently is
+    scripted in tests/alternator_fakes.py."""
+    logs = server_logs / "moto-alt"
+    logs.mkdir(exist_ok=True)
+    s = start_moto(logs)
+    assert s.url != moto.url
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
 def dynalite(server_logs: Path) -> Iterator[Server]:
     s = start_dynalite(server_logs)
     yield s

@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"pipeline"},
     {"spark"},
     {"status", "loadgen", "localservers"},
+    {"cutover"},  # builds on status (is the forward run caught up?)
     {"cli"},
     # Entry points: `python -m alternator_migrator` and spark-submit's application file.
     {"__main__", "spark/submit"},

@@ -194,6 +194,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _cmd_cutover(args: argparse.Namespace) -> int:
+    from .config import load
+    from .cutover import cutover
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops a step as Ctrl-C does: undone, exit 130
+
+    signal.signal(signal.SIGTERM, interrupt)
+    cutover(load(args.config), load(args.reverse_config), assume_yes=args.yes, settle=args.settle)
+    return 0
+
+
 def _cmd_loadgen(args: argparse.Namespace) -> int:
     from .loadgen import LoadgenOptions, parse_mix, parse_rate, run
 
@@ -333,6 +345,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="ignore the position a stopped validate left next to the savepoint and start over",
     )
     v.set_defaults(func=_cmd_validate)
+
+    co = sub.add_parser(
+        "cutover",
+        help="switch to the target with a way back: while the forward migrate runs, wait for "
+        "it, record the reverse run's start, stop the forward run (docs/runbook.md)",
+    )
+    co.add_argument("--config", required=True, help="the forward migration's config (running)")
+    co.add_argument(
+        "--reverse-config",
+        required=True,
+        help="the reverse migration's config: the same tables the other way round",
+    )
+    co.add_argument(
+        "--yes", action="store_true", help="do not ask: the application's writes are stopped"
+    )
+    co.add_argument(
+        "--settle",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long the source's stream must stay quiet once writes are stopped (default "
+        "10; the source's streamsSettleSeconds is added)",
+    )
+    co.set_defaults(func=_cmd_cutover)
 
     lg = sub.add_parser("loadgen", help="random puts/updates/deletes at a given rate")
     lg.add_argument("--endpoint", required=True, help="DynamoDB-API URL, e.g. http://host:8000")

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .aws.client import DynamoError, kinesis_client, source_client
+from .changes.alternator import change_source
 from .changes.kinesis import KinesisSource
-from .changes.streams import DynamoStreamSource, Shard
+from .changes.streams import Shard
 from .config import Config
 from .errors import StreamError
 from .pipeline.replay import ChangeSource
@@ -41,17 +42,30 @@ class Status:
     snapshot_complete: bool = False  # every unit copied (or the snapshot skipped on purpose)
     # Units never copied that `skipSegments` keeps skipping: the target lacks their items.
     segments_skipped: list[int] = field(default_factory=list)
+    # `source.streamsSettleSeconds`: the stream shows a write this long after it (Alternator).
+    settle_seconds: float = 0.0
+    # Seconds since the newest applied change (or, none applied, since the positions were
+    # first recorded): how long the visible stream has been quiet, plus the settle time.
+    quiet_seconds: float | None = None
 
     @property
     def caught_up(self) -> bool | None:
         """All shards read to their end and the snapshot complete; None when there is no
         replay to be caught up in. A target missing skipped segments is never caught up:
-        this is what a cut-over waits for."""
+        this is what a cut-over waits for.
+
+        With a settle time, an empty read only covers the stream up to `settle` seconds ago,
+        and while writes go on the newest applied change is about `settle` old: caught up is
+        said once that change is twice the settle time old (the stream showed nothing new for
+        a whole settle time after it)."""
         if self.phase != "replay":
             return None
         if self.segments_skipped:
             return False
-        return all(s.finished or s.pending is False for s in self.shards)
+        drained = all(s.finished or s.pending is False for s in self.shards)
+        if not drained or self.settle_seconds <= 0:
+            return drained
+        return self.quiet_seconds is not None and self.quiet_seconds >= 2 * self.settle_seconds
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +79,8 @@ class Status:
             "segmentsSkipped": self.segments_skipped,
             "streamArn": self.stream_arn,
             "caughtUp": self.caught_up,
+            "settleSeconds": self.settle_seconds,
+            "quietSeconds": self.quiet_seconds,
             "shards": [s.__dict__ for s in self.shards],
         }
 
@@ -139,7 +155,10 @@ def status(cfg: Config, *, probe_stream: bool = True) -> Status:
                 st.shards = _shards(KinesisSource(client, sp.stream_arn, sp.table), sp, now)
         else:
             with source_client(cfg.source, pool_size=2) as client:
-                st.shards = _shards(DynamoStreamSource(client, sp.stream_arn), sp, now)
+                st.shards = _shards(change_source(cfg, client, sp.stream_arn), sp, now)
+            st.settle_seconds = cfg.source.settle_seconds
+            times = [p.last_record_time for p in sp.shards.values() if p.last_record_time]
+            st.quiet_seconds = now - (max(times) if times else sp.created_at)
     return st
 
 
@@ -178,6 +197,13 @@ def print_status(st: Status, out: TextIO | None = None) -> None:
         lag = "unknown" if not lags else f"{max(lags):.1f}s"
         why = " (the snapshot is incomplete)" if st.segments_skipped else ""
         w(f"Caught up: {'yes' if st.caught_up else 'no'} (lag {lag}){why}\n")
+
+        if st.settle_seconds > 0:
+            w(
+                f"Settle: the stream shows a write {st.settle_seconds:g}s after it; newest "
+                f"applied change {_age(st.quiet_seconds)} ago (caught up needs "
+                f"{2 * st.settle_seconds:g}s)\n"
+            )
 
 
 def estate_status(cfg: Config, *, probe_stream: bool = True) -> list[tuple[Config, Status]]:

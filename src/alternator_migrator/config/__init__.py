@@ -7,6 +7,7 @@ Scylla Migrator, ``docgen`` writes the reference docs from all of these.
 """
 
 from .model import (
+    ALTERNATOR_STREAMS_WINDOW,
     ON_DEMAND_DEFAULT_CAPACITY,
     AlternatorSettings,
     AssumeRole,
@@ -23,6 +24,7 @@ from .parse import load, parse
 from .reader import MAX_CONFIG_BYTES
 
 __all__ = [
+    "ALTERNATOR_STREAMS_WINDOW",
     "MAX_CONFIG_BYTES",
     "ON_DEMAND_DEFAULT_CAPACITY",
     "AlternatorSettings",

@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 # Default read/write capacity the EMR DynamoDB connector (and hence the Scylla Migrator) assumes
 # for an on-demand table, where DescribeTable reports no provisioned throughput.
 ON_DEMAND_DEFAULT_CAPACITY = 40000
+# ScyllaDB's default `alternator_streams_time_window_s`: how long Alternator Streams hold a
+# record back before GetRecords shows it.
+ALTERNATOR_STREAMS_WINDOW = 10.0
 
 
 @dataclass(frozen=True)
@@ -246,7 +249,7 @@ class _Side:
         "type",
         _TYPE_DOC,
         "dynamodb",
-        theirs="`dynamodb`, `dynamo` or `alternator`; a source may also be `dynamodb-s3-export` (snapshot only: no stream)",
+        theirs="`dynamodb`, `dynamo` or `alternator`; a source may also be `dynamodb-s3-export` (snapshot only: no stream). With `streamChanges`, an `alternator` source's changes are read from Alternator Streams (theirs refuses them; see `source.streamsSettleSeconds` and docs/runbook.md on the reverse run)",
     )
     region: str | None = _doc(
         "region",
@@ -405,6 +408,12 @@ class SourceConfig(_Side):
         option="records_per_second",
         theirs="replay rate cap, records/s over all shards",
     )
+    streams_settle_seconds: float | None = _doc(
+        "streamsSettleSeconds",
+        "How long after a write the source's stream may show it, seconds. Alternator Streams hold records back for `alternator_streams_time_window_s` (10 by default), so an empty read proves nothing about the last window: the replay, `status` and `cutover` call the stream caught up only once it has stayed quiet for this long after that. Set it to the cluster's `alternator_streams_time_window_s`.",
+        shown="10 for type alternator, else 0",
+        check=Float(0, 3600),
+    )
     snapshot_from: str = _doc(
         "snapshotFrom",
         "`scan` (Scan segments) or `export`: take the snapshot from a DynamoDB export to S3 instead, in the same run (the stream is enabled first, then `ExportTableToPointInTime` is requested, loaded and the stream replayed). Spends no read capacity; needs point-in-time recovery, which is enabled if off.",
@@ -435,6 +444,13 @@ class SourceConfig(_Side):
         shown="none",
     )
     s3_export: S3Export | None = None  # `type: dynamodb-s3-export`
+
+    @property
+    def settle_seconds(self) -> float:
+        """`streamsSettleSeconds`, or its default for this source type."""
+        if self.streams_settle_seconds is not None:
+            return self.streams_settle_seconds
+        return ALTERNATOR_STREAMS_WINDOW if self.type == "alternator" else 0.0
 
 
 @dataclass(frozen=True)

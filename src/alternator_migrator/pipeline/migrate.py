@@ -12,6 +12,7 @@ from typing import Any, Protocol, TextIO
 
 from ..aws.client import DynamoClient, kinesis_client, source_client, target_client
 from ..aws.throttle import RateLimiter
+from ..changes.alternator import change_source, check_retention
 from ..changes.kinesis import KinesisSource, ensure_destination
 from ..changes.streams import ensure_stream
 from ..config import Config, require_supported
@@ -20,6 +21,7 @@ from ..metrics import METRICS, retry_summary
 from ..snapshot import export
 from ..snapshot.copier import ScanPlan, ScanSource, SnapshotCopier, SnapshotSource, plan_scan
 from ..snapshot.ledger import SnapshotLedger, SnapshotOutcome
+from ..state.handover import check_peer
 from ..state.savepoint import Origin, Savepoint, SavepointStore, same_table, table_identity
 from ..target.schema import (
     describe_source,
@@ -362,6 +364,7 @@ def migrate(
         target_client(cfg.target, stop=stop) as target,
         contextlib.ExitStack() as more,
     ):
+        check_peer(store)  # after a cutover: never both directions at once
         kinesis = (
             more.enter_context(kinesis_client(cfg.source, stop=stop))
             if cfg.target.kinesis is not None
@@ -412,6 +415,8 @@ def _migrate(
     log.info(ordering_line(target, write_isolation(target, tgt)))
     refuse_same_identity(src, tgt, cfg)
     sp = _open_savepoint(cfg, store, src, fresh)
+    if cfg.source.type == "alternator" and sp.shards:
+        check_retention(sp.updated_at, time.time(), str(store.file))
     job = Job(
         cfg,
         source,
@@ -433,6 +438,10 @@ def _migrate(
         arn = _enable_kinesis(job, kinesis, stream_poll_seconds)
     elif cfg.target.stream_changes:
         arn = _enable_stream(source, src, store, sp, stream_poll_seconds)
+        job.changes = change_source(cfg, source, arn)
+        if stop_when_caught_up is not None:
+            # A stream that shows writes late (Alternator) is quiet only after its settle time.
+            stop_when_caught_up = max(stop_when_caught_up, cfg.source.settle_seconds)
     _phase("snapshot")
     with _slot(shared.snapshot_slots, stop, cfg.source.table) as got:
         outcome = _snapshot(job, engine) if got and _prepare_export(job, engine) else None

@@ -644,6 +644,7 @@ class Replayer:
     def run(self, stop: threading.Event, stop_when_caught_up: float | None = None) -> ReplayStats:
         idle_sleep = 0.0
         quiet_since: float | None = None
+        unsaved = False  # positions applied since the replay last read every shard to its end
         self.report.restart()
         errors = 0
         try:
@@ -669,7 +670,14 @@ class Replayer:
                 if result.records:
                     idle_sleep = 0.0
                     quiet_since = None
+                    unsaved = True
                     continue
+                if unsaved and self.tree.caught_up():
+                    # Read to the end: saved now, so `status` and `cutover` see it without
+                    # waiting out `savepoints.intervalSeconds`.
+                    self._keep_key_clock()
+                    self.store.save(self.sp)
+                    unsaved = False
                 if stop_when_caught_up is not None and self.tree.caught_up():
                     now = time.monotonic()
                     quiet_since = quiet_since or now

@@ -20,6 +20,7 @@ import threading
 from collections import Counter, deque
 from typing import Any, TextIO
 
+from ..changes.alternator import AlternatorStreamSource
 from ..changes.streams import ShardReader
 from ..config import Config, local_only_given
 from ..errors import ConfigError, MigratorError
@@ -269,6 +270,8 @@ class SparkReplayer(Replayer):
             job.sp,
             out=job.out,
             max_idle_sleep=IDLE_SLEEP,
+            # Alternator's generation barrier is the driver's shard tree's business.
+            changes=job.changes if isinstance(job.changes, AlternatorStreamSource) else None,
         )
         self.engine = engine
         self.job = job

@@ -49,6 +49,14 @@ def rename_item(item: Item, renames: dict[str, str]) -> Item:
     return {renames.get(k, k): v for k, v in item.items()}
 
 
+# DynamoDB refuses items over 400 KB ("Item size has exceeded the maximum allowed size");
+# Alternator does not, so a reverse replay from Alternator can meet one.
+TOO_LARGE_HINT = (
+    "; DynamoDB takes items up to 400 KB (Alternator has no such limit): shrink or remove "
+    "the item on the source, then run again (the savepoint stays before this change)"
+)
+
+
 def _short_key(key: Item) -> str:
     text = orjson.dumps(key).decode()
     return text if len(text) <= 300 else text[:300] + "..."
@@ -320,5 +328,6 @@ class Sink:
             except DynamoError as e:
                 raise WriteError(
                     f"target refused the {self.describe(req)}: {e.code}: {e.message}"
+                    + (TOO_LARGE_HINT if "item size" in e.message.lower() else "")
                 ) from None
             METRICS.inc("items_written_total")
