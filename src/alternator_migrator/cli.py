@@ -99,9 +99,17 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
         from .pipeline.estate import migrate_estate
 
         if args.engine == "spark":
-            raise MigratorError(
-                "a multi-table config runs on the local engine for now; run it without "
-                "--engine spark, or give each table its own config"
+            from .spark import migrate_spark_tables  # imports pyspark only when asked for
+
+            return migrate_spark_tables(
+                cfg,
+                stop,
+                master=args.master,
+                conf=spark_conf,
+                skip_failing_tables=args.skip_failing_tables,
+                out=sys.stdout,
+                fresh=args.fresh,
+                stop_when_caught_up=args.stop_when_caught_up,
             )
         return migrate_estate(
             cfg,

@@ -618,3 +618,41 @@ def test_skipped_segments_on_spark_leave_the_snapshot_incomplete_until_copied(
     sp = SavepointStore(load(tmp_path / "c.yaml")).load()
     assert sp is not None and sp.snapshot_done and sp.segments_done == {0, 1, 2}
     assert run("validate").returncode == 0
+
+
+def test_many_tables_share_the_cluster_in_one_run(
+    spark: Any, moto: Server, dynalite: Server, src: Any, dst: Any, table_name: str, tmp_path: Path
+) -> None:
+    """A multi-table config on Spark: both tables' segments run as tasks of one session."""
+    import io
+
+    import yaml
+
+    from alternator_migrator.spark import migrate_spark_tables
+
+    a, b = f"{table_name[:40]}-a", f"{table_name[:40]}-b"
+    create_table(src, a, range_key=("sk", "N"))
+    create_table(src, b, hash_key=("id", "N"))
+    batch_put(src, a, _varied_items(300))
+    batch_put(src, b, [{"id": {"N": str(i)}, "v": {"S": "x" * i}} for i in range(250)])
+    path = write_config(
+        tmp_path / "estate.yaml",
+        source_url=moto.url,
+        source_table="unused",
+        target_url=dynalite.url,
+        target_table="unused",
+        savepoints=tmp_path / "savepoints",
+        stream=False,
+        source_extra={"scanSegments": 3},
+    )
+    data = yaml.safe_load(path.read_text())
+    del data["source"]["table"], data["target"]["table"]
+    data["tables"] = [a, {"source": b, "target": f"{b}-copy"}]
+    data["maxTablesInParallel"] = 2
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = io.StringIO()
+    code = migrate_spark_tables(load(path), threading.Event(), spark=spark, out=out)
+    assert code == 0, out.getvalue()
+    assert "All 2 tables ran" in out.getvalue()
+    assert table_diff(src, a, dst, a, ("pk", "sk")) == []
+    assert table_diff(src, b, dst, f"{b}-copy", ("id",)) == []

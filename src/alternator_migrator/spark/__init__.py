@@ -3,6 +3,6 @@
 Importing this package does not import pyspark; ``migrate_spark`` does, when called.
 """
 
-from .runner import SparkEngine, migrate_spark, spark_session
+from .runner import SparkEngine, migrate_spark, migrate_spark_tables, spark_session
 
-__all__ = ["SparkEngine", "migrate_spark", "spark_session"]
+__all__ = ["SparkEngine", "migrate_spark", "migrate_spark_tables", "spark_session"]

@@ -25,6 +25,7 @@ from ..changes.streams import ShardReader
 from ..config import Config, local_only_given
 from ..errors import ConfigError, MigratorError
 from ..metrics import METRICS
+from ..pipeline.estate import migrate_estate
 from ..pipeline.migrate import Job, MigrationResult, migrate
 from ..pipeline.replay import BatchResult, Replayer, ReplayStats
 from ..snapshot.copier import ScanPlan
@@ -163,6 +164,9 @@ class SparkEngine:
             f"{write_rate:.0f}" if write_rate is not None else "unlimited",
         )
         keys = tuple(key_names(job.src))
+        # One group per table: several tables of one run share the cluster, and a failing
+        # table's cancel must not cancel another table's snapshot.
+        group = f"{SNAPSHOT_GROUP}-{job.cfg.source.table}"
 
         def grow(copied: int, scanned: int) -> None:
             METRICS.inc("items_scanned_total", scanned)
@@ -175,7 +179,7 @@ class SparkEngine:
 
         def submitter() -> None:
             try:
-                self.sc.setJobGroup(SNAPSHOT_GROUP, "alternator-migrator snapshot", True)
+                self.sc.setJobGroup(group, "alternator-migrator snapshot", True)
                 while not job.stop.is_set() and not failed.is_set():
                     with take:
                         if not todo:
@@ -232,7 +236,7 @@ class SparkEngine:
                 if error is None:
                     error = exc
                     failed.set()
-                    self.sc.cancelJobGroup(SNAPSHOT_GROUP)  # fail fast, as the local engine
+                    self.sc.cancelJobGroup(group)  # fail fast, as the local engine
         finally:
             live.close_all()
         if error is not None:
@@ -361,6 +365,41 @@ def migrate_spark(
             stream_poll_seconds=stream_poll_seconds,
             show_progress=show_progress,
             engine=SparkEngine(session),
+        )
+    finally:
+        if own:
+            session.stop()
+
+
+def migrate_spark_tables(
+    cfg: Config,
+    stop: threading.Event,
+    *,
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+    skip_failing_tables: bool = False,
+    out: TextIO,
+    spark: Any = None,
+    **options: Any,
+) -> int:
+    """A multi-table run on Spark: the tables' snapshot and replay tasks share one session
+    (one driver, one cluster); everything else is ``migrate_estate``'s. Returns the exit code."""
+    _warn_local_only_keys(cfg)
+    own = spark is None
+    session = spark if spark is not None else spark_session(master, conf)
+    try:
+        prepare(session.sparkContext)
+
+        def run_table(c: Config, stop: threading.Event, **kw: Any) -> MigrationResult:
+            return migrate(c, stop, engine=SparkEngine(session), **kw)
+
+        return migrate_estate(
+            cfg,
+            stop,
+            skip_failing_tables=skip_failing_tables,
+            out=out,
+            run_table=run_table,
+            **options,
         )
     finally:
         if own:
