@@ -457,6 +457,29 @@ def _age() -> float | None:
 METRICS.set_function("savepoint_age_seconds", _age)
 
 
+def write_atomically(file: Path, data: bytes, prefix: str) -> None:
+    """Write-then-rename, mode 0600, fsynced: a crash leaves the old file or the new one,
+    never half of one (savepoints and validate's position both rely on it)."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=file.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, file)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # The rename is only durable once the directory entry is.
+    dfd = os.open(file.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 class SavepointStore:
     """Owns the savepoint file of one migration; thread-safe saves."""
 
@@ -587,24 +610,7 @@ class SavepointStore:
 
     def _write(self, data: bytes) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".savepoint-", dir=self.dir)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.file)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        # The rename is only durable once the directory entry is.
-        dfd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        write_atomically(self.file, data, ".savepoint-")
 
     def maybe_save(self, sp: Savepoint) -> bool:
         """Save when the interval has passed since the last save (or none was made yet)."""

@@ -10,15 +10,14 @@ import fcntl
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
-from ..config.model import Config
+from ..config import Config
 from ..errors import MigratorError
-from ..state.savepoint import SavepointStore
+from ..state.savepoint import SavepointStore, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +66,7 @@ class PositionFile:
         return d
 
     def save(self, d: dict[str, Any]) -> None:
-        data = orjson.dumps({"version": VERSION, **d})
-        fd, tmp = tempfile.mkstemp(prefix=".validate-", dir=self.dir)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.file)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomically(self.file, orjson.dumps({"version": VERSION, **d}), ".validate-")
 
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
