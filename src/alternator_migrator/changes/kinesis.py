@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -115,7 +115,7 @@ class KinesisShardReader(ShardReader):
         # A closed shard read to its end answers no NextShardIterator (AWS's documented end).
         return records, r.get("NextShardIterator")
 
-    def commit(self, records: list[dict[str, Any]], next_iterator: str | None) -> None:
+    def commit(self, records: Sequence[Any], next_iterator: str | None) -> None:
         super().commit(records, next_iterator)
         if self._behind > 0 and not self.closed:
             self.drained = False

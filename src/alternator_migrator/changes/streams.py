@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..aws.client import DynamoClient, DynamoError
 from ..aws.retry import wait
 from ..errors import StreamError, StreamTrimmedError
+from .records import Change
 
 log = logging.getLogger(__name__)
 
@@ -319,9 +320,13 @@ class ShardReader:
             return records, nxt
         raise StreamError(f"shard {self.shard.shard_id}: iterator kept expiring")
 
-    def commit(self, records: list[dict[str, Any]], next_iterator: str | None) -> None:
+    def commit(self, records: Sequence[Any], next_iterator: str | None) -> None:
+        """After a page was handed out: ``records`` are wire dicts or ``records.Change``s."""
         if records:
-            self.read_to = records[-1]["dynamodb"]["SequenceNumber"]
+            last = records[-1]
+            self.read_to = (
+                last.seq if isinstance(last, Change) else last["dynamodb"]["SequenceNumber"]
+            )
         self.iterator = next_iterator
         self.drained = not records
         self.closed = next_iterator is None or (self.drained and self._past_end())

@@ -300,6 +300,7 @@ class SparkReplayer(Replayer):
             job.sp,
             out=job.out,
             max_idle_sleep=IDLE_SLEEP,
+            memory_budget=None,  # executors read the pages, each holding one shard's batch
         )
         self.engine = engine
         self.job = job

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 Request = dict[str, Any]
 Item = dict[str, Any]
+# A request already encoded (``put_element``, ``Sink.delete_element``): written as it is.
+Element = Request | bytes
 
 
 def item_key(item: Item, key_names: Sequence[str]) -> Item:
@@ -39,6 +41,16 @@ def rename_item(item: Item, renames: dict[str, str]) -> Item:
     if not renames:
         return item
     return {renames.get(k, k): v for k, v in item.items()}
+
+
+def put_element(item: Item, renames: dict[str, str] | None = None) -> bytes:
+    """The PutRequest of ``item`` as BatchWriteItem bytes; joining makes an exact-size copy
+    (orjson keeps spare capacity behind each result it returns)."""
+    return b'{"PutRequest":{"Item":' + orjson.dumps(rename_item(item, renames or {})) + b"}}"
+
+
+def _as_request(req: Element) -> Request:
+    return orjson.loads(req) if isinstance(req, bytes) else req
 
 
 def _short_key(key: Item) -> str:
@@ -71,7 +83,8 @@ class Sink:
         self.retry = retry or client.retry
         # Keys as the target sees them: renames applied.
         self.target_key_names = [self.renames.get(k, k) for k in self.key_names]
-        self._header = orjson.dumps(table)
+        self._header = b'{"RequestItems":{' + orjson.dumps(table) + b":["
+        self._key_renamed = any(k in self.renames for k in self.key_names)
 
     # -- building requests from source-side items
     def put(self, item: Item) -> Request:
@@ -80,9 +93,16 @@ class Sink:
     def delete(self, key: Item) -> Request:
         return {"DeleteRequest": {"Key": rename_item(key, self.renames)}}
 
-    def describe(self, req: Request) -> str:
+    def delete_element(self, key_json: bytes) -> bytes:
+        """The DeleteRequest of a key given as JSON (a ``Change.key``), as bytes."""
+        if self._key_renamed:
+            key_json = orjson.dumps(rename_item(orjson.loads(key_json), self.renames))
+        return b'{"DeleteRequest":{"Key":' + key_json + b"}}"
+
+    def describe(self, req: Element) -> str:
         """A request for an error message: its key only, never the item's other attributes
         (they may hold personal data, and a 400 KB item is not a line)."""
+        req = _as_request(req)
         if "PutRequest" in req:
             key = item_key(req["PutRequest"]["Item"], self.target_key_names)
             return "put of the item with key " + _short_key(key)
@@ -92,7 +112,7 @@ class Sink:
         return self.write([self.put(i) for i in items])
 
     # -- writing
-    def write(self, requests: Sequence[Request]) -> int:
+    def write(self, requests: Sequence[Element]) -> int:
         """Write all requests (at most one per key), chunked; returns how many were written."""
         n = 0
         for i in range(0, len(requests), self.max_batch):
@@ -101,14 +121,14 @@ class Sink:
             n += len(chunk)
         return n
 
-    def _body(self, chunk: Sequence[Request]) -> bytes:
-        body: dict[str, Any] = {"RequestItems": {self.table: list(chunk)}}
-        if self.consumed_capacity:
-            body["ReturnConsumedCapacity"] = "TOTAL"
-        return orjson.dumps(body)
+    def _body(self, chunk: Sequence[Element]) -> bytes:
+        # Joined from bytes: encoded elements are not decoded and encoded again.
+        parts = [r if isinstance(r, bytes) else orjson.dumps(r) for r in chunk]
+        trailer = b']},"ReturnConsumedCapacity":"TOTAL"}' if self.consumed_capacity else b"]}}"
+        return self._header + b",".join(parts) + trailer
 
-    def _write_chunk(self, chunk: Sequence[Request]) -> None:
-        pending: Sequence[Request] = chunk
+    def _write_chunk(self, chunk: Sequence[Element]) -> None:
+        pending: Sequence[Element] = chunk
         c = self.client
         with Backoff(
             self.retry,
@@ -151,14 +171,15 @@ class Sink:
                     )
                 pending = unprocessed
 
-    def _write_singly(self, pending: Sequence[Request], batch_error: DynamoError) -> None:
+    def _write_singly(self, pending: Sequence[Element], batch_error: DynamoError) -> None:
         """A batch was refused as a whole: find and name the request that is at fault."""
         log.warning(
             "BatchWriteItem refused (%s); writing %d items one by one",
             batch_error.code,
             len(pending),
         )
-        for req in pending:
+        for element in pending:
+            req = _as_request(element)
             if "PutRequest" in req:
                 op, body = "PutItem", {"TableName": self.table, "Item": req["PutRequest"]["Item"]}
             else:

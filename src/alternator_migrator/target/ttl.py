@@ -49,10 +49,22 @@ def is_expired(item: Item, attribute: str, now: float) -> bool:
         return False
 
 
+class Expiry:
+    """Is an item expired? Names its ``attribute``, so the replay can keep just that value of
+    each image until the write (see ``changes.records.Decoder``)."""
+
+    def __init__(self, attribute: str, clock: Callable[[], float]) -> None:
+        self.attribute = attribute
+        self.clock = clock
+
+    def __call__(self, item: Item) -> bool:
+        return is_expired(item, self.attribute, self.clock())
+
+
 def expiry_check(
     attribute: str | None, clock: Callable[[], float]
 ) -> Callable[[Item], bool] | None:
     """A predicate for items of a table whose TTL attribute is ``attribute`` (None: no TTL)."""
     if attribute is None:
         return None
-    return lambda item: is_expired(item, attribute, clock())
+    return Expiry(attribute, clock)

@@ -1,0 +1,125 @@
+"""Change records as the replay keeps them: checked once, and compact.
+
+A GetRecords page is parsed into dicts (the wire JSON), and each record is turned at once into
+a ``Change``: its name, sequence number, time, the key's identity and the ready-made
+BatchWriteItem element of its new image. The dict trees are freed with the page, so what a
+round holds is a few bytes objects per record: no tree for Python's cyclic garbage collector to
+walk (a tuple of strings and bytes is untracked by it), a fraction of the memory, and nothing to
+re-encode when the batch is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import orjson
+
+from ..errors import StreamRecordError
+from ..target.sink import put_element
+
+EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
+
+
+def record_time(record: dict[str, Any]) -> float | None:
+    """ApproximateCreationDateTime as epoch seconds (a number on the wire; tolerate a string)."""
+    v = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
+    if v is None:
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    try:
+        return float(v)
+    except ValueError:
+        try:
+            return dt.datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+
+
+def check_record(rec: dict[str, Any], shard: str | None = None) -> None:
+    """Refuse a record we cannot apply exactly, naming it: skipping it would lose a change,
+    and guessing (a put without its image, a delete without its key) would corrupt one."""
+    d = rec.get("dynamodb")
+    d = d if isinstance(d, dict) else {}
+    name = rec.get("eventName")
+    problem = None
+    if name not in EVENT_NAMES:
+        problem = f"has an unknown eventName {name!r} (expected INSERT, MODIFY or REMOVE)"
+    elif not isinstance(d.get("SequenceNumber"), str):
+        problem = "has no SequenceNumber"
+    elif not isinstance(d.get("Keys"), dict) or not d["Keys"]:
+        problem = "has no Keys"
+    elif name != "REMOVE" and not isinstance(d.get("NewImage"), dict):
+        problem = "has no NewImage (the stream's view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES)"
+    if problem is None:
+        return
+    where = f" of shard {shard}" if shard else ""
+    raise StreamRecordError(
+        f"stream record {rec.get('eventID', '?')} (sequence number "
+        f"{d.get('SequenceNumber', '?')}){where} {problem}; stopped before applying it, and the "
+        "savepoint stays before it"
+    )
+
+
+def key_bytes(keys: dict[str, Any]) -> bytes:
+    """The key's identity: its JSON with sorted names (``sink.key_id``'s bytes), copied: orjson
+    keeps ~4 KiB behind each small result it returns, and a round keeps one per record."""
+    return bytes(memoryview(orjson.dumps(keys, option=orjson.OPT_SORT_KEYS)))
+
+
+class Change(NamedTuple):
+    """One checked stream record. A tuple of atomic values: the cyclic GC stops tracking it."""
+
+    name: str  # INSERT, MODIFY or REMOVE
+    seq: str  # the source's sequence number (Kinesis: the Kinesis one)
+    time: float | None  # ApproximateCreationDateTime in seconds
+    key: bytes  # Keys as JSON with sorted names: the key's identity and its delete's Key
+    put: bytes | None  # the PutRequest element of the new image (renames applied); None: REMOVE
+    # The image's TTL attribute value ({"N": ...}) when expiry is checked; with a predicate
+    # that names no attribute, the whole image (slower, still exact).
+    ttl: Any = None
+
+    @property
+    def size(self) -> int:
+        return len(self.key) + (len(self.put) if self.put is not None else 0)
+
+
+class Decoder:
+    """Turns a page of wire records into ``Change``s, checking each once.
+
+    ``renames`` are applied to the images here (the put elements are final); ``expired`` is
+    the replay's TTL predicate: the value it needs is kept, and it is asked at write time."""
+
+    def __init__(
+        self,
+        renames: dict[str, str] | None = None,
+        expired: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
+        self.renames = renames or {}
+        self.watch = expired is not None
+        # A predicate from ``ttl.expiry_check`` names its attribute: only that value is kept.
+        self.ttl_attribute: str | None = getattr(expired, "attribute", None)
+
+    def __call__(self, records: Iterable[dict[str, Any]], shard: str | None) -> list[Change]:
+        out: list[Change] = []
+        append = out.append
+        renames, watch, attr = self.renames, self.watch, self.ttl_attribute
+        for rec in records:
+            check_record(rec, shard)
+            d = rec["dynamodb"]
+            name = rec["eventName"]
+            key = key_bytes(d["Keys"])
+            t = d.get("ApproximateCreationDateTime")
+            if not isinstance(t, float):
+                t = record_time(rec)
+            if name == "REMOVE":
+                append(Change(name, d["SequenceNumber"], t, key, None))
+                continue
+            image = d["NewImage"]
+            ttl = None
+            if watch:
+                ttl = image if attr is None else image.get(attr)
+            append(Change(name, d["SequenceNumber"], t, key, put_element(image, renames), ttl))
+        return out
