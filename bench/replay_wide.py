@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import gc
 import json
 import os
@@ -500,10 +501,18 @@ def child_lib(config: str, profile: str | None) -> None:
 
     gc.callbacks.append(on_gc)
     prof = None
+    thread_profs: list[Any] = []
     if profile:
         import cProfile
 
         prof = cProfile.Profile()
+
+        def in_thread(*_: Any) -> None:  # every thread the run starts gets its own profile
+            p = cProfile.Profile()
+            thread_profs.append(p)
+            p.enable()
+
+        threading.setprofile(in_thread)
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     if prof:
@@ -515,7 +524,13 @@ def child_lib(config: str, profile: str | None) -> None:
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     if prof and profile:
-        prof.dump_stats(profile)
+        import pstats
+
+        st = pstats.Stats(prof)
+        for p in thread_profs:
+            with contextlib.suppress(TypeError):  # a thread that never ran any code
+                st.add(p)
+        st.dump_stats(profile)
     stats = res.replay
     print(
         "RESULT "

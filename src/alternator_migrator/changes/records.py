@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..errors import StreamRecordError
-from ..target.sink import put_element
+from ..target.sink import rename_item
 
 EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
 
@@ -107,19 +107,37 @@ class Decoder:
         append = out.append
         renames, watch, attr = self.renames, self.watch, self.ttl_attribute
         for rec in records:
-            check_record(rec, shard)
-            d = rec["dynamodb"]
-            name = rec["eventName"]
-            key = key_bytes(d["Keys"])
+            # The common record, checked inline; anything unusual gets check_record's verdict.
+            try:
+                d = rec["dynamodb"]
+                name = rec["eventName"]
+                seq = d["SequenceNumber"]
+                keys = d["Keys"]
+                image = d["NewImage"] if name != "REMOVE" else None
+                ok = (
+                    type(seq) is str
+                    and type(keys) is dict
+                    and keys
+                    and (type(image) is dict if image is not None else name == "REMOVE")
+                    and name in EVENT_NAMES
+                )
+            except (KeyError, TypeError):
+                ok = False
+            if not ok:
+                check_record(rec, shard)
+                d = rec["dynamodb"]  # a subclass of dict passed the full check
+                name, seq, keys = rec["eventName"], d["SequenceNumber"], d["Keys"]
+                image = d.get("NewImage") if name != "REMOVE" else None
             t = d.get("ApproximateCreationDateTime")
-            if not isinstance(t, float):
+            if type(t) is not float:
                 t = record_time(rec)
-            if name == "REMOVE":
-                append(Change(name, d["SequenceNumber"], t, key, None))
+            key = bytes(memoryview(orjson.dumps(keys, option=orjson.OPT_SORT_KEYS)))
+            if image is None:
+                append(Change(name, seq, t, key, None))
                 continue
-            image = d["NewImage"]
             ttl = None
             if watch:
                 ttl = image if attr is None else image.get(attr)
-            append(Change(name, d["SequenceNumber"], t, key, put_element(image, renames), ttl))
+            item = orjson.dumps(rename_item(image, renames) if renames else image)
+            append(Change(name, seq, t, key, b'{"PutRequest":{"Item":' + item + b"}}", ttl))
         return out
