@@ -558,6 +558,7 @@ def run_one(
     kinesis: bool,
     profile: bool,
     run_no: int,
+    src: Path,
 ) -> dict[str, Any]:
     from alternator_migrator.localservers import start_dynalite
 
@@ -573,7 +574,7 @@ def run_one(
     table = f"wide{run_no}"
     cfg = work / f"{table}.yaml"
     write_config(cfg, streams.port, target_port, table, kinesis)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(src)}
     prof_file = work / f"{table}.prof"
     if mode == "lib":
         cmd = [sys.executable, __file__, "child", "--config", str(cfg)]
@@ -699,6 +700,12 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="fail above the floors below")
     ap.add_argument("--max-us", type=float, default=15.0)
     ap.add_argument("--max-rss-mib", type=float, default=300.0)
+    ap.add_argument(
+        "--src",
+        type=Path,
+        default=ROOT / "src",
+        help="the migrator's code the runs use (e.g. an export of an older commit's src/)",
+    )
     ap.add_argument("--config")
     ap.add_argument("--port-file", type=Path)
     a = ap.parse_args()
@@ -727,7 +734,7 @@ def main() -> int:
         print(
             f"replay_wide: {a.shards} lineages x {a.records} records (~1 KB images) = {total:,} "
             f"records, {2 * a.shards} shards, {'Kinesis' if a.kinesis else 'DynamoDB Streams'}; "
-            f"load {os.getloadavg()[0]:.2f}",
+            f"code {a.src}; load {os.getloadavg()[0]:.2f}",
             flush=True,
         )
         run_no = 0
@@ -737,7 +744,7 @@ def main() -> int:
                     run_no += 1
                     r = run_one(
                         mode, target, streams, null, work, total, a.kinesis,
-                        a.profile is not None, run_no,
+                        a.profile is not None, run_no, a.src.resolve(),
                     )  # fmt: skip
                     r["load"] = os.getloadavg()[0]
                     results.append(r)
