@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
 from ..aws.client import DynamoClient, kinesis_client, source_client, target_client
+from ..changes.enable import ensure_stream
 from ..changes.kinesis import KinesisSource, ensure_destination
-from ..changes.streams import ensure_stream
 from ..config.model import Config, require_supported
 from ..errors import ConfigError, Interrupted, SavepointError
 from ..metrics import METRICS, retry_summary
