@@ -361,7 +361,7 @@ def replay_setup(
 
 
 def run_replay(
-    fake: FakeStreams, store: SavepointStore, sp: Savepoint, sink: Sink
+    fake: FakeStreams, store: SavepointStore, sp: Savepoint, sink: Sink, **options: Any
 ) -> tuple[Replayer, str]:
     out = io.StringIO()
     r = Replayer(
@@ -373,6 +373,7 @@ def run_replay(
         out=out,
         refresh_seconds=0.2,
         max_idle_sleep=0.05,
+        **options,
     )
     r.run(threading.Event(), stop_when_caught_up=0.3)
     return r, out.getvalue()

@@ -3,9 +3,9 @@
 A GetRecords page is parsed into dicts (the wire JSON), and each record is turned at once into
 a ``Change``: its name, sequence number, time, the key's identity and the ready-made
 BatchWriteItem element of its new image. The dict trees are freed with the page, so what a
-round holds is a few bytes objects per record: no tree for Python's cyclic garbage collector to
-walk (a tuple of strings and bytes is untracked by it), a fraction of the memory, and nothing to
-re-encode when the batch is written.
+round holds is one small tuple of strings and bytes per record: no tree for Python's cyclic
+garbage collector to walk, a fraction of the memory, and nothing to re-encode when the batch is
+written.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def key_bytes(keys: dict[str, Any]) -> bytes:
 
 
 class Change(NamedTuple):
-    """One checked stream record. A tuple of atomic values: the cyclic GC stops tracking it."""
+    """One checked stream record: atomic values only (the TTL value is a dict of strings, which
+    the cyclic GC does not track)."""
 
     name: str  # INSERT, MODIFY or REMOVE
     seq: str  # the source's sequence number (Kinesis: the Kinesis one)
