@@ -543,6 +543,7 @@ def child_lib(config: str, profile: str | None) -> None:
                 "records": stats.records if stats else 0,
                 "gc_s": gc_time[0],
                 "gc_collections": [s["collections"] for s in gc.get_stats()],
+                "page_decoder": "msgspec" if "msgspec" in sys.modules else "orjson",
             }
         ),
         flush=True,
@@ -575,7 +576,11 @@ def run_one(
     table = f"wide{run_no}"
     cfg = work / f"{table}.yaml"
     write_config(cfg, streams.port, target_port, table, kinesis)
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    # The code under test first; the caller's path after it (msgspec may be installed there).
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+    }
     prof_file = work / f"{table}.prof"
     if mode == "lib":
         cmd = [sys.executable, __file__, "child", "--config", str(cfg)]
@@ -616,6 +621,7 @@ def run_one(
             maxrss_mib=inner["maxrss_mib"],
             gc_s=inner["gc_s"],
             gc_collections=inner["gc_collections"],
+            page_decoder=inner["page_decoder"],
         )
         if inner["records"] != total:
             raise RuntimeError(f"applied {inner['records']} records, expected {total}")
@@ -758,6 +764,7 @@ def main() -> int:
                             failed.append(f"{mode} -> dynalite holds {r['target_items']} items")
                     if "gc_s" in r:
                         extra += f"  gc {r['gc_s']:.2f}s {r['gc_collections']}"
+                        extra += f"  pages: {r['page_decoder']}"
                     print(
                         f"{mode:>4} -> {target:<8} {r['records_per_s']:>9,.0f} records/s  "
                         f"{r['us_per_record']:6.1f} us/record  RSS {r['maxrss_mib']:6.0f} MiB  "

@@ -118,3 +118,39 @@ def test_a_body_joined_from_encoded_elements_is_the_same_request() -> None:
     assert (
         s.describe(orjson.dumps(put)) == 'put of the item with key {"pk":{"S":"a"},"sk":{"N":"1"}}'
     )
+
+
+def page(*records: dict[str, Any]) -> bytes:
+    return orjson.dumps({"Records": list(records), "NextShardIterator": "next"})
+
+
+def test_the_page_decoder_gives_the_changes_the_full_decoder_gives() -> None:
+    pytest.importorskip("msgspec")
+    from alternator_migrator.changes.records import page_decoder
+
+    expired = expiry_check("ttl", lambda: 1000.0)
+    for decoder in (Decoder(), Decoder({"v": "w"}, expired), Decoder(expired=lambda i: False)):
+        fast = page_decoder(decoder)
+        assert fast is not None
+        records = [
+            rec("INSERT", "a", v={"N": "1"}, ttl={"N": "5"}),
+            rec("MODIFY", "a", v={"L": [{"S": "x"}, {"M": {"q": {"BOOL": True}}}]}),
+            rec("REMOVE", "a"),
+            # A time as a string, as some emulators send it: the full path reads it.
+            rec("INSERT", "b") | {"dynamodb": rec("INSERT", "b")["dynamodb"] | {
+                "ApproximateCreationDateTime": "2026-01-01T00:00:00Z"}},
+        ]  # fmt: skip
+        for recs in (records[:3], records):
+            changes, nxt = fast(page(*recs), "s1")
+            assert nxt == "next"
+            want = decoder(orjson.loads(page(*recs))["Records"], "s1")
+            assert [c._replace(put=orjson.loads(c.put or b"null")) for c in changes] == [
+                c._replace(put=orjson.loads(c.put or b"null")) for c in want
+            ]
+        # A record the structs do not describe is refused by name, as by the full path.
+        bad = rec("INSERT", "c")
+        del bad["dynamodb"]["NewImage"]
+        with pytest.raises(StreamRecordError, match="of shard s1 has no NewImage"):
+            fast(page(records[0], bad), "s1")
+        closed, nxt = fast(orjson.dumps({"Records": [], "NextShardIterator": None}), "s1")
+        assert closed == [] and nxt is None

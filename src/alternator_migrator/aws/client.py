@@ -406,7 +406,7 @@ class DynamoClient:
         self.close()
 
     # -- one attempt
-    def _send(self, op: str, payload: bytes, streams: bool) -> dict[str, Any]:
+    def _send(self, op: str, payload: bytes, streams: bool, parse: bool = True) -> Any:
         router = self._streams_router if streams else self._router
         target = f"{STREAMS if streams else self.api.target_prefix}.{op}"
         if self._gzip:
@@ -440,6 +440,8 @@ class DynamoClient:
                 raise DynamoError(op, "ConnectionError", f"{pool.netloc}: {e}") from None
         METRICS.inc("node_requests_total", endpoint=self.label, node=pool.netloc)
         data = resp.body
+        if resp.status == 200 and not parse:
+            return data
         if resp.status == 200:
             try:
                 out = orjson.loads(data) if data else {}
@@ -492,12 +494,37 @@ class DynamoClient:
         retry: RetryPolicy | None = None,
         on_retry: Callable[[DynamoError, int], None] | None = None,
     ) -> dict[str, Any]:
+        out: dict[str, Any] = self._retrying(op, payload, streams, retry, on_retry, True)
+        return out
+
+    def call_bytes(
+        self,
+        op: str,
+        body: dict[str, Any],
+        *,
+        streams: bool = False,
+        retry: RetryPolicy | None = None,
+    ) -> bytes:
+        """As ``call``, with a successful answer's body returned as it came, for a caller that
+        decodes it its own way (GetRecords pages: ``changes.records``)."""
+        out: bytes = self._retrying(op, orjson.dumps(body), streams, retry, None, False)
+        return out
+
+    def _retrying(
+        self,
+        op: str,
+        payload: bytes,
+        streams: bool,
+        retry: RetryPolicy | None,
+        on_retry: Callable[[DynamoError, int], None] | None,
+        parse: bool,
+    ) -> Any:
         with Backoff(
             retry or self.retry, stop=self.stop, endpoint=self.label, url=self.url, op=op
         ) as backoff:
             while True:
                 try:
-                    return self._send(op, payload, streams)
+                    return self._send(op, payload, streams, parse)
                 except DynamoError as e:
                     e.endpoint = self.where
                     if not e.retryable or not backoff.retry(_cause(e), f"{e.code}: {e.message}"):

@@ -11,6 +11,7 @@ written.
 from __future__ import annotations
 
 import datetime as dt
+import types
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -142,3 +143,103 @@ class Decoder:
             item = orjson.dumps(rename_item(image, renames) if renames else image)
             append(Change(name, seq, t, key, b'{"PutRequest":{"Item":' + item + b"}}", ttl))
         return out
+
+    def changes(self, records: list[Any], shard: str | None) -> list[Change]:
+        """``records`` as ``Change``s: a page a ``PageDecoder`` read is one already."""
+        if records and isinstance(records[0], Change):
+            return records
+        return self(records, shard)
+
+
+# --------------------------------------------------------------------------- from the bytes
+
+try:  # optional: without it, pages are parsed whole with orjson and decoded as above
+    import msgspec  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # pragma: no cover - depends on the environment
+    msgspec = None  # type: ignore[assignment, unused-ignore]
+
+_PUT_HEAD = b'{"PutRequest":{"Item":'
+_PUT_TAIL = b"}}"
+
+
+def _page_types() -> Any:
+    """GetRecords' answer as GC-free structs; each image stays a span (``Raw``) of the page."""
+    raw, struct = msgspec.Raw, msgspec.defstruct
+    dyn = struct(
+        "StreamRecord",
+        [
+            ("SequenceNumber", str),
+            ("Keys", dict[str, dict[str, str]]),
+            ("NewImage", raw, raw()),
+            ("ApproximateCreationDateTime", float | None, None),
+        ],
+        gc=False,
+    )
+    rec = struct("Record", [("eventName", str), ("dynamodb", dyn)], gc=False)
+    return struct(
+        "GetRecordsPage",
+        [
+            ("Records", types.GenericAlias(list, (rec,)), msgspec.field(default_factory=list)),
+            ("NextShardIterator", str | None, None),
+        ],
+        gc=False,
+    )
+
+
+class PageDecoder:
+    """A GetRecords answer decoded from its bytes straight into ``Change``s: the images are
+    never parsed (only the keys are), and each put element is the image's bytes framed.
+
+    Anything the structs do not describe (a missing field, an unknown event, a string time)
+    is decoded by the full path (``Decoder``), which accepts it or refuses it by name."""
+
+    def __init__(self, decoder: Decoder) -> None:
+        self.slow = decoder
+        self._page = msgspec.json.Decoder(_page_types())
+        self._ttl: Any = None
+        if decoder.ttl_attribute is not None:  # only that attribute of each image is parsed
+            ttl = msgspec.defstruct(
+                "Ttl", [("value", Any, None)], rename={"value": decoder.ttl_attribute}
+            )
+            self._ttl = msgspec.json.Decoder(ttl)
+
+    def __call__(self, body: bytes, shard: str | None) -> tuple[list[Change], str | None]:
+        try:
+            page = self._page.decode(body)
+        except msgspec.DecodeError:
+            return self._slowly(body, shard)
+        out: list[Change] = []
+        append = out.append
+        renames, watch, ttl = self.slow.renames, self.slow.watch, self._ttl
+        for r in page.Records:
+            d = r.dynamodb
+            name = r.eventName
+            if not d.Keys or name not in EVENT_NAMES:
+                return self._slowly(body, shard)
+            key = bytes(memoryview(orjson.dumps(d.Keys, option=orjson.OPT_SORT_KEYS)))
+            if name == "REMOVE":
+                append(Change(name, d.SequenceNumber, d.ApproximateCreationDateTime, key, None))
+                continue
+            image = memoryview(d.NewImage)
+            if not image or image[0] != 0x7B:  # absent, or not an object
+                return self._slowly(body, shard)
+            if renames:
+                put = _PUT_HEAD + orjson.dumps(rename_item(orjson.loads(image), renames))
+                put += _PUT_TAIL
+            else:
+                put = b"".join((_PUT_HEAD, image, _PUT_TAIL))
+            value = None
+            if watch:
+                value = ttl.decode(image).value if ttl is not None else orjson.loads(image)
+            t = d.ApproximateCreationDateTime
+            append(Change(name, d.SequenceNumber, t, key, put, value))
+        return out, page.NextShardIterator
+
+    def _slowly(self, body: bytes, shard: str | None) -> tuple[list[Change], str | None]:
+        r = orjson.loads(body)
+        return self.slow(r.get("Records", []), shard), r.get("NextShardIterator")
+
+
+def page_decoder(decoder: Decoder) -> PageDecoder | None:
+    """The fast path when msgspec is installed; None otherwise."""
+    return PageDecoder(decoder) if msgspec is not None else None

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..aws.client import DynamoClient, DynamoError
 from ..errors import StreamError, StreamTrimmedError
-from .records import Change
+from .records import Change, PageDecoder
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,9 @@ def _trimmed(shard_id: str, detail: str, retention: str = STREAMS_RETENTION) -> 
     )
 
 
-# One GetRecords answer: the records and the next iterator (None: the shard is closed).
-Page = tuple[list[dict[str, Any]], str | None]
+# One GetRecords answer: the records (wire dicts, or ``Change``s when the reader has a
+# ``PageDecoder``) and the next iterator (None: the shard is closed).
+Page = tuple[list[Any], str | None]
 
 
 class ShardReader:
@@ -100,6 +101,8 @@ class ShardReader:
         self.newest: float | None = None  # creation time of the newest applied record
         self.min_interval = MIN_GET_RECORDS_INTERVAL
         self.limit = GET_RECORDS_LIMIT  # GetRecords Limit (streamingMaxRecordsPerPoll)
+        # Set: GetRecords answers are decoded from their bytes into ``Change``s.
+        self.pages: PageDecoder | None = None
         self._next_call = 0.0
 
     def _acquire(self) -> str | None:
@@ -138,9 +141,12 @@ class ShardReader:
     def _get_records(self, iterator: str) -> Page:
         """One GetRecords call: change records (each with dynamodb.SequenceNumber) and the
         next iterator."""
-        r = self.client.call(
-            "GetRecords", {"ShardIterator": iterator, "Limit": self.limit}, streams=True
-        )
+        body = {"ShardIterator": iterator, "Limit": self.limit}
+        if self.pages is not None:
+            return self.pages(
+                self.client.call_bytes("GetRecords", body, streams=True), self.shard.shard_id
+            )
+        r = self.client.call("GetRecords", body, streams=True)
         return r.get("Records", []), r.get("NextShardIterator")
 
     def fetch(self, iterator: str | None) -> Page:

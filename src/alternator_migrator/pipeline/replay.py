@@ -29,7 +29,15 @@ from typing import Any, Protocol, TextIO
 from ..aws.client import DynamoClient, DynamoError
 from ..aws.retry import RetryPolicy
 from ..aws.throttle import RateLimiter
-from ..changes.records import EVENT_NAMES, Change, Decoder, check_record, record_time
+from ..changes.records import (
+    EVENT_NAMES,
+    Change,
+    Decoder,
+    PageDecoder,
+    check_record,
+    page_decoder,
+    record_time,
+)
 from ..changes.streams import (
     GET_RECORDS_LIMIT,
     DynamoStreamSource,
@@ -299,6 +307,7 @@ class ShardTree:
         self.readers: dict[str, ShardReader] = {}
         self.records_per_poll = GET_RECORDS_LIMIT
         self.refreshed_at = 0.0
+        self.pages: PageDecoder | None = None  # given to each reader
 
     def refresh(self) -> None:
         shards = self.changes.list_shards()
@@ -326,6 +335,7 @@ class ShardTree:
                     )
             reader = self.changes.reader(s, pos.sequence_number if pos else None)
             reader.limit = self.records_per_poll
+            reader.pages = self.pages
             self.readers[s.shard_id] = reader
             if pos is None:
                 with self.store.lock:
@@ -397,8 +407,8 @@ class ReadAhead:
 
     def _fetch(self, r: ShardReader, iterator: str | None) -> Fetched:
         records, nxt = r.fetch(iterator)
-        # Decoded here, in the reader's thread: the page's dict trees die with this call.
-        changes = self.decoder(records, r.shard.shard_id)
+        # Decoded here, in the reader's thread: a page's dict trees die with this call.
+        changes = self.decoder.changes(records, r.shard.shard_id)
         del records
         return changes, nxt, sum(c.size for c in changes)
 
@@ -548,7 +558,9 @@ class Replayer:
         # A poll never asks for more than a second's worth of the rate cap, so the cap's wait
         # after a poll stays short and a stop is seen within seconds.
         self.tree.records_per_poll = min(records_per_poll, records_per_second or records_per_poll)
-        self.reads = ReadAhead(parallel_reads, Decoder(sink.renames, expired))
+        decoder = Decoder(sink.renames, expired)
+        self.reads = ReadAhead(parallel_reads, decoder)
+        self.tree.pages = page_decoder(decoder)
         # None: every ready shard in every round (the Spark engine's executors read instead).
         self.memory_budget = memory_budget
         self.page_bytes = PAGE_BYTES_GUESS  # the largest page seen so far

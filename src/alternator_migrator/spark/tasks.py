@@ -20,7 +20,7 @@ from typing import Any
 from .. import errors
 from ..aws.client import DynamoClient, DynamoError, source_client, target_client
 from ..aws.throttle import RateLimiter
-from ..changes.records import Change, Decoder
+from ..changes.records import Change, Decoder, page_decoder
 from ..changes.streams import GET_RECORDS_LIMIT, Shard, ShardReader
 from ..config.model import Config
 from ..metrics import METRICS
@@ -220,6 +220,7 @@ def replay_shard(ctx: ReplayContext, task: ShardTask) -> ShardResult:
     writes = 0
     expired = expiry_check(ctx.ttl_attribute, time.time)
     decode = Decoder(sink.renames, expired)
+    reader.pages = page_decoder(decode)
     try:
         # Several pages per batch: a Spark job costs far more than one GetRecords call. Each
         # page is written while the next one is read (as the local replayer reads ahead);
@@ -228,7 +229,7 @@ def replay_shard(ctx: ReplayContext, task: ShardTask) -> ShardResult:
         with ThreadPoolExecutor(1, thread_name_prefix="replay-write") as writer:
             pending: Future[int] | None = None
             while len(records) < ctx.max_records:
-                page = decode(reader.read(), task.shard.shard_id)
+                page = decode.changes(reader.read(), task.shard.shard_id)
                 records.extend(page)
                 if page:
                     if pending is not None:
