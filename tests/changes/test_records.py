@@ -154,3 +154,32 @@ def test_the_page_decoder_gives_the_changes_the_full_decoder_gives() -> None:
             fast(page(records[0], bad), "s1")
         closed, nxt = fast(orjson.dumps({"Records": [], "NextShardIterator": None}), "s1")
         assert closed == [] and nxt is None
+
+
+def test_a_kinesis_record_decoded_from_its_bytes_is_the_change_the_full_path_makes() -> None:
+    pytest.importorskip("msgspec")
+    import base64
+
+    from alternator_migrator.changes.kinesis import _fast_decode, decode
+    from alternator_migrator.changes.records import page_decoder
+
+    decoder = Decoder()
+    fast = page_decoder(decoder)
+    assert fast is not None
+    for name in ("INSERT", "REMOVE"):
+        r = rec(name, "a", v={"N": "1"})
+        r["dynamodb"]["ApproximateCreationDateTime"] = 1767225600123456  # microseconds
+        del r["dynamodb"]["SequenceNumber"]
+        raw = {
+            "SequenceNumber": "4960",
+            "Data": base64.b64encode(orjson.dumps(r | {"tableName": "T"})).decode(),
+        }
+        got = _fast_decode(fast, raw)
+        assert got is not None and got[0] == "T"
+        slow = decoder([decode(raw, "T", "s1") or {}], "s1")[0]
+        assert got[1] == slow and slow.time == pytest.approx(1767225600.123456)
+    # Data that is not a change record: left to the full path, which names the problem.
+    assert (
+        _fast_decode(fast, {"SequenceNumber": "1", "Data": base64.b64encode(b"[1]").decode()})
+        is None
+    )

@@ -176,7 +176,22 @@ def _page_types() -> Any:
         gc=False,
     )
     rec = struct("Record", [("eventName", str), ("dynamodb", dyn)], gc=False)
-    return struct(
+    # Kinesis carries one record per Data blob, with its table's name and no SequenceNumber.
+    kdyn = struct(
+        "KinesisStreamRecord",
+        [
+            ("Keys", dict[str, dict[str, str]]),
+            ("NewImage", raw, raw()),
+            ("ApproximateCreationDateTime", float | None, None),
+        ],
+        gc=False,
+    )
+    krec = struct(
+        "KinesisRecord",
+        [("eventName", str), ("dynamodb", kdyn), ("tableName", str | None, None)],
+        gc=False,
+    )
+    return krec, struct(
         "GetRecordsPage",
         [
             ("Records", types.GenericAlias(list, (rec,)), msgspec.field(default_factory=list)),
@@ -195,7 +210,9 @@ class PageDecoder:
 
     def __init__(self, decoder: Decoder) -> None:
         self.slow = decoder
-        self._page = msgspec.json.Decoder(_page_types())
+        record_type, page_type = _page_types()
+        self._page = msgspec.json.Decoder(page_type)
+        self._record = msgspec.json.Decoder(record_type)
         self._ttl: Any = None
         if decoder.ttl_attribute is not None:  # only that attribute of each image is parsed
             ttl = msgspec.defstruct(
@@ -210,30 +227,45 @@ class PageDecoder:
             return self._slowly(body, shard)
         out: list[Change] = []
         append = out.append
-        renames, watch, ttl = self.slow.renames, self.slow.watch, self._ttl
         for r in page.Records:
-            d = r.dynamodb
-            name = r.eventName
-            if not d.Keys or name not in EVENT_NAMES:
+            c = self._change(r, r.dynamodb.SequenceNumber)
+            if c is None:
                 return self._slowly(body, shard)
-            key = bytes(memoryview(orjson.dumps(d.Keys, option=orjson.OPT_SORT_KEYS)))
-            if name == "REMOVE":
-                append(Change(name, d.SequenceNumber, d.ApproximateCreationDateTime, key, None))
-                continue
-            image = memoryview(d.NewImage)
-            if not image or image[0] != 0x7B:  # absent, or not an object
-                return self._slowly(body, shard)
-            if renames:
-                put = _PUT_HEAD + orjson.dumps(rename_item(orjson.loads(image), renames))
-                put += _PUT_TAIL
-            else:
-                put = b"".join((_PUT_HEAD, image, _PUT_TAIL))
-            value = None
-            if watch:
-                value = ttl.decode(image).value if ttl is not None else orjson.loads(image)
-            t = d.ApproximateCreationDateTime
-            append(Change(name, d.SequenceNumber, t, key, put, value))
+            append(c)
         return out, page.NextShardIterator
+
+    def record(self, data: bytes, seq: str) -> tuple[str | None, Change] | None:
+        """One Kinesis record's Data (decoded from base64): its table's name and the change
+        (its time as on the wire); None when only the full path can judge it."""
+        try:
+            r = self._record.decode(data)
+        except msgspec.DecodeError:
+            return None
+        c = self._change(r, seq)
+        return None if c is None else (r.tableName, c)
+
+    def _change(self, r: Any, seq: str) -> Change | None:
+        d = r.dynamodb
+        name = r.eventName
+        if not d.Keys or name not in EVENT_NAMES:
+            return None
+        key = bytes(memoryview(orjson.dumps(d.Keys, option=orjson.OPT_SORT_KEYS)))
+        t = d.ApproximateCreationDateTime
+        if name == "REMOVE":
+            return Change(name, seq, t, key, None)
+        image = memoryview(d.NewImage)
+        if not image or image[0] != 0x7B:  # absent, or not an object
+            return None
+        renames = self.slow.renames
+        if renames:
+            put = _PUT_HEAD + orjson.dumps(rename_item(orjson.loads(image), renames)) + _PUT_TAIL
+        else:
+            put = b"".join((_PUT_HEAD, image, _PUT_TAIL))
+        value = None
+        if self.slow.watch:
+            ttl = self._ttl
+            value = ttl.decode(image).value if ttl is not None else orjson.loads(image)
+        return Change(name, seq, t, key, put, value)
 
     def _slowly(self, body: bytes, shard: str | None) -> tuple[list[Change], str | None]:
         r = orjson.loads(body)
