@@ -26,7 +26,7 @@ from alternator_migrator.config import Config, Credentials, load
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.replay import Replayer
 from alternator_migrator.state.savepoint import Savepoint, SavepointStore
-from alternator_migrator.target.sink import Request, Sink
+from alternator_migrator.target.sink import Element, Request, Sink
 
 from .helpers import by_key, create_table, scan_all, serve_http, write_config
 
@@ -329,10 +329,10 @@ class RecordingSink(Sink):
         self.batches: list[list[Request]] = []
         self._lock = threading.Lock()
 
-    def write(self, requests: Sequence[Request]) -> int:
+    def write(self, requests: Sequence[Element]) -> int:
         n = super().write(requests)
-        with self._lock:
-            self.batches.append(list(requests))
+        with self._lock:  # the replay hands encoded elements: remembered as requests
+            self.batches.append([orjson.loads(r) if isinstance(r, bytes) else r for r in requests])
         return n
 
 
@@ -361,7 +361,7 @@ def replay_setup(
 
 
 def run_replay(
-    fake: FakeStreams, store: SavepointStore, sp: Savepoint, sink: Sink
+    fake: FakeStreams, store: SavepointStore, sp: Savepoint, sink: Sink, **options: Any
 ) -> tuple[Replayer, str]:
     out = io.StringIO()
     r = Replayer(
@@ -373,6 +373,7 @@ def run_replay(
         out=out,
         refresh_seconds=0.2,
         max_idle_sleep=0.05,
+        **options,
     )
     r.run(threading.Event(), stop_when_caught_up=0.3)
     return r, out.getvalue()

@@ -33,7 +33,8 @@ from typing import Any, TextIO
 
 from .aws.client import DynamoClient, source_client, target_client
 from .changes.alternator import change_source
-from .changes.streams import NEW_IMAGE_VIEWS, Shard, ensure_stream
+from .changes.enable import NEW_IMAGE_VIEWS, ensure_stream
+from .changes.streams import Shard
 from .config import Config
 from .errors import ConfigError, MigratorError, SavepointError, StreamError
 from .state.handover import (

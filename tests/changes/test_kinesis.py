@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from alternator_migrator.aws.client import (
@@ -24,6 +25,7 @@ from alternator_migrator.changes.kinesis import (
     ensure_destination,
     to_seconds,
 )
+from alternator_migrator.changes.records import Change, Decoder
 from alternator_migrator.config import Credentials, Endpoint, SourceConfig
 from alternator_migrator.errors import StreamRecordError, StreamTrimmedError
 from alternator_migrator.localservers import Server
@@ -46,12 +48,17 @@ def rec(pk: str, value: int | None, t: float) -> dict[str, Any]:
     return {"eventName": "REMOVE" if value is None else "MODIFY", "dynamodb": d}
 
 
-def values(records: list[dict[str, Any]]) -> dict[str, str | None]:
+def values(records: list[Change]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
-    for r in records:
-        img = r["dynamodb"].get("NewImage")
-        out[r["dynamodb"]["Keys"]["pk"]["S"]] = img["v"]["N"] if img else None
+    for c in records:
+        img = orjson.loads(c.put)["PutRequest"]["Item"] if c.put is not None else None
+        out[orjson.loads(c.key)["pk"]["S"]] = img["v"]["N"] if img else None
     return out
+
+
+def changes(records: list[dict[str, Any]]) -> list[Change]:
+    """As the replay holds them once read."""
+    return Decoder()(records, "shard-1")
 
 
 # ---------------------------------------------------------------------- newest-wins
@@ -62,16 +69,16 @@ def test_newest_per_key_survives_duplicates_and_reorderings() -> None:
     # One batch: a's two changes swapped, b duplicated (an old copy after the newer change).
     batch = [rec("a", 2, 20.0), rec("a", 1, 10.0), rec("b", 1, 11.0), rec("b", 2, 21.0)]
     batch += [rec("b", 1, 11.0), rec("c", None, 30.0), rec("c", 5, 29.0)]
-    keep, times = newest_per_key(batch, clock)
+    keep, times = newest_per_key(changes(batch), clock)
     assert values(keep) == {"a": "2", "b": "2", "c": None}
     for k, t in times.items():
         clock.note(k, t)
     # A later batch brings a stale duplicate of each (from another shard, or resent): dropped.
     later = [rec("a", 1, 10.0), rec("b", 1, 11.0), rec("c", 5, 29.0), rec("d", 1, 5.0)]
-    keep, _ = newest_per_key(later, clock)
+    keep, _ = newest_per_key(changes(later), clock)
     assert values(keep) == {"d": "1"}
     # Equal times: the record read later wins (a duplicate is the same change).
-    keep, _ = newest_per_key([rec("a", 7, 20.0), rec("a", 8, 20.0)], clock)
+    keep, _ = newest_per_key(changes([rec("a", 7, 20.0), rec("a", 8, 20.0)]), clock)
     assert values(keep) == {"a": "8"}
 
 

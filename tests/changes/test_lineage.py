@@ -108,6 +108,28 @@ def test_per_key_order_within_a_shard_across_pages(
         assert len(keys) == len(set(keys))
 
 
+def test_a_memory_budget_smaller_than_the_stream_reads_shards_in_turn(
+    tmp_path: Path, fake: FakeStreams, dynalite: Server, dst: Any, table_name: str
+) -> None:
+    # A budget for one page per round: with 5 readable shards at a time, rounds take them in
+    # turn; lineage, per-key order and the op counts stay as with every shard in every round.
+    build_split_tree(fake)
+    for sid in ("w1", "w2", "w3"):
+        fake.add_shard(sid)
+        for i in range(4):
+            fake.put(sid, f"{sid}-k{i % 2}", i)
+    store, sp, sink = replay_setup(tmp_path, fake, dynalite, dst, table_name)
+
+    r, _ = run_replay(fake, store, sp, sink, memory_budget=1)
+
+    want = {"k1": "4", "k2": "5", "k3": "3", "k4": "1", "k5": "1"}
+    want |= {f"{sid}-k{i}": str(i + 2) for sid in ("w1", "w2", "w3") for i in (0, 1)}
+    assert target_values(dst, table_name) == want
+    assert r.stats.counts == {"INSERT": 12, "MODIFY": 10, "REMOVE": 1}
+    # Each round read one shard: never two GetRecords of different shards in one round.
+    assert r.stats.rounds >= len(fake.ops("GetRecords")) // 2
+
+
 def test_parent_that_aged_out_before_the_migration_is_not_waited_for(
     tmp_path: Path, fake: FakeStreams, dynalite: Server, dst: Any, table_name: str
 ) -> None:

@@ -19,7 +19,7 @@ from alternator_migrator.aws import retry
 from alternator_migrator.aws.client import CredentialSource, DynamoClient
 from alternator_migrator.aws.retry import RetryPolicy
 from alternator_migrator.aws.throttle import RateLimiter
-from alternator_migrator.changes.streams import ensure_stream
+from alternator_migrator.changes.enable import ensure_stream
 from alternator_migrator.config import Credentials
 from alternator_migrator.errors import Interrupted
 from alternator_migrator.localservers import Server

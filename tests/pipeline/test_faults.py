@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from alternator_migrator.changes.streams import ensure_stream
+from alternator_migrator.changes.enable import ensure_stream
 from alternator_migrator.config import load
 from alternator_migrator.errors import StreamTrimmedError
 from alternator_migrator.localservers import Server

@@ -421,8 +421,13 @@ class DynamoClient:
 
     # -- one attempt
     def _send(
-        self, op: str, payload: bytes, streams: bool, node: HttpPool | None = None
-    ) -> dict[str, Any]:
+        self,
+        op: str,
+        payload: bytes,
+        streams: bool,
+        node: HttpPool | None = None,
+        parse: bool = True,
+    ) -> Any:
         router = self._streams_router if streams else self._router
         target = f"{STREAMS if streams else self.api.target_prefix}.{op}"
         if self._gzip:
@@ -460,6 +465,8 @@ class DynamoClient:
                 raise DynamoError(op, "ConnectionError", f"{pool.netloc}: {e}") from None
         METRICS.inc("node_requests_total", endpoint=self.label, node=pool.netloc)
         data = resp.body
+        if resp.status == 200 and not parse:
+            return data
         if resp.status == 200:
             try:
                 out = orjson.loads(data) if data else {}
@@ -516,12 +523,38 @@ class DynamoClient:
     ) -> dict[str, Any]:
         """``node``: send to this node only (a write under key affinity). When it leaves the
         live set the error is raised at once (``NodeGone``): the caller routes again."""
+        out: dict[str, Any] = self._retrying(op, payload, streams, retry, on_retry, node, True)
+        return out
+
+    def call_bytes(
+        self,
+        op: str,
+        body: dict[str, Any],
+        *,
+        streams: bool = False,
+        retry: RetryPolicy | None = None,
+    ) -> bytes:
+        """As ``call``, with a successful answer's body returned as it came, for a caller that
+        decodes it its own way (GetRecords pages: ``changes.records``)."""
+        out: bytes = self._retrying(op, orjson.dumps(body), streams, retry, None, None, False)
+        return out
+
+    def _retrying(
+        self,
+        op: str,
+        payload: bytes,
+        streams: bool,
+        retry: RetryPolicy | None,
+        on_retry: Callable[[DynamoError, int], None] | None,
+        node: HttpPool | None,
+        parse: bool,
+    ) -> Any:
         with Backoff(
             retry or self.retry, stop=self.stop, endpoint=self.label, url=self.url, op=op
         ) as backoff:
             while True:
                 try:
-                    return self._send(op, payload, streams, node)
+                    return self._send(op, payload, streams, node, parse)
                 except DynamoError as e:
                     e.endpoint = self.where
                     if node is not None and e.retryable and not self._router.is_live(node):

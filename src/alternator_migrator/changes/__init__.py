@@ -3,8 +3,9 @@
 Layer: uses aws, config and the ground."""
 
 from .alternator import AlternatorStreamSource, change_source, settle_seconds
+from .enable import ensure_stream
 from .kinesis import KinesisSource, ensure_destination
-from .streams import DynamoStreamSource, Shard, ShardReader, ensure_stream
+from .streams import DynamoStreamSource, Shard, ShardReader
 
 __all__ = [
     "AlternatorStreamSource",

@@ -13,8 +13,8 @@ from typing import Any, Protocol, TextIO
 from ..aws.client import DynamoClient, kinesis_client, source_client, target_client
 from ..aws.throttle import RateLimiter
 from ..changes.alternator import change_source, check_retention
+from ..changes.enable import ensure_stream
 from ..changes.kinesis import KinesisSource, ensure_destination
-from ..changes.streams import ensure_stream
 from ..config import Config, require_supported
 from ..errors import ConfigError, Interrupted, SavepointError
 from ..metrics import METRICS, retry_summary

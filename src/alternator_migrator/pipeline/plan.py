@@ -29,7 +29,7 @@ from ..aws.client import DynamoClient, DynamoError, kinesis_client, source_clien
 from ..aws.nodes import AlternatorNodes
 from ..aws.retry import RetryPolicy
 from ..aws.transport import HttpPool, proxy_for
-from ..changes.streams import NEW_IMAGE_VIEWS
+from ..changes.enable import NEW_IMAGE_VIEWS
 from ..config.model import AlternatorSettings, Config, require_supported
 from ..errors import EndpointError, Interrupted, MigratorError, SavepointError, SchemaError
 from ..snapshot import export

@@ -14,13 +14,14 @@ rounds. A source that may duplicate and reorder records (Kinesis) is applied new
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
+import gc
 import logging
 import sys
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
@@ -28,10 +29,18 @@ from typing import Any, Protocol, TextIO
 from ..aws.client import DynamoClient, DynamoError
 from ..aws.retry import RetryPolicy
 from ..aws.throttle import RateLimiter
+from ..changes.records import (
+    EVENT_NAMES,
+    Change,
+    Decoder,
+    PageDecoder,
+    check_record,
+    page_decoder,
+    record_time,
+)
 from ..changes.streams import (
     GET_RECORDS_LIMIT,
     DynamoStreamSource,
-    Page,
     Shard,
     ShardReader,
     _trimmed,
@@ -41,12 +50,20 @@ from ..errors import (
     Interrupted,
     MigratorError,
     StreamError,
-    StreamRecordError,
     StreamTrimmedError,
 )
 from ..metrics import METRICS, retry_summary
 from ..state.savepoint import Savepoint, SavepointStore
-from ..target.sink import Request, Sink, key_id
+from ..target.sink import Element, Sink
+
+__all__ = [  # the record rules live in changes.records; callers import them from here too
+    "EVENT_NAMES",
+    "Change",
+    "check_record",
+    "collapse",
+    "newest_per_key",
+    "record_time",
+]
 
 log = logging.getLogger(__name__)
 
@@ -110,77 +127,42 @@ class OpTable:
         self.pending.clear()
 
 
-def record_time(record: dict[str, Any]) -> float | None:
-    """ApproximateCreationDateTime as epoch seconds (a number on the wire; tolerate a string)."""
-    v = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
-    if v is None:
-        return None
-    if isinstance(v, int | float):
-        return float(v)
-    try:
-        return float(v)
-    except ValueError:
-        try:
-            return dt.datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-
-
-EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
-
-
-def check_record(rec: dict[str, Any], shard: str | None = None) -> None:
-    """Refuse a record we cannot apply exactly, naming it: skipping it would lose a change,
-    and guessing (a put without its image, a delete without its key) would corrupt one."""
-    d = rec.get("dynamodb")
-    d = d if isinstance(d, dict) else {}
-    name = rec.get("eventName")
-    problem = None
-    if name not in EVENT_NAMES:
-        problem = f"has an unknown eventName {name!r} (expected INSERT, MODIFY or REMOVE)"
-    elif not isinstance(d.get("SequenceNumber"), str):
-        problem = "has no SequenceNumber"
-    elif not isinstance(d.get("Keys"), dict) or not d["Keys"]:
-        problem = "has no Keys"
-    elif name != "REMOVE" and not isinstance(d.get("NewImage"), dict):
-        problem = "has no NewImage (the stream's view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES)"
-    if problem is None:
-        return
-    where = f" of shard {shard}" if shard else ""
-    raise StreamRecordError(
-        f"stream record {rec.get('eventID', '?')} (sequence number "
-        f"{d.get('SequenceNumber', '?')}){where} {problem}; stopped before applying it, and the "
-        "savepoint stays before it"
-    )
-
-
 def collapse(
-    records: Sequence[dict[str, Any]],
+    records: Sequence[Change],
     sink: Sink,
     expired: Callable[[dict[str, Any]], bool] | None = None,
-    shard: str | None = None,
-) -> list[Request]:
-    """The last change per key, as BatchWriteItem requests; order across keys is irrelevant.
+) -> list[Element]:
+    """The last change per key, as BatchWriteItem elements (see ``collapse_keyed``)."""
+    return list(collapse_keyed(records, sink, expired).values())
+
+
+def collapse_keyed(
+    records: Sequence[Change],
+    sink: Sink,
+    expired: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[bytes, Element]:
+    """The last change per key (``Change.key``), as BatchWriteItem elements; order across keys
+    is irrelevant.
 
     An image whose TTL has already passed (``expired``) is not written: the key is deleted
-    instead, so an older live copy on the target does not outlive the source's. A record that
-    cannot be applied exactly stops the run (``check_record``).
+    instead, so an older live copy on the target does not outlive the source's. Records were
+    checked when they were read (``Decoder``).
     """
-    last: dict[bytes, Request] = {}
-    for rec in records:
-        check_record(rec, shard)
-        d = rec["dynamodb"]
-        k = key_id(d["Keys"])
-        if rec["eventName"] == "REMOVE":
-            last[k] = sink.delete(d["Keys"])
+    last: dict[bytes, Element] = {}
+    attr: str | None = getattr(expired, "attribute", None)
+    for c in records:
+        if c.put is None:
+            last[c.key] = sink.delete_element(c.key)
+        elif (
+            expired is not None
+            and c.ttl is not None
+            and expired(c.ttl if attr is None else {attr: c.ttl})
+        ):
+            METRICS.inc("stream_images_expired_total")
+            last[c.key] = sink.delete_element(c.key)
         else:
-            image = d["NewImage"]
-            if expired is not None and expired(image):
-                METRICS.inc("stream_images_expired_total")
-                last[k] = sink.delete(d["Keys"])
-            else:
-                last[k] = sink.put(image)
-    return list(last.values())
+            last[c.key] = c.put
+    return last
 
 
 def tuning(cfg: Config) -> dict[str, Any]:
@@ -248,8 +230,8 @@ class KeyClock:
 
 
 def newest_per_key(
-    records: Sequence[dict[str, Any]], clock: KeyClock
-) -> tuple[list[dict[str, Any]], dict[bytes, float]]:
+    records: Sequence[Change], clock: KeyClock
+) -> tuple[list[Change], dict[bytes, float]]:
     """The records that carry each key's newest change, in read order, and those changes'
     times (noted in ``clock`` once written).
 
@@ -258,8 +240,7 @@ def newest_per_key(
     change, and two changes within one tick keep their order in the shard."""
     best: dict[bytes, tuple[float | None, int]] = {}
     for i, rec in enumerate(records):
-        k = key_id(rec["dynamodb"]["Keys"])
-        t = record_time(rec)
+        k, t = rec.key, rec.time
         prev = best[k][0] if k in best else clock.get(k)
         if t is None or prev is None or t >= prev:
             best[k] = (t, i)
@@ -269,6 +250,23 @@ def newest_per_key(
         METRICS.inc("stream_records_superseded_total", dropped)
     times = {k: t for k, (t, _) in best.items() if t is not None}
     return [records[i] for i in keep], times
+
+
+# Objects allocated between two young collections of the cyclic GC. Python's default (700)
+# collects many times while one page is parsed, so each page's dict tree is walked while it is
+# built and promoted to the old generations, whose full collections then walk it again. With a
+# page's tree dying (by reference count) before the next collection, the GC has little to do.
+GC_YOUNG_THRESHOLD = 200_000
+
+
+@contextlib.contextmanager
+def young_collections_rarer() -> Iterator[None]:
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 class _ReadFailed(Exception):
@@ -285,6 +283,7 @@ class BatchResult:
     writes: int
     counts: Counter[str]
     lag_seconds: float | None
+    more: bool = False  # ready shards not read in this round wait for the next ones
 
 
 @dataclass
@@ -306,6 +305,7 @@ class ShardTree:
         self.readers: dict[str, ShardReader] = {}
         self.records_per_poll = GET_RECORDS_LIMIT
         self.refreshed_at = 0.0
+        self.pages: PageDecoder | None = None  # given to each reader
 
     def refresh(self) -> None:
         shards = self.changes.list_shards()
@@ -333,6 +333,7 @@ class ShardTree:
                     )
             reader = self.changes.reader(s, pos.sequence_number if pos else None)
             reader.limit = self.records_per_poll
+            reader.pages = self.pages
             self.readers[s.shard_id] = reader
             if pos is None:
                 self.sp.shard_seen(s.shard_id, s.parent, s.adjacent_parent)
@@ -375,22 +376,42 @@ class ShardTree:
         return closed_any
 
 
+# One GetRecords answer as the replay keeps it: the checked changes, the next iterator (None:
+# the shard is closed) and the bytes the changes hold.
+Fetched = tuple[list[Change], str | None, int]
+
+# Records in flight (a round being written plus the pages read ahead) are held to this many
+# bytes, whatever the number of shards: a round reads only as many shards as fit, in turn.
+MEMORY_BUDGET = 64 * 1024 * 1024
+# What one page may hold before any was seen: DynamoDB Streams answers up to 1 MB per call.
+PAGE_BYTES_GUESS = 1024 * 1024
+
+
 class ReadAhead:
-    """The read pool: each shard's next page is fetched while the current batch is written.
-    Nothing read ahead is applied or checkpointed before its turn."""
+    """The read pool: each shard's next page is fetched (and decoded into ``Change``s) while
+    the current batch is written. Nothing read ahead is applied or checkpointed before its
+    turn."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, decoder: Decoder | None = None) -> None:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="replay-read")
-        self._ahead: dict[str, Future[Page]] = {}
+        self.decoder = decoder or Decoder()
+        self._ahead: dict[str, Future[Fetched]] = {}
 
-    def page(self, r: ShardReader) -> Future[Page]:
+    def _fetch(self, r: ShardReader, iterator: str | None) -> Fetched:
+        records, nxt = r.fetch(iterator)
+        # Decoded here, in the reader's thread: a page's dict trees die with this call.
+        changes = self.decoder.changes(records, r.shard.shard_id)
+        del records
+        return changes, nxt, sum(c.size for c in changes)
+
+    def page(self, r: ShardReader) -> Future[Fetched]:
         ahead = self._ahead.pop(r.shard.shard_id, None)
-        return ahead if ahead is not None else self.pool.submit(r.fetch, r.iterator)
+        return ahead if ahead is not None else self.pool.submit(self._fetch, r, r.iterator)
 
     def prefetch(self, readers: list[ShardReader]) -> None:
         for r in readers:
-            if not r.closed:
-                self._ahead[r.shard.shard_id] = self.pool.submit(r.fetch, r.iterator)
+            if not r.closed and r.shard.shard_id not in self._ahead:
+                self._ahead[r.shard.shard_id] = self.pool.submit(self._fetch, r, r.iterator)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -414,12 +435,13 @@ class BatchWriter:
         self.clock = clock
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="replay")
 
-    def write(self, records: list[dict[str, Any]]) -> int:
+    def write(self, records: list[Change]) -> int:
         times: dict[bytes, float] = {}
         if self.clock is not None:
             records, times = newest_per_key(records, self.clock)
-        requests = collapse(records, self.sink, self.expired)
-        chunks = self.sink.split(requests)  # one node each under key affinity
+        last = collapse_keyed(records, self.sink, self.expired)
+        requests = list(last.values())
+        chunks = self.sink.split(requests, list(last))  # one node each under key affinity
         # Keys are unique after collapse, so chunks may be written concurrently.
         for _ in self.pool.map(self.sink.write, chunks):
             pass
@@ -511,6 +533,7 @@ class Replayer:
         max_consecutive_errors: int = 1,
         expired: Callable[[dict[str, Any]], bool] | None = None,
         changes: ChangeSource | None = None,
+        memory_budget: int | None = MEMORY_BUDGET,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -525,7 +548,14 @@ class Replayer:
         # A poll never asks for more than a second's worth of the rate cap, so the cap's wait
         # after a poll stays short and a stop is seen within seconds.
         self.tree.records_per_poll = min(records_per_poll, records_per_second or records_per_poll)
-        self.reads = ReadAhead(parallel_reads)
+        decoder = Decoder(sink.renames, expired)
+        self.reads = ReadAhead(parallel_reads, decoder)
+        self.tree.pages = page_decoder(decoder)
+        # None: every ready shard in every round (the Spark engine's executors read instead).
+        self.memory_budget = memory_budget
+        self.page_bytes = PAGE_BYTES_GUESS  # the largest page seen so far
+        self._turn = 0  # where the next round starts in the ready shards
+        self._upcoming: list[ShardReader] = []
         self.key_clock: KeyClock | None = None
         if not self.changes.ordered:
             self.key_clock = KeyClock()
@@ -563,9 +593,10 @@ class Replayer:
     def round(self) -> BatchResult:
         if time.monotonic() - self.tree.refreshed_at > self.refresh_seconds:
             self.tree.refresh()
-        ready = self.tree.ready()
-        result = self.apply(ready)
-        if self.tree.advance(ready, self.clock()):
+        batch, self._upcoming, more = self._rotation(self.tree.ready())
+        result = self.apply(batch)
+        result.more = more
+        if self.tree.advance(batch, self.clock()):
             self.tree.refresh()  # children of a closed shard become readable now
         self.report.account(result)
         age = self.store.age()
@@ -574,15 +605,34 @@ class Replayer:
         self.store.maybe_save(self.sp)
         return result
 
+    def _rotation(
+        self, ready: list[ShardReader]
+    ) -> tuple[list[ShardReader], list[ShardReader], bool]:
+        """This round's shards, the next round's (read ahead meanwhile), and whether shards
+        are left for later rounds of this turn. Half the budget is for the round, half for
+        what is read ahead; with more ready shards than fit, rounds take them in turn."""
+        if self.memory_budget is None:
+            return ready, ready, False
+        per_round = max(1, self.memory_budget // (2 * self.page_bytes))
+        if len(ready) <= per_round:
+            self._turn = 0
+            return ready, ready, False
+        start = self._turn % len(ready)
+        batch = (ready + ready)[start : start + per_round]
+        upcoming = (ready + ready)[start + per_round : start + 2 * per_round]
+        self._turn = start + per_round
+        return batch, upcoming, self._turn < len(ready)
+
     def _keep_key_clock(self) -> None:
         if self.key_clock is not None:
             self.sp.keep_recent_changes(self.key_clock.recent())
 
-    def read(self, ready: list[ShardReader]) -> list[tuple[ShardReader, list[dict[str, Any]]]]:
+    def read(self, ready: list[ShardReader]) -> list[tuple[ShardReader, list[Change]]]:
         """One page from each shard, all or nothing: a failed round leaves every shard where
-        it was and may simply be run again."""
+        it was and may simply be run again. Each page was checked when decoded, before
+        anything of this round is written or checkpointed."""
         pages = {r: self.reads.page(r) for r in ready}
-        results: dict[ShardReader, Page] = {}
+        results: dict[ShardReader, Fetched] = {}
         failed: DynamoError | None = None
         for r, page in pages.items():
             try:
@@ -593,13 +643,11 @@ class Replayer:
                 failed = failed or e
         if failed is not None:
             raise _ReadFailed(failed)
-        for r, (recs, _) in results.items():
-            for rec in recs:  # before anything of this round is written or checkpointed
-                check_record(rec, r.shard.shard_id)
         fetched = []
-        for r, (recs, nxt) in results.items():
-            r.commit(recs, nxt)
-            fetched.append((r, recs))
+        for r, (changes, nxt, size) in results.items():
+            r.commit(changes, nxt)
+            self.page_bytes = max(self.page_bytes, size)
+            fetched.append((r, changes))
         return fetched
 
     def apply(self, ready: list[ShardReader]) -> BatchResult:
@@ -608,22 +656,23 @@ class Replayer:
         The one step an engine swaps out (the Spark engine runs it on executors).
         """
         fetched = self.read(ready)
-        records = [rec for _, recs in fetched for rec in recs]
+        records = [c for _, changes in fetched for c in changes]
         self._rate.acquire(len(records))
-        result = BatchResult(len(records), 0, Counter(rec["eventName"] for rec in records), None)
+        result = BatchResult(len(records), 0, Counter(c.name for c in records), None)
         if records:
-            self.reads.prefetch(ready)  # reads overlap the writes below
+            self.reads.prefetch(self._upcoming)  # reads overlap the writes below
             result.writes = self.writer.write(records)
-            times = [t for t in (record_time(r) for r in records) if t is not None]
-            if times:
-                result.lag_seconds = max(0.0, self.clock() - max(times))
-        for reader, recs in fetched:
-            if recs:
-                reader.position = recs[-1]["dynamodb"]["SequenceNumber"]
+        newest_all: float | None = None
+        for reader, changes in fetched:
+            if changes:
+                reader.position = changes[-1].seq
                 # The newest change read, not the last: Kinesis records are not in time order.
-                newest = max((t for t in map(record_time, recs) if t is not None), default=None)
+                newest = max((c.time for c in changes if c.time is not None), default=None)
                 if newest is not None:
                     reader.newest = max(newest, reader.newest or newest)
+                    newest_all = max(newest, newest_all or newest)
+        if newest_all is not None:
+            result.lag_seconds = max(0.0, self.clock() - newest_all)
         return result
 
     def _check_source_table(self, cause: Exception) -> None:
@@ -642,6 +691,10 @@ class Replayer:
             pass  # the original error says more
 
     def run(self, stop: threading.Event, stop_when_caught_up: float | None = None) -> ReplayStats:
+        with young_collections_rarer():
+            return self._run(stop, stop_when_caught_up)
+
+    def _run(self, stop: threading.Event, stop_when_caught_up: float | None) -> ReplayStats:
         idle_sleep = 0.0
         quiet_since: float | None = None
         unsaved = False  # positions applied since the replay last read every shard to its end
@@ -672,6 +725,8 @@ class Replayer:
                     quiet_since = None
                     unsaved = True
                     continue
+                if result.more:
+                    continue  # the other shards of this turn may have records: no pause
                 if unsaved and self.tree.caught_up():
                     # Read to the end: saved now, so `status` and `cutover` see it without
                     # waiting out `savepoints.intervalSeconds`.

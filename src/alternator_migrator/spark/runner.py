@@ -276,6 +276,7 @@ class SparkReplayer(Replayer):
             max_idle_sleep=IDLE_SLEEP,
             # Alternator's generation barrier is the driver's shard tree's business.
             changes=job.changes if isinstance(job.changes, AlternatorStreamSource) else None,
+            memory_budget=None,  # executors read the pages, each holding one shard's batch
         )
         self.engine = engine
         self.job = job

@@ -20,10 +20,11 @@ from typing import Any
 from .. import errors
 from ..aws.client import DynamoClient, DynamoError, source_client, target_client
 from ..aws.throttle import RateLimiter
+from ..changes.records import Change, Decoder, page_decoder
 from ..changes.streams import GET_RECORDS_LIMIT, Shard, ShardReader
 from ..config import Config
 from ..metrics import METRICS
-from ..pipeline.replay import collapse, record_time
+from ..pipeline.replay import collapse
 from ..snapshot.copier import ScanPlan, ScanSource, SnapshotCopier
 from ..snapshot.ledger import UnitTally
 from ..target.sink_factory import build_sink
@@ -206,10 +207,12 @@ def replay_shard(ctx: ReplayContext, task: ShardTask) -> ShardResult:
     sink = build_sink(ctx.cfg, target, list(ctx.keys), _write_limiter(ctx.cfg, ctx.write_rate))
     reader = ShardReader(source, ctx.stream_arn, task.shard, task.position)
     reader.iterator = task.iterator
-    records: list[dict[str, Any]] = []
+    records: list[Change] = []
     before = _counters()
     writes = 0
     expired = expiry_check(ctx.ttl_attribute, time.time)
+    decode = Decoder(sink.renames, expired)
+    reader.pages = page_decoder(decode)
     try:
         # Several pages per batch: a Spark job costs far more than one GetRecords call. Each
         # page is written while the next one is read (as the local replayer reads ahead);
@@ -218,7 +221,7 @@ def replay_shard(ctx: ReplayContext, task: ShardTask) -> ShardResult:
         with ThreadPoolExecutor(1, thread_name_prefix="replay-write") as writer:
             pending: Future[int] | None = None
             while len(records) < ctx.max_records:
-                page = reader.read()
+                page = decode.changes(reader.read(), task.shard.shard_id)
                 records.extend(page)
                 if page:
                     if pending is not None:
@@ -240,16 +243,16 @@ def replay_shard(ctx: ReplayContext, task: ShardTask) -> ShardResult:
             error=TaskError.of(e),
             counters=_since(before),
         )
-    times = [t for t in (record_time(r) for r in records) if t is not None]
+    times = [c.time for c in records if c.time is not None]
     return ShardResult(
         task.shard.shard_id,
-        records[-1]["dynamodb"]["SequenceNumber"] if records else task.position,
+        records[-1].seq if records else task.position,
         reader.iterator,
         reader.closed,
         reader.drained,
         len(records),
         writes,
-        dict(Counter(r["eventName"] for r in records)),
+        dict(Counter(c.name for c in records)),
         max(times) if times else None,
         counters=_since(before),
     )

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 Request = dict[str, Any]
 Item = dict[str, Any]
+# A request already encoded (``put_element``, ``Sink.delete_element``): written as it is.
+Element = Request | bytes
 
 
 def item_key(item: Item, key_names: Sequence[str]) -> Item:
@@ -47,6 +49,16 @@ def rename_item(item: Item, renames: dict[str, str]) -> Item:
     if not renames:
         return item
     return {renames.get(k, k): v for k, v in item.items()}
+
+
+def put_element(item: Item, renames: dict[str, str] | None = None) -> bytes:
+    """The PutRequest of ``item`` as BatchWriteItem bytes; joining makes an exact-size copy
+    (orjson keeps spare capacity behind each result it returns)."""
+    return b'{"PutRequest":{"Item":' + orjson.dumps(rename_item(item, renames or {})) + b"}}"
+
+
+def _as_request(req: Element) -> Request:
+    return orjson.loads(req) if isinstance(req, bytes) else req
 
 
 # DynamoDB refuses items over 400 KB ("Item size has exceeded the maximum allowed size");
@@ -106,7 +118,8 @@ class Sink:
         self.retry = retry or client.retry
         # Keys as the target sees them: renames applied.
         self.target_key_names = [self.renames.get(k, k) for k in self.key_names]
-        self._header = orjson.dumps(table)
+        self._header = b'{"RequestItems":{' + orjson.dumps(table) + b":["
+        self._key_renamed = any(k in self.renames for k in self.key_names)
         self.affinity = client.affinity
         self.held_seconds = 0.0  # time writes of moved keys waited for the clock-skew guard
 
@@ -117,9 +130,16 @@ class Sink:
     def delete(self, key: Item) -> Request:
         return {"DeleteRequest": {"Key": rename_item(key, self.renames)}}
 
-    def describe(self, req: Request) -> str:
+    def delete_element(self, key_json: bytes) -> bytes:
+        """The DeleteRequest of a key given as JSON (a ``Change.key``), as bytes."""
+        if self._key_renamed:
+            key_json = orjson.dumps(rename_item(orjson.loads(key_json), self.renames))
+        return b'{"DeleteRequest":{"Key":' + key_json + b"}}"
+
+    def describe(self, req: Element) -> str:
         """A request for an error message: its key only, never the item's other attributes
         (they may hold personal data, and a 400 KB item is not a line)."""
+        req = _as_request(req)
         if "PutRequest" in req:
             key = item_key(req["PutRequest"]["Item"], self.target_key_names)
             return "put of the item with key " + _short_key(key)
@@ -132,8 +152,10 @@ class Sink:
         return self.write(reqs)
 
     # -- splitting per node (key affinity)
-    def _request_key(self, req: Request) -> bytes:
-        """The wire bytes of a request's partition key (what picks its node)."""
+    def _request_key(self, element: Element) -> bytes:
+        """The wire bytes of a request's partition key (what picks its node). An encoded
+        element is decoded for it: only under key affinity, and the replay passes its keys."""
+        req = _as_request(element)
         put = req.get("PutRequest")
         attrs = put["Item"] if put is not None else req["DeleteRequest"]["Key"]
         return orjson.dumps(attrs[self.target_key_names[0]])
@@ -141,12 +163,20 @@ class Sink:
     def _chunks(self, seq: Sequence[Any]) -> list[list[Any]]:
         return [list(seq[i : i + self.max_batch]) for i in range(0, len(seq), self.max_batch)]
 
-    def split(self, requests: Sequence[Request]) -> list[list[Request]]:
+    def split(
+        self, requests: Sequence[Element], key_json: Sequence[bytes] | None = None
+    ) -> list[list[Element]]:
         """Batches of at most ``max_batch``, each for one node under key affinity (to be
-        written concurrently: a key is in one batch only)."""
+        written concurrently: a key is in one batch only). ``key_json``: each request's key as
+        JSON with source names (``Change.key``), cheaper to route by than a whole image."""
         if self.affinity is None:
             return self._chunks(requests)
-        routes = self.affinity.route([self._request_key(r) for r in requests])
+        if key_json is not None:
+            name = self.key_names[0]  # a rename changes the name, not the value that routes
+            keys = [orjson.dumps(orjson.loads(k)[name]) for k in key_json]
+        else:
+            keys = [self._request_key(r) for r in requests]
+        routes = self.affinity.route(keys)
         return _interleave(
             [
                 [Routed(c, r.epoch, r.node) for c in self._chunks([requests[i] for i in r.indices])]
@@ -168,7 +198,7 @@ class Sink:
         )
 
     # -- writing
-    def write(self, requests: Sequence[Request]) -> int:
+    def write(self, requests: Sequence[Element]) -> int:
         """Write all requests (at most one per key), chunked (per node under key affinity);
         returns how many were written."""
         if isinstance(requests, Routed) and len(requests) <= self.max_batch:
@@ -180,7 +210,7 @@ class Sink:
             n += len(chunk)
         return n
 
-    def _claim(self, pending: Sequence[Request]) -> Route[HttpPool] | list[list[Request]]:
+    def _claim(self, pending: Sequence[Element]) -> Route[HttpPool] | list[list[Element]]:
         """The node all of ``pending`` go to, counted as in flight there; or, when the node set
         changed since they were split, ``pending`` split again. Waits out the guard first."""
         aff = self.affinity
@@ -215,14 +245,14 @@ class Sink:
             if aff.begin(route):
                 return route
 
-    def _body(self, chunk: Sequence[Request]) -> bytes:
-        body: dict[str, Any] = {"RequestItems": {self.table: list(chunk)}}
-        if self.consumed_capacity:
-            body["ReturnConsumedCapacity"] = "TOTAL"
-        return orjson.dumps(body)
+    def _body(self, chunk: Sequence[Element]) -> bytes:
+        # Joined from bytes: encoded elements are not decoded and encoded again.
+        parts = [r if isinstance(r, bytes) else orjson.dumps(r) for r in chunk]
+        trailer = b']},"ReturnConsumedCapacity":"TOTAL"}' if self.consumed_capacity else b"]}}"
+        return self._header + b",".join(parts) + trailer
 
-    def _write_chunk(self, chunk: Sequence[Request]) -> None:
-        pending: Sequence[Request] = chunk
+    def _write_chunk(self, chunk: Sequence[Element]) -> None:
+        pending: Sequence[Element] = chunk
         c = self.client
         with Backoff(
             self.retry,
@@ -292,7 +322,7 @@ class Sink:
                     unprocessed if route is None else Routed(unprocessed, route.epoch, route.node)
                 )
 
-    def _call_pinned(self, op: str, body: dict[str, Any], req: Request) -> None:
+    def _call_pinned(self, op: str, body: dict[str, Any], req: Element) -> None:
         """One PutItem / DeleteItem, to the request's node under key affinity."""
         if self.affinity is None:
             self.client.call(op, body, retry=self.retry)
@@ -308,14 +338,15 @@ class Sink:
             finally:
                 self.affinity.end(claim)
 
-    def _write_singly(self, pending: Sequence[Request], batch_error: DynamoError) -> None:
+    def _write_singly(self, pending: Sequence[Element], batch_error: DynamoError) -> None:
         """A batch was refused as a whole: find and name the request that is at fault."""
         log.warning(
             "BatchWriteItem refused (%s); writing %d items one by one",
             batch_error.code,
             len(pending),
         )
-        for req in pending:
+        for element in pending:
+            req = _as_request(element)
             if "PutRequest" in req:
                 op, body = "PutItem", {"TableName": self.table, "Item": req["PutRequest"]["Item"]}
             else:

@@ -1,0 +1,277 @@
+"""Change records as the replay keeps them: checked once, and compact.
+
+A GetRecords page is parsed into dicts (the wire JSON), and each record is turned at once into
+a ``Change``: its name, sequence number, time, the key's identity and the ready-made
+BatchWriteItem element of its new image. The dict trees are freed with the page, so what a
+round holds is one small tuple of strings and bytes per record: no tree for Python's cyclic
+garbage collector to walk, a fraction of the memory, and nothing to re-encode when the batch is
+written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import types
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import orjson
+
+from ..errors import StreamRecordError
+from ..target.sink import rename_item
+
+EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
+
+
+def record_time(record: dict[str, Any]) -> float | None:
+    """ApproximateCreationDateTime as epoch seconds (a number on the wire; tolerate a string)."""
+    v = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
+    if v is None:
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    try:
+        return float(v)
+    except ValueError:
+        try:
+            return dt.datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+
+
+def check_record(rec: dict[str, Any], shard: str | None = None) -> None:
+    """Refuse a record we cannot apply exactly, naming it: skipping it would lose a change,
+    and guessing (a put without its image, a delete without its key) would corrupt one."""
+    d = rec.get("dynamodb")
+    d = d if isinstance(d, dict) else {}
+    name = rec.get("eventName")
+    problem = None
+    if name not in EVENT_NAMES:
+        problem = f"has an unknown eventName {name!r} (expected INSERT, MODIFY or REMOVE)"
+    elif not isinstance(d.get("SequenceNumber"), str):
+        problem = "has no SequenceNumber"
+    elif not isinstance(d.get("Keys"), dict) or not d["Keys"]:
+        problem = "has no Keys"
+    elif name != "REMOVE" and not isinstance(d.get("NewImage"), dict):
+        problem = "has no NewImage (the stream's view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES)"
+    if problem is None:
+        return
+    where = f" of shard {shard}" if shard else ""
+    raise StreamRecordError(
+        f"stream record {rec.get('eventID', '?')} (sequence number "
+        f"{d.get('SequenceNumber', '?')}){where} {problem}; stopped before applying it, and the "
+        "savepoint stays before it"
+    )
+
+
+def key_bytes(keys: dict[str, Any]) -> bytes:
+    """The key's identity: its JSON with sorted names (``sink.key_id``'s bytes), copied: orjson
+    keeps ~4 KiB behind each small result it returns, and a round keeps one per record."""
+    return bytes(memoryview(orjson.dumps(keys, option=orjson.OPT_SORT_KEYS)))
+
+
+class Change(NamedTuple):
+    """One checked stream record: atomic values only (the TTL value is a dict of strings, which
+    the cyclic GC does not track)."""
+
+    name: str  # INSERT, MODIFY or REMOVE
+    seq: str  # the source's sequence number (Kinesis: the Kinesis one)
+    time: float | None  # ApproximateCreationDateTime in seconds
+    key: bytes  # Keys as JSON with sorted names: the key's identity and its delete's Key
+    put: bytes | None  # the PutRequest element of the new image (renames applied); None: REMOVE
+    # The image's TTL attribute value ({"N": ...}) when expiry is checked; with a predicate
+    # that names no attribute, the whole image (slower, still exact).
+    ttl: Any = None
+
+    @property
+    def size(self) -> int:
+        return len(self.key) + (len(self.put) if self.put is not None else 0)
+
+
+class Decoder:
+    """Turns a page of wire records into ``Change``s, checking each once.
+
+    ``renames`` are applied to the images here (the put elements are final); ``expired`` is
+    the replay's TTL predicate: the value it needs is kept, and it is asked at write time."""
+
+    def __init__(
+        self,
+        renames: dict[str, str] | None = None,
+        expired: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
+        self.renames = renames or {}
+        self.watch = expired is not None
+        # A predicate from ``ttl.expiry_check`` names its attribute: only that value is kept.
+        self.ttl_attribute: str | None = getattr(expired, "attribute", None)
+
+    def __call__(self, records: Iterable[dict[str, Any]], shard: str | None) -> list[Change]:
+        out: list[Change] = []
+        append = out.append
+        renames, watch, attr = self.renames, self.watch, self.ttl_attribute
+        for rec in records:
+            # The common record, checked inline; anything unusual gets check_record's verdict.
+            try:
+                d = rec["dynamodb"]
+                name = rec["eventName"]
+                seq = d["SequenceNumber"]
+                keys = d["Keys"]
+                image = d["NewImage"] if name != "REMOVE" else None
+                ok = (
+                    type(seq) is str
+                    and type(keys) is dict
+                    and keys
+                    and (type(image) is dict if image is not None else name == "REMOVE")
+                    and name in EVENT_NAMES
+                )
+            except (KeyError, TypeError):
+                ok = False
+            if not ok:
+                check_record(rec, shard)
+                d = rec["dynamodb"]  # a subclass of dict passed the full check
+                name, seq, keys = rec["eventName"], d["SequenceNumber"], d["Keys"]
+                image = d.get("NewImage") if name != "REMOVE" else None
+            t = d.get("ApproximateCreationDateTime")
+            if type(t) is not float:
+                t = record_time(rec)
+            key = bytes(memoryview(orjson.dumps(keys, option=orjson.OPT_SORT_KEYS)))
+            if image is None:
+                append(Change(name, seq, t, key, None))
+                continue
+            ttl = None
+            if watch:
+                ttl = image if attr is None else image.get(attr)
+            item = orjson.dumps(rename_item(image, renames) if renames else image)
+            append(Change(name, seq, t, key, b'{"PutRequest":{"Item":' + item + b"}}", ttl))
+        return out
+
+    def changes(self, records: list[Any], shard: str | None) -> list[Change]:
+        """``records`` as ``Change``s: a page a ``PageDecoder`` read is one already."""
+        if records and isinstance(records[0], Change):
+            return records
+        return self(records, shard)
+
+
+# --------------------------------------------------------------------------- from the bytes
+
+try:  # optional: without it, pages are parsed whole with orjson and decoded as above
+    import msgspec  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # pragma: no cover - depends on the environment
+    msgspec = None  # type: ignore[assignment, unused-ignore]
+
+_PUT_HEAD = b'{"PutRequest":{"Item":'
+_PUT_TAIL = b"}}"
+
+
+def _page_types() -> Any:
+    """GetRecords' answer as GC-free structs; each image stays a span (``Raw``) of the page."""
+    raw, struct = msgspec.Raw, msgspec.defstruct
+    dyn = struct(
+        "StreamRecord",
+        [
+            ("SequenceNumber", str),
+            ("Keys", dict[str, dict[str, str]]),
+            ("NewImage", raw, raw()),
+            ("ApproximateCreationDateTime", float | None, None),
+        ],
+        gc=False,
+    )
+    rec = struct("Record", [("eventName", str), ("dynamodb", dyn)], gc=False)
+    # Kinesis carries one record per Data blob, with its table's name and no SequenceNumber.
+    kdyn = struct(
+        "KinesisStreamRecord",
+        [
+            ("Keys", dict[str, dict[str, str]]),
+            ("NewImage", raw, raw()),
+            ("ApproximateCreationDateTime", float | None, None),
+        ],
+        gc=False,
+    )
+    krec = struct(
+        "KinesisRecord",
+        [("eventName", str), ("dynamodb", kdyn), ("tableName", str | None, None)],
+        gc=False,
+    )
+    return krec, struct(
+        "GetRecordsPage",
+        [
+            ("Records", types.GenericAlias(list, (rec,)), msgspec.field(default_factory=list)),
+            ("NextShardIterator", str | None, None),
+        ],
+        gc=False,
+    )
+
+
+class PageDecoder:
+    """A GetRecords answer decoded from its bytes straight into ``Change``s: the images are
+    never parsed (only the keys are), and each put element is the image's bytes framed.
+
+    Anything the structs do not describe (a missing field, an unknown event, a string time)
+    is decoded by the full path (``Decoder``), which accepts it or refuses it by name."""
+
+    def __init__(self, decoder: Decoder) -> None:
+        self.slow = decoder
+        record_type, page_type = _page_types()
+        self._page = msgspec.json.Decoder(page_type)
+        self._record = msgspec.json.Decoder(record_type)
+        self._ttl: Any = None
+        if decoder.ttl_attribute is not None:  # only that attribute of each image is parsed
+            ttl = msgspec.defstruct(
+                "Ttl", [("value", Any, None)], rename={"value": decoder.ttl_attribute}
+            )
+            self._ttl = msgspec.json.Decoder(ttl)
+
+    def __call__(self, body: bytes, shard: str | None) -> tuple[list[Change], str | None]:
+        try:
+            page = self._page.decode(body)
+        except msgspec.DecodeError:
+            return self._slowly(body, shard)
+        out: list[Change] = []
+        append = out.append
+        for r in page.Records:
+            c = self._change(r, r.dynamodb.SequenceNumber)
+            if c is None:
+                return self._slowly(body, shard)
+            append(c)
+        return out, page.NextShardIterator
+
+    def record(self, data: bytes, seq: str) -> tuple[str | None, Change] | None:
+        """One Kinesis record's Data (decoded from base64): its table's name and the change
+        (its time as on the wire); None when only the full path can judge it."""
+        try:
+            r = self._record.decode(data)
+        except msgspec.DecodeError:
+            return None
+        c = self._change(r, seq)
+        return None if c is None else (r.tableName, c)
+
+    def _change(self, r: Any, seq: str) -> Change | None:
+        d = r.dynamodb
+        name = r.eventName
+        if not d.Keys or name not in EVENT_NAMES:
+            return None
+        key = bytes(memoryview(orjson.dumps(d.Keys, option=orjson.OPT_SORT_KEYS)))
+        t = d.ApproximateCreationDateTime
+        if name == "REMOVE":
+            return Change(name, seq, t, key, None)
+        image = memoryview(d.NewImage)
+        if not image or image[0] != 0x7B:  # absent, or not an object
+            return None
+        renames = self.slow.renames
+        if renames:
+            put = _PUT_HEAD + orjson.dumps(rename_item(orjson.loads(image), renames)) + _PUT_TAIL
+        else:
+            put = b"".join((_PUT_HEAD, image, _PUT_TAIL))
+        value = None
+        if self.slow.watch:
+            ttl = self._ttl
+            value = ttl.decode(image).value if ttl is not None else orjson.loads(image)
+        return Change(name, seq, t, key, put, value)
+
+    def _slowly(self, body: bytes, shard: str | None) -> tuple[list[Change], str | None]:
+        r = orjson.loads(body)
+        return self.slow(r.get("Records", []), shard), r.get("NextShardIterator")
+
+
+def page_decoder(decoder: Decoder) -> PageDecoder | None:
+    """The fast path when msgspec is installed; None otherwise."""
+    return PageDecoder(decoder) if msgspec is not None else None

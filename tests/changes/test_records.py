@@ -1,0 +1,186 @@
+"""Change records as the replay keeps them: checked once, compact, no trees for the GC."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import orjson
+import pytest
+
+from alternator_migrator.changes.records import Change, Decoder
+from alternator_migrator.errors import StreamRecordError
+from alternator_migrator.pipeline.replay import collapse
+from alternator_migrator.target.sink import Sink, key_id
+from alternator_migrator.target.ttl import expiry_check
+
+
+def rec(name: str, pk: str, seq: str = "100", **image: Any) -> dict[str, Any]:
+    keys = {"pk": {"S": pk}, "sk": {"N": "1"}}
+    d: dict[str, Any] = {"Keys": keys, "SequenceNumber": seq, "ApproximateCreationDateTime": 5}
+    if name != "REMOVE":
+        d["NewImage"] = {**keys, **image}
+    return {"eventID": "e1", "eventName": name, "dynamodb": d}
+
+
+class _NoClient:
+    stop = None
+    retry = None
+    affinity = None  # one endpoint: no per-node split
+
+
+def sink(renames: dict[str, str] | None = None) -> Sink:
+    return Sink(_NoClient(), "T", ["pk", "sk"], renames=renames)  # type: ignore[arg-type]
+
+
+def test_a_change_holds_the_key_identity_and_the_encoded_put() -> None:
+    (c,) = Decoder({"old": "new"})([rec("INSERT", "a", old={"S": "x"})], "s1")
+    assert c.name == "INSERT" and c.seq == "100" and c.time == 5.0
+    # The same identity as sink.key_id (Kinesis savepoints keep it), whatever the names' order.
+    assert c.key == key_id({"sk": {"N": "1"}, "pk": {"S": "a"}})
+    assert orjson.loads(c.put or b"") == {
+        "PutRequest": {"Item": {"pk": {"S": "a"}, "sk": {"N": "1"}, "new": {"S": "x"}}}
+    }
+    (r,) = Decoder()([rec("REMOVE", "a")], "s1")
+    assert r.put is None
+
+
+def test_nothing_behind_a_change_is_for_the_cyclic_gc_to_walk() -> None:
+    expired = expiry_check("ttl", lambda: 0.0)
+    records = [rec("MODIFY", f"k{i}", v={"S": "x" * 500}, ttl={"N": "9"}) for i in range(50)]
+    changes = Decoder(expired=expired)(records, "s")
+    gc.collect()
+    assert not any(gc.is_tracked(field) for c in changes for field in c)
+
+
+@pytest.mark.parametrize(
+    ("record", "problem"),
+    [
+        ({"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "a"}}}}, "no SequenceNumber"),
+        (rec("INSERT", "a") | {"eventName": "UPSERT"}, "unknown eventName 'UPSERT'"),
+        ({"eventName": "MODIFY", "dynamodb": {"SequenceNumber": "1", "Keys": {}}}, "no Keys"),
+        (
+            {"eventName": "MODIFY", "dynamodb": {"SequenceNumber": "1", "Keys": {"k": {"S": "a"}}}},
+            "no NewImage",
+        ),
+    ],
+)
+def test_a_record_that_cannot_be_applied_is_refused_by_name(
+    record: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(StreamRecordError, match=problem) as e:
+        Decoder()([rec("INSERT", "ok"), record], "shard-7")
+    assert "shard-7" in str(e.value)
+
+
+def test_collapse_keeps_the_last_change_per_key_and_deletes_expired_images() -> None:
+    expired = expiry_check("ttl", lambda: 1000.0)
+    decode = Decoder(expired=expired)
+    changes = decode(
+        [
+            rec("INSERT", "a", v={"N": "1"}),
+            rec("MODIFY", "a", v={"N": "2"}),
+            rec("INSERT", "b", ttl={"N": "999"}),  # already expired: deleted, not written
+            rec("INSERT", "c", ttl={"N": "1001"}),
+            rec("INSERT", "d"),
+            rec("REMOVE", "d"),
+        ],
+        "s",
+    )
+    assert all(isinstance(c, Change) for c in changes)
+    out = [
+        orjson.loads(e) if isinstance(e, bytes) else e for e in collapse(changes, sink(), expired)
+    ]
+    assert out == [
+        {"PutRequest": {"Item": {"pk": {"S": "a"}, "sk": {"N": "1"}, "v": {"N": "2"}}}},
+        {"DeleteRequest": {"Key": {"pk": {"S": "b"}, "sk": {"N": "1"}}}},
+        {"PutRequest": {"Item": {"pk": {"S": "c"}, "sk": {"N": "1"}, "ttl": {"N": "1001"}}}},
+        {"DeleteRequest": {"Key": {"pk": {"S": "d"}, "sk": {"N": "1"}}}},
+    ]
+
+
+def test_a_delete_of_a_renamed_key_names_the_target_key() -> None:
+    s = sink({"pk": "id"})
+    (c,) = Decoder(s.renames)([rec("REMOVE", "a")], "s")
+    assert orjson.loads(s.delete_element(c.key)) == {
+        "DeleteRequest": {"Key": {"id": {"S": "a"}, "sk": {"N": "1"}}}
+    }
+
+
+def test_a_body_joined_from_encoded_elements_is_the_same_request() -> None:
+    s = sink()
+    put = {"PutRequest": {"Item": {"pk": {"S": "a"}, "sk": {"N": "1"}}}}
+    dele = {"DeleteRequest": {"Key": {"pk": {"S": "b"}, "sk": {"N": "1"}}}}
+    body = s._body([orjson.dumps(put), dele])
+    assert orjson.loads(body) == {
+        "RequestItems": {"T": [put, dele]},
+        "ReturnConsumedCapacity": "TOTAL",
+    }
+    assert (
+        s.describe(orjson.dumps(put)) == 'put of the item with key {"pk":{"S":"a"},"sk":{"N":"1"}}'
+    )
+
+
+def page(*records: dict[str, Any]) -> bytes:
+    return orjson.dumps({"Records": list(records), "NextShardIterator": "next"})
+
+
+def test_the_page_decoder_gives_the_changes_the_full_decoder_gives() -> None:
+    pytest.importorskip("msgspec")
+    from alternator_migrator.changes.records import page_decoder
+
+    expired = expiry_check("ttl", lambda: 1000.0)
+    for decoder in (Decoder(), Decoder({"v": "w"}, expired), Decoder(expired=lambda i: False)):
+        fast = page_decoder(decoder)
+        assert fast is not None
+        records = [
+            rec("INSERT", "a", v={"N": "1"}, ttl={"N": "5"}),
+            rec("MODIFY", "a", v={"L": [{"S": "x"}, {"M": {"q": {"BOOL": True}}}]}),
+            rec("REMOVE", "a"),
+            # A time as a string, as some emulators send it: the full path reads it.
+            rec("INSERT", "b") | {"dynamodb": rec("INSERT", "b")["dynamodb"] | {
+                "ApproximateCreationDateTime": "2026-01-01T00:00:00Z"}},
+        ]  # fmt: skip
+        for recs in (records[:3], records):
+            changes, nxt = fast(page(*recs), "s1")
+            assert nxt == "next"
+            want = decoder(orjson.loads(page(*recs))["Records"], "s1")
+            assert [c._replace(put=orjson.loads(c.put or b"null")) for c in changes] == [
+                c._replace(put=orjson.loads(c.put or b"null")) for c in want
+            ]
+        # A record the structs do not describe is refused by name, as by the full path.
+        bad = rec("INSERT", "c")
+        del bad["dynamodb"]["NewImage"]
+        with pytest.raises(StreamRecordError, match="of shard s1 has no NewImage"):
+            fast(page(records[0], bad), "s1")
+        closed, nxt = fast(orjson.dumps({"Records": [], "NextShardIterator": None}), "s1")
+        assert closed == [] and nxt is None
+
+
+def test_a_kinesis_record_decoded_from_its_bytes_is_the_change_the_full_path_makes() -> None:
+    pytest.importorskip("msgspec")
+    import base64
+
+    from alternator_migrator.changes.kinesis import _fast_decode, decode
+    from alternator_migrator.changes.records import page_decoder
+
+    decoder = Decoder()
+    fast = page_decoder(decoder)
+    assert fast is not None
+    for name in ("INSERT", "REMOVE"):
+        r = rec(name, "a", v={"N": "1"})
+        r["dynamodb"]["ApproximateCreationDateTime"] = 1767225600123456  # microseconds
+        del r["dynamodb"]["SequenceNumber"]
+        raw = {
+            "SequenceNumber": "4960",
+            "Data": base64.b64encode(orjson.dumps(r | {"tableName": "T"})).decode(),
+        }
+        got = _fast_decode(fast, raw)
+        assert got is not None and got[0] == "T"
+        slow = decoder([decode(raw, "T", "s1") or {}], "s1")[0]
+        assert got[1] == slow and slow.time == pytest.approx(1767225600.123456)
+    # Data that is not a change record: left to the full path, which names the problem.
+    assert (
+        _fast_decode(fast, {"SequenceNumber": "1", "Data": base64.b64encode(b"[1]").decode()})
+        is None
+    )
