@@ -33,6 +33,10 @@ def test_op_table_has_the_scylla_migrator_shape_with_a_header() -> None:
     wide = format_op_table(Counter({"INSERT": 1234567}))
     assert "| INSERT        |1234567|" in wide and "|_dynamo_op_type|  count|" in wide
     assert format_op_table(Counter()) == ""
+    # A table of a multi-table run names its table; the rest of the shape is the same.
+    named = format_op_table(Counter({"MODIFY": 5}), "orders").splitlines()
+    assert named[0] == "Changes to be applied to orders:"
+    assert named[1:] == format_op_table(Counter({"MODIFY": 5})).splitlines()[1:]
 
 
 def test_op_table_prints_at_most_every_few_seconds_summing_batches_and_always_at_stop() -> None:

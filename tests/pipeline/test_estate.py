@@ -314,6 +314,7 @@ def test_three_tables_live_in_one_run_with_kill9_resume_status_and_validate(
     text = log2.read_text()
     assert text.count("Resuming") >= 1 and "All 3 tables ran" in text
     assert f"[{a}]" in text and f"[{renamed_c}]" not in text  # lines are tagged by source table
+    assert f"Changes to be applied to {a}:" in text  # each table's op table names it
     assert dst.describe_table(TableName=renamed_c)["Table"]["GlobalSecondaryIndexes"]
 
     ok = cli_process("validate", "--config", str(cfg))

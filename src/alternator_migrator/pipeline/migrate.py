@@ -79,6 +79,7 @@ class Job:
     ttl_attribute: str | None = None  # the source's, when TTL is enabled: expired items skipped
     units: SnapshotSource | None = None  # None: Scan segments
     changes: ChangeSource | None = None  # None: the source table's DynamoDB Stream
+    op_table_name: str | None = None  # a table of a multi-table run: named in the op table
 
 
 class Engine(Protocol):
@@ -124,6 +125,7 @@ class LocalEngine:
             out=job.out,
             expired=expiry_check(job.ttl_attribute, time.time),
             changes=job.changes,
+            op_table_name=job.op_table_name,
             **tuning(job.cfg),
         )
         return replayer.run(job.stop, stop_when_caught_up)
@@ -430,6 +432,7 @@ def _migrate(
         out,
         show_progress,
         ttl_attribute,
+        op_table_name=cfg.source.table if shared.locked else None,
     )
     _check_tables(job)
     # The stream comes before the scan: every write made while copying is then in it.

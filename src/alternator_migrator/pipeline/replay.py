@@ -79,8 +79,9 @@ def op_label(event_name: str) -> str:
     return OP_LABELS.get(event_name, event_name)
 
 
-def format_op_table(counts: Counter[str]) -> str:
-    """A bordered table with a header row, as Scylla Migrator users know it; '' when empty."""
+def format_op_table(counts: Counter[str], table: str | None = None) -> str:
+    """A bordered table with a header row, as Scylla Migrator users know it; '' when empty.
+    ``table``: named in the title when one run replays several tables."""
     rows = [(op_label(op), counts[op]) for op in OP_LABELS if counts[op]]
     rows += [(op, n) for op, n in sorted(counts.items()) if op not in OP_LABELS and n]
     if not rows:
@@ -88,7 +89,8 @@ def format_op_table(counts: Counter[str]) -> str:
     w1 = max(len(OP_COLUMN), *(len(label) + 1 for label, _ in rows))
     w2 = max(len("count"), *(len(str(n)) for _, n in rows))
     border = f"+{'-' * w1}+{'-' * w2}+"
-    lines = ["Changes to be applied:", border, f"|{OP_COLUMN:<{w1}}|{'count':>{w2}}|", border]
+    title = f"Changes to be applied to {table}:" if table else "Changes to be applied:"
+    lines = [title, border, f"|{OP_COLUMN:<{w1}}|{'count':>{w2}}|", border]
     lines += [f"| {label:<{w1 - 1}}|{n:>{w2}}|" for label, n in rows]
     lines.append(border)
     return "\n".join(lines)
@@ -102,9 +104,14 @@ class OpTable:
     """
 
     def __init__(
-        self, out: TextIO, every: float = 5.0, clock: Callable[[], float] = time.monotonic
+        self,
+        out: TextIO,
+        every: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        table: str | None = None,
     ) -> None:
         self.out = out
+        self.name = table
         self.every = every
         self.clock = clock
         self.pending: Counter[str] = Counter()
@@ -119,7 +126,7 @@ class OpTable:
             self.flush()
 
     def flush(self) -> None:
-        table = format_op_table(self.pending)
+        table = format_op_table(self.pending, self.name)
         if table:
             self.out.write(table + "\n")
             self.out.flush()
@@ -457,8 +464,14 @@ class BatchWriter:
 class ReplayReport:
     """Counts, metrics, the op-count table on ``out`` and the status line in the log."""
 
-    def __init__(self, out: TextIO, status_seconds: float, table_seconds: float = 5.0) -> None:
-        self.table = OpTable(out, table_seconds)
+    def __init__(
+        self,
+        out: TextIO,
+        status_seconds: float,
+        table_seconds: float = 5.0,
+        name: str | None = None,
+    ) -> None:
+        self.table = OpTable(out, table_seconds, table=name)
         self.stats = ReplayStats()
         self.status_seconds = status_seconds
         self._status_at = time.monotonic()
@@ -534,6 +547,7 @@ class Replayer:
         expired: Callable[[dict[str, Any]], bool] | None = None,
         changes: ChangeSource | None = None,
         memory_budget: int | None = MEMORY_BUDGET,
+        op_table_name: str | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -561,7 +575,7 @@ class Replayer:
             self.key_clock = KeyClock()
             self.key_clock.load(savepoint.recent_changes)
         self.writer = BatchWriter(sink, parallel_reads, expired, self.key_clock)
-        self.report = ReplayReport(out or sys.stdout, status_seconds, table_seconds)
+        self.report = ReplayReport(out or sys.stdout, status_seconds, table_seconds, op_table_name)
         self._rate = RateLimiter(records_per_second)
         self.max_consecutive_errors = max_consecutive_errors
         # Kept for callers of the single-class Replayer (tests shut the pools down).

@@ -274,6 +274,7 @@ class SparkReplayer(Replayer):
             job.sp,
             out=job.out,
             max_idle_sleep=IDLE_SLEEP,
+            op_table_name=job.op_table_name,
             # Alternator's generation barrier is the driver's shard tree's business.
             changes=job.changes if isinstance(job.changes, AlternatorStreamSource) else None,
             memory_budget=None,  # executors read the pages, each holding one shard's batch
