@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 class Metrics:
@@ -15,13 +16,29 @@ class Metrics:
         self._counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
         self._gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._functions: dict[str, Callable[[], float | None]] = {}
+        self._scope = threading.local()
 
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
+    @contextlib.contextmanager
+    def scoped(self, **labels: str) -> Iterator[None]:
+        """Labels (``table=...``) for the metrics of what this thread builds meanwhile: the
+        components of one table of a multi-table run take them at construction (``scope``)."""
+        before = self.scope()
+        self._scope.labels = {**before, **labels}
+        try:
+            yield
+        finally:
+            self._scope.labels = before
+
+    def scope(self) -> dict[str, str]:
+        """The current thread's scope labels ({} outside a multi-table run)."""
+        return dict(getattr(self._scope, "labels", {}))
+
+    def inc(self, name: str, value: float = 1.0, /, **labels: str) -> None:
         key = (name, tuple(sorted(labels.items())))
         with self._lock:
             self._counters[key] += value
 
-    def set(self, name: str, value: float, **labels: str) -> None:
+    def set(self, name: str, value: float, /, **labels: str) -> None:
         key = (name, tuple(sorted(labels.items())))
         with self._lock:
             self._gauges[key] = value

@@ -372,3 +372,28 @@ def test_a_failing_table_stops_the_run_before_any_table_is_touched(
     assert table_diff(src, good, dst, good, ("pk",)) == []
     last = out.strip().splitlines()[-1]
     assert last.startswith("Tables not migrated:") and clash in last and missing in last
+
+
+def test_the_metrics_of_a_table_carry_its_name() -> None:
+    """What one table of a multi-table run builds counts under `table=`; nothing else does."""
+    from alternator_migrator.metrics import METRICS
+    from alternator_migrator.target.sink import Sink
+
+    class _Target:
+        retry = None
+        affinity = None
+        label, url, stop = "target", "http://fake", None
+
+        def call_raw(self, op: str, payload: bytes, **kw: Any) -> dict[str, Any]:
+            return {"UnprocessedItems": {}}
+
+    with METRICS.scoped(table="orders"):
+        orders = Sink(_Target(), "orders", ["pk"])  # type: ignore[arg-type]
+    plain = Sink(_Target(), "plain", ["pk"])  # type: ignore[arg-type]
+    before = METRICS.counter("items_written_total", table="orders")
+    unlabelled = METRICS.counter("items_written_total")
+    orders.put_items([{"pk": {"S": f"k{i}"}} for i in range(3)])
+    plain.put_items([{"pk": {"S": "x"}}])
+    assert METRICS.counter("items_written_total", table="orders") == before + 3
+    assert METRICS.counter("items_written_total") == unlabelled + 1
+    assert METRICS.scope() == {}

@@ -15,6 +15,7 @@ from ..aws.client import DynamoClient, source_client, target_client
 from ..aws.throttle import RateLimiter
 from ..config import Config, require_supported
 from ..errors import MigratorError
+from ..metrics import METRICS
 from ..state.savepoint import SavepointStore
 from .migrate import MigrationResult, Shared, migrate
 from .plan import plan_table
@@ -143,7 +144,8 @@ def _run_one(
 ) -> None:
     _TABLE.name = o.name
     try:
-        o.result = run_table(o.cfg, stop, shared=shared, **options)
+        with METRICS.scoped(table=o.name):  # its metrics carry `table`
+            o.result = run_table(o.cfg, stop, shared=shared, **options)
     except MigratorError as e:
         # One table's failure (a trimmed stream, a refused write) stops that table only.
         o.error, o.exit_code = str(e), e.exit_code

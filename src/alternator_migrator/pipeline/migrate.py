@@ -136,7 +136,7 @@ PHASES = ("schema", "snapshot", "replay", "done")
 
 def _phase(name: str) -> None:
     for p in PHASES:
-        METRICS.set("phase", 1.0 if p == name else 0.0, phase=p)
+        METRICS.set("phase", 1.0 if p == name else 0.0, phase=p, **METRICS.scope())
 
 
 def _open_savepoint(

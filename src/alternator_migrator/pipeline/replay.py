@@ -307,6 +307,7 @@ class ShardTree:
 
     def __init__(self, changes: ChangeSource, store: SavepointStore, sp: Savepoint) -> None:
         self.changes = changes
+        self._labels = METRICS.scope()  # a table of a multi-table run: its `table` label
         self.store = store
         self.sp = sp
         self.readers: dict[str, ShardReader] = {}
@@ -345,7 +346,7 @@ class ShardTree:
             if pos is None:
                 self.sp.shard_seen(s.shard_id, s.parent, s.adjacent_parent)
         self.refreshed_at = time.monotonic()
-        METRICS.set("stream_shards_open", float(len(self.readers)))
+        METRICS.set("stream_shards_open", float(len(self.readers)), **self._labels)
 
     def _trimmed(self, sid: str, detail: str) -> StreamTrimmedError:
         return _trimmed(sid, detail, self.changes.retention)
@@ -376,7 +377,7 @@ class ShardTree:
             )
             # Lag: how far behind the source this shard is; none once it is drained.
             lag = 0.0 if reader.drained or reader.newest is None else now - reader.newest
-            METRICS.set("replay_shard_lag_seconds", max(0.0, lag), shard=sid)
+            METRICS.set("replay_shard_lag_seconds", max(0.0, lag), shard=sid, **self._labels)
             if reader.closed:
                 closed_any = True
                 del self.readers[sid]
@@ -472,6 +473,7 @@ class ReplayReport:
         name: str | None = None,
     ) -> None:
         self.table = OpTable(out, table_seconds, table=name)
+        self._labels = METRICS.scope()  # a table of a multi-table run: its `table` label
         self.stats = ReplayStats()
         self.status_seconds = status_seconds
         self._status_at = time.monotonic()
@@ -483,9 +485,9 @@ class ReplayReport:
         self.stats.records += result.records
         self.stats.counts.update(result.counts)
         for op, n in result.counts.items():
-            METRICS.inc("stream_records_applied_total", n, type=op_label(op))
+            METRICS.inc("stream_records_applied_total", n, type=op_label(op), **self._labels)
         if result.lag_seconds is not None:
-            METRICS.set("replay_lag_seconds", result.lag_seconds)
+            METRICS.set("replay_lag_seconds", result.lag_seconds, **self._labels)
         self.table.add(result.counts)
         if not result.records:
             return

@@ -88,6 +88,7 @@ class ScanSource:
 
     def __init__(self, source: DynamoClient, cfg: Config, plan: ScanPlan) -> None:
         self.source = source
+        self._labels = METRICS.scope()  # a table of a multi-table run: its `table` label
         self.table = cfg.source.table
         self.consumed_capacity = not cfg.source.remove_consumed_capacity
         self.total = plan.total_segments
@@ -114,7 +115,7 @@ class ScanSource:
             resp = self.source.call("Scan", req)
             items: list[dict[str, Any]] = resp.get("Items", [])
             charge_read(self.read_limiter, resp, items, consistent=False, stop=stop)
-            METRICS.inc("items_scanned_total", len(items))
+            METRICS.inc("items_scanned_total", len(items), **self._labels)
             start_key = resp.get("LastEvaluatedKey")
             yield items, start_key
             if start_key is None:
@@ -163,6 +164,7 @@ class SnapshotCopier:
     ) -> None:
         self.units = units
         self.sink = sink
+        self._labels = METRICS.scope()  # a table of a multi-table run: its `table` label
         self.ledger = ledger
         self.plan = plan
         self.stop = stop
@@ -211,8 +213,8 @@ class SnapshotCopier:
             with self._lock:
                 self.skipped_expired += len(items) - len(live)
                 self.kept_unexpiring += never
-            METRICS.inc("items_expired_skipped_total", len(items) - len(live))
-            METRICS.inc("items_ttl_never_expires_total", never)
+            METRICS.inc("items_expired_skipped_total", len(items) - len(live), **self._labels)
+            METRICS.inc("items_ttl_never_expires_total", never, **self._labels)
         return live
 
     def _put(self, batch: _Batch) -> None:

@@ -99,11 +99,12 @@ class SnapshotLedger:
     ) -> None:
         origin = origin or SnapshotOrigin()
         self.sp, self.store, self.units, self.kind = sp, store, units, kind
+        self._labels = METRICS.scope()  # a table of a multi-table run: its `table` label
         self.skip = skipped_segments(cfg, units) if origin.kind is Origin.SCAN else set()
         sp.begin_snapshot(units, origin)
         done = units - len(sp.units_missing())
         self.progress = SnapshotProgress(units, done, estimated_items) if show_progress else None
-        METRICS.set("segments_total", units)
+        METRICS.set("segments_total", units, **self._labels)
 
     def todo(self) -> list[int]:
         """The units to copy: neither done nor skipped. Logs what is skipped and resumed."""
@@ -132,7 +133,7 @@ class SnapshotLedger:
     def copied(self, items: int) -> None:
         """Items the target acknowledged, shown before their unit's position is recorded (a
         Spark task's running count)."""
-        METRICS.inc("items_copied_total", items)
+        METRICS.inc("items_copied_total", items, **self._labels)
         if self.progress is not None:
             self.progress.add_items(items)
 
@@ -140,7 +141,7 @@ class SnapshotLedger:
         """The target acknowledged ``unit`` up to ``position`` (None: its end). ``save``: write
         the savepoint now (a Spark task's end), else when the interval has passed."""
         if self.sp.advance_unit(unit, position):
-            METRICS.inc("segments_done_total")
+            METRICS.inc("segments_done_total", **self._labels)
             if self.progress is not None:
                 self.progress.segment_done()
         if save:

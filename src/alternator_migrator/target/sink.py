@@ -122,6 +122,7 @@ class Sink:
         self._key_renamed = any(k in self.renames for k in self.key_names)
         self.affinity = client.affinity
         self.held_seconds = 0.0  # time writes of moved keys waited for the clock-skew guard
+        self._labels = METRICS.scope()  # a table of a multi-table run: its `table` label
 
     # -- building requests from source-side items
     def put(self, item: Item) -> Request:
@@ -238,7 +239,7 @@ class Sink:
                         getattr(route.node, "netloc", route.node),
                         aff.guard * 1000,
                     )
-                METRICS.inc("writes_held_for_clock_skew_total")
+                METRICS.inc("writes_held_for_clock_skew_total", **self._labels)
                 self.held_seconds += pause
                 wait(self.client.stop, pause, "holding writes of keys that moved node")
                 continue
@@ -309,7 +310,7 @@ class Sink:
                 unprocessed = resp.get("UnprocessedItems", {}).get(self.table, [])
                 done = len(pending) - len(unprocessed)
                 if done:
-                    METRICS.inc("items_written_total", done)
+                    METRICS.inc("items_written_total", done, **self._labels)
                 if not unprocessed:
                     return
                 if not backoff.retry("unprocessed_items", f"{len(unprocessed)} items unprocessed"):
@@ -361,4 +362,4 @@ class Sink:
                     f"target refused the {self.describe(req)}: {e.code}: {e.message}"
                     + (TOO_LARGE_HINT if "item size" in e.message.lower() else "")
                 ) from None
-            METRICS.inc("items_written_total")
+            METRICS.inc("items_written_total", **self._labels)
