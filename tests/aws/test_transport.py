@@ -19,9 +19,9 @@ from alternator_migrator.aws.client import (
     DynamoClient,
     FrozenCreds,
     RetryPolicy,
-    _Signer,
     aws_endpoints,
 )
+from alternator_migrator.aws.signing import Signer
 from alternator_migrator.aws.transport import HttpPool, TransportError
 from alternator_migrator.cli import main
 from alternator_migrator.config import Credentials
@@ -189,7 +189,7 @@ def test_endpoint_path_is_used_and_signed_as_botocore_does(
     assert head.startswith("POST /alternator/api HTTP/1.1")
 
     now = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
-    ours = _Signer("us-east-1").headers(
+    ours = Signer("us-east-1").headers(
         "h:1",
         "DynamoDB_20120810.ListTables",
         b"{}",

@@ -9,28 +9,37 @@ botocore parses every response into typed shapes and back, which costs about a c
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import logging
 import os
-import re
 import ssl
 import threading
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 import orjson
 
-from ..config import AlternatorSettings, AssumeRole, Credentials, SourceConfig, TargetConfig
-from ..errors import EndpointError, MigratorError
+from ..config import AlternatorSettings, SourceConfig, TargetConfig
+from ..errors import EndpointError
 from ..metrics import METRICS
+from .api import (
+    DYNAMODB_API,
+    KINESIS_API,
+    STREAMS,
+    XML_CODE,
+    XML_MESSAGE,
+    DynamoError,
+    JsonApi,
+    NodeGone,
+    retry_cause,
+)
+from .credentials import CredentialSource, FrozenCreds
+from .endpoints import aws_endpoints, kinesis_url
 from .nodes import AlternatorNodes, KeyAffinity, SingleNode
 from .retry import Backoff
 from .retry import RetryPolicy as RetryPolicy  # re-exported: callers build policies
+from .signing import Signer
 from .transport import (
     CertificateError,
     ChecksumError,
@@ -42,275 +51,17 @@ from .transport import (
 
 log = logging.getLogger(__name__)
 
-DYNAMODB = "DynamoDB_20120810"
-_XML_CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
-_XML_MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
-STREAMS = "DynamoDBStreams_20120810"
 
-
-@dataclass(frozen=True)
-class JsonApi:
-    """What tells one AWS JSON-protocol service from another on the wire."""
-
-    target_prefix: str  # X-Amz-Target is "<prefix>.<operation>"
-    service: str  # SigV4 signing name
-    content_type: str
-
-
-DYNAMODB_API = JsonApi(DYNAMODB, "dynamodb", "application/x-amz-json-1.0")
-KINESIS_API = JsonApi("Kinesis_20131202", "kinesis", "application/x-amz-json-1.1")
-
-# Error codes worth another try: capacity, server hiccups, and Alternator/DynamoDB overload.
-_RETRYABLE_CODES = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "LimitExceededException",
-    "InternalServerError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "TransactionInProgressException",
-}
-_THROTTLE_CODES = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "LimitExceededException",
-}
-_AUTH_CODES = {
-    "UnrecognizedClientException",
-    "InvalidSignatureException",
-    "MissingAuthenticationTokenException",
-    "MissingAuthenticationToken",
-    "InvalidClientTokenId",
-    "SignatureDoesNotMatch",
-    "AccessDeniedException",
-    "ExpiredTokenException",
-    "IncompleteSignatureException",
-}
-
-
-class DynamoError(MigratorError):
-    """An error answer from the server (or the network, with ``code`` 'ConnectionError').
-
-    One that reaches the CLI means an endpoint we cannot use as it is: exit 2. ``endpoint``
-    ("source endpoint http://...") is filled in by the client that raised it.
-    """
-
-    def __init__(
-        self,
-        op: str,
-        code: str,
-        message: str,
-        status: int | None = None,
-        endpoint: str | None = None,
-    ) -> None:
-        super().__init__(op, code, message, status)
-        self.op = op
-        self.code = code
-        self.message = message
-        self.status = status
-        self.endpoint = endpoint
-
-    def __str__(self) -> str:
-        where = f"{self.endpoint}: " if self.endpoint else ""
-        return f"{where}{self.op}: {self.code}: {self.message}"
-
-    @property
-    def retryable(self) -> bool:
-        if self.code in _RETRYABLE_CODES or self.code == "ConnectionError":
-            return True
-        return self.status is not None and self.status >= 500
-
-    @property
-    def is_auth(self) -> bool:
-        return self.code in _AUTH_CODES or self.status == 403
-
-
-class NodeGone(DynamoError):
-    """A write pinned to one node failed and that node has left the live set: route it again."""
-
-
-def _cause(err: DynamoError) -> str:
-    if err.code == "ConnectionError":
-        return "connection"
-    if err.code in _THROTTLE_CODES:
-        return "throttling"
-    if err.status is not None and err.status >= 500:
-        return "server_error"
-    return "other"
-
-
-# --------------------------------------------------------------------------- credentials
-
-
-@dataclass(frozen=True)
-class FrozenCreds:
-    access_key: str
-    secret_key: str
-    token: str | None
-
-
-class CredentialSource:
-    """Static keys, an assumed role, or the AWS default chain; refreshed when they expire."""
-
-    def __init__(
-        self,
-        static: Credentials | None,
-        role: AssumeRole | None,
-        region: str | None,
-        *,
-        label: str = "source",
-    ) -> None:
-        self._static = static
-        self._role = role
-        self._region = region
-        self._label = label  # which config section, for the fix in an error
-        self._lock = threading.Lock()
-        self._botocore: Any = None
-        self._resolved = False
-
-    def _resolve(self) -> Any:
-        import boto3
-
-        if self._static is not None:
-            session = boto3.Session(
-                aws_access_key_id=self._static.access_key,
-                aws_secret_access_key=self._static.secret_key,
-                aws_session_token=self._static.session_token,
-                region_name=self._region or "us-east-1",
-            )
-        else:
-            session = boto3.Session(region_name=self._region or "us-east-1")
-        if self._role is None:
-            return session.get_credentials()
-        from botocore.credentials import RefreshableCredentials
-
-        sts = session.client("sts")
-        role = self._role
-
-        def refresh() -> dict[str, str]:
-            r = sts.assume_role(
-                RoleArn=role.arn, RoleSessionName=role.session_name or "alternator-migrator"
-            )["Credentials"]
-            return {
-                "access_key": r["AccessKeyId"],
-                "secret_key": r["SecretAccessKey"],
-                "token": r["SessionToken"],
-                "expiry_time": r["Expiration"].isoformat(),
-            }
-
-        return RefreshableCredentials.create_from_metadata(
-            metadata=refresh(), refresh_using=refresh, method="sts-assume-role"
-        )
-
-    def get(self) -> FrozenCreds:
-        if self._static is not None and self._role is None:
-            s = self._static
-            return FrozenCreds(s.access_key, s.secret_key, s.session_token)
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            with self._lock:
-                if not self._resolved:
-                    self._botocore = self._resolve()
-                    self._resolved = True
-            if self._botocore is None:
-                raise EndpointError(
-                    "no AWS credentials found (no `credentials` in the config and none in the "
-                    "environment, profile or instance role); add `credentials: {accessKey, secretKey}`"
-                )
-            # An assumed role refreshes here, calling STS again when it is about to expire.
-            f = self._botocore.get_frozen_credentials()
-        except (BotoCoreError, ClientError) as e:
-            raise self._credential_error(e) from None
-        return FrozenCreds(f.access_key, f.secret_key, f.token)
-
-    def _credential_error(self, e: Exception) -> EndpointError:
-        where = f"{self._label}.credentials"
-        if self._role is not None:
-            return EndpointError(
-                f"cannot assume role {self._role.arn} through STS ({type(e).__name__}: {e}); "
-                f"check `{where}.assumeRole`, the base credentials and that STS is reachable"
-            )
-        return EndpointError(
-            f"cannot get AWS credentials ({type(e).__name__}: {e}); check `{where}` "
-            "or the AWS environment/profile"
-        )
-
-
-# --------------------------------------------------------------------------- SigV4
-
-
-class _Signer:
-    """AWS Signature Version 4 for the JSON protocol (POST to the endpoint's path, no query)."""
-
-    def __init__(self, region: str, api: JsonApi = DYNAMODB_API) -> None:
-        self.region = region
-        self.service = api.service
-        self.content_type = api.content_type
-        self._key_cache: tuple[str, str, bytes] | None = None
-
-    def _signing_key(self, secret: str, datestamp: str) -> bytes:
-        cached = self._key_cache
-        if cached is not None and cached[0] == secret and cached[1] == datestamp:
-            return cached[2]
-        k = hmac.new(("AWS4" + secret).encode(), datestamp.encode(), hashlib.sha256).digest()
-        for part in (self.region, self.service, "aws4_request"):
-            k = hmac.new(k, part.encode(), hashlib.sha256).digest()
-        self._key_cache = (secret, datestamp, k)
-        return k
-
-    def headers(
-        self,
-        host: str,
-        target: str,
-        body: bytes,
-        creds: FrozenCreds,
-        now: dt.datetime,
-        path: str = "/",
-    ) -> dict[str, str]:
-        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
-        datestamp = amz_date[:8]
-        h = {
-            "content-type": self.content_type,
-            "host": host,
-            "x-amz-date": amz_date,
-            "x-amz-target": target,
-        }
-        if creds.token:
-            h["x-amz-security-token"] = creds.token
-        names = sorted(h)
-        signed = ";".join(names)
-        canonical = "\n".join(
-            [
-                "POST",
-                path if path == "/" else _canonical_path(path),
-                "",
-                "".join(f"{n}:{h[n]}\n" for n in names),
-                signed,
-                hashlib.sha256(body).hexdigest(),
-            ]
-        )
-        scope = f"{datestamp}/{self.region}/{self.service}/aws4_request"
-        to_sign = "\n".join(
-            ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-        )
-        sig = hmac.new(
-            self._signing_key(creds.secret_key, datestamp), to_sign.encode(), hashlib.sha256
-        ).hexdigest()
-        h["authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
-            f"SignedHeaders={signed}, Signature={sig}"
-        )
-        return h
-
-
-def _canonical_path(path: str) -> str:
-    """SigV4's canonical URI for services other than S3: the path, URI-encoded once more."""
-    return quote(path, safe="/~")
-
+__all__ = [  # re-exported: the client's callers name them from here
+    "DYNAMODB_API",
+    "CredentialSource",
+    "DynamoError",
+    "FrozenCreds",
+    "JsonApi",
+    "NodeGone",
+    "aws_endpoints",
+    "kinesis_url",
+]
 
 # --------------------------------------------------------------------------- client
 
@@ -344,7 +95,7 @@ class DynamoClient:
         self.label = label
         self.retry = retry or RetryPolicy()
         self._creds = creds
-        self._signer = _Signer(region, api)
+        self._signer = Signer(region, api)
         alt = alternator or AlternatorSettings()
         self._gzip = bool(alt.compression)
         # The config's CA wins over AWS_CA_BUNDLE, as botocore's `verify` does.
@@ -489,10 +240,10 @@ class DynamoClient:
             message = str(err.get("message") or err.get("Message") or "")
         except (orjson.JSONDecodeError, AttributeError):
             # Some gateways (and moto's IAM check) answer in the query protocol's XML.
-            m = _XML_CODE.search(data)
+            m = XML_CODE.search(data)
             if m:
                 code = m.group(1).decode("utf-8", "replace")
-                msg = _XML_MESSAGE.search(data)
+                msg = XML_MESSAGE.search(data)
                 message = msg.group(1).decode("utf-8", "replace") if msg else message
         raise DynamoError(op, code, message, resp.status)
 
@@ -559,7 +310,9 @@ class DynamoClient:
                     e.endpoint = self.where
                     if node is not None and e.retryable and not self._router.is_live(node):
                         raise NodeGone(op, e.code, e.message, e.status, self.where) from None
-                    if not e.retryable or not backoff.retry(_cause(e), f"{e.code}: {e.message}"):
+                    if not e.retryable or not backoff.retry(
+                        retry_cause(e), f"{e.code}: {e.message}"
+                    ):
                         raise
                     if on_retry is not None:
                         on_retry(e, backoff.attempt)
@@ -585,37 +338,6 @@ def _cut_hung_calls_on_stop(
     if not closed.wait(STOP_GRACE):
         for pool in pools():
             pool.abort_busy()
-
-
-# AWS partitions whose DNS suffix is not amazonaws.com (botocore's endpoints.json).
-_PARTITION_SUFFIXES = (
-    ("cn-", "amazonaws.com.cn"),
-    ("us-isob-", "sc2s.sgov.gov"),
-    ("us-isof-", "csp.hci.ic.gov"),
-    ("us-iso-", "c2s.ic.gov"),
-    ("eu-isoe-", "cloud.adc-e.uk"),
-)
-
-
-def aws_endpoints(region: str, env: dict[str, str] | None = None) -> tuple[str, str]:
-    """The DynamoDB and Streams URLs with no `endpoint` configured: AWS_ENDPOINT_URL_DYNAMODB /
-    AWS_ENDPOINT_URL_DYNAMODB_STREAMS, then AWS_ENDPOINT_URL (as the AWS SDKs read them), else
-    the region's public endpoints in its partition."""
-    env = dict(os.environ) if env is None else env
-    suffix = next((s for p, s in _PARTITION_SUFFIXES if region.startswith(p)), "amazonaws.com")
-    url = f"https://dynamodb.{region}.{suffix}"
-    streams_url = f"https://streams.dynamodb.{region}.{suffix}"
-    if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() != "true":
-        generic = env.get("AWS_ENDPOINT_URL")
-        url = env.get("AWS_ENDPOINT_URL_DYNAMODB") or generic or url
-        streams_url = env.get("AWS_ENDPOINT_URL_DYNAMODB_STREAMS") or generic or streams_url
-    for name, u in (
-        ("AWS_ENDPOINT_URL_DYNAMODB", url),
-        ("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", streams_url),
-    ):
-        if urlsplit(u).scheme not in ("http", "https"):
-            raise EndpointError(f"{name} (or AWS_ENDPOINT_URL) is {u!r}; give an http(s):// URL")
-    return url, streams_url
 
 
 def _client_for(
@@ -648,28 +370,6 @@ def _client_for(
         alternator=alternator,
         stop=stop,
     )
-
-
-def kinesis_url(side: SourceConfig, env: dict[str, str] | None = None) -> str:
-    """Where the source's Kinesis API is: AWS_ENDPOINT_URL_KINESIS first; else the source's own
-    `endpoint` (moto and LocalStack serve every service on one port); else AWS_ENDPOINT_URL or
-    the region's public endpoint in its partition."""
-    env = dict(os.environ) if env is None else env
-    region = side.region or "us-east-1"
-    suffix = next((s for p, s in _PARTITION_SUFFIXES if region.startswith(p)), "amazonaws.com")
-    url = f"https://kinesis.{region}.{suffix}"
-    honour_env = env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() != "true"
-    if honour_env and env.get("AWS_ENDPOINT_URL_KINESIS"):
-        url = env["AWS_ENDPOINT_URL_KINESIS"]
-    elif side.endpoint is not None:
-        url = side.endpoint.url
-    elif honour_env and env.get("AWS_ENDPOINT_URL"):
-        url = env["AWS_ENDPOINT_URL"]
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise EndpointError(
-            f"AWS_ENDPOINT_URL_KINESIS (or AWS_ENDPOINT_URL) is {url!r}; give an http(s):// URL"
-        )
-    return url
 
 
 def kinesis_client(

@@ -85,19 +85,32 @@ def s3_client(side: SourceConfig, path_style: bool) -> Any:
     """boto3's S3 client for the side's region, endpoint and credentials (default chain and
     assumed roles resolved as for DynamoDB)."""
     import boto3
+    import botocore.session
     from botocore.config import Config as BotoConfig
+    from botocore.credentials import CredentialProvider
+
+    class _Given(CredentialProvider):  # type: ignore[misc]
+        METHOD = "alternator-migrator"
+
+        def __init__(self, creds: Any) -> None:
+            super().__init__()
+            self._creds = creds
+
+        def load(self) -> Any:
+            return self._creds
 
     region = side.region or "us-east-1"
-    creds = CredentialSource(side.credentials, side.assume_role, region)._resolve()
+    creds = CredentialSource(side.credentials, side.assume_role, region).botocore_credentials()
     if creds is None:
         raise EndpointError(
             "no AWS credentials found for S3 (no `source.credentials` and none in the "
             "environment, profile or instance role); add `credentials: {accessKey, secretKey}`"
         )
-    session = boto3.Session(region_name=region)
     # The same resolved, maybe self-refreshing (assumed role) credentials as the DynamoDB
-    # client's; botocore has no public setter for refreshing ones.
-    session._session._credentials = creds
+    # client's, given to boto3 as the first provider of its chain (its public way in).
+    bs = botocore.session.get_session()
+    bs.get_component("credential_provider").insert_before("env", _Given(creds))
+    session = boto3.Session(botocore_session=bs, region_name=region)
     style = "path" if path_style or side.endpoint is not None else "auto"
     return session.client(
         "s3",
