@@ -20,7 +20,8 @@ from alternator_migrator.config import load
 from alternator_migrator.errors import MigratorError
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.migrate import migrate
-from alternator_migrator.snapshot.export import ExportError, ExportMismatch, check_named_export
+from alternator_migrator.snapshot.export import ExportError, ExportMismatch
+from alternator_migrator.snapshot.export_request import check_named_export
 from alternator_migrator.state.savepoint import Origin, SavepointStore, SnapshotOrigin
 
 from ..helpers import (

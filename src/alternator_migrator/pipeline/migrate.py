@@ -18,7 +18,7 @@ from ..changes.kinesis import KinesisSource, ensure_destination
 from ..config import Config, require_supported
 from ..errors import ConfigError, Interrupted, SavepointError
 from ..metrics import METRICS, retry_summary
-from ..snapshot import export
+from ..snapshot import export_request
 from ..snapshot.copier import ScanPlan, ScanSource, SnapshotCopier, SnapshotSource, plan_scan
 from ..snapshot.ledger import SnapshotLedger, SnapshotOutcome
 from ..state.handover import check_peer
@@ -34,6 +34,7 @@ from ..target.schema import (
 from ..target.sink import Sink
 from ..target.sink_factory import make_sink
 from ..target.ttl import expiry_check, source_ttl_attribute
+from .export_steps import snapshot_source
 from .plan import plan_summary
 from .replay import ChangeSource, Replayer, ReplayStats, tuning
 
@@ -333,11 +334,15 @@ def _prepare_export(job: Job, engine: Engine) -> bool:
     """Take the snapshot from an export when the config asks for one; False when stopped
     while waiting for it."""
     cfg, sp = job.cfg, job.sp
-    if not export.wanted(cfg) or sp.snapshot_done or cfg.target.skip_initial_snapshot_transfer:
+    if (
+        not export_request.wanted(cfg)
+        or sp.snapshot_done
+        or cfg.target.skip_initial_snapshot_transfer
+    ):
         return True
     if not isinstance(engine, LocalEngine):
         raise ConfigError(f"{cfg.path}: a snapshot from an export runs on the local engine only")
-    job.units = export.snapshot_source(cfg, job.source, job.src, job.store, sp, job.stop)
+    job.units = snapshot_source(cfg, job.source, job.src, job.store, sp, job.stop)
     return job.units is not None
 
 
@@ -410,7 +415,7 @@ def _migrate(
 ) -> MigrationResult:
     _phase("schema")
     refuse_same_table(cfg)
-    src = export.describe(cfg) or describe_source(source, cfg.source.table)
+    src = export_request.describe(cfg) or describe_source(source, cfg.source.table)
     log.info("%s", plan_summary(cfg, source, target, kinesis, src))
     ttl_attribute = None if cfg.source.s3_export else source_ttl_attribute(source, cfg.source.table)
     tgt = ensure_target(source, target, src, cfg)

@@ -32,7 +32,7 @@ from ..aws.transport import HttpPool, proxy_for
 from ..changes.enable import NEW_IMAGE_VIEWS
 from ..config.model import AlternatorSettings, Config, require_supported
 from ..errors import EndpointError, Interrupted, MigratorError, SavepointError, SchemaError
-from ..snapshot import export
+from ..snapshot import export_request
 from ..snapshot.copier import plan_scan
 from ..snapshot.ledger import skipped_segments
 from ..state.savepoint import Savepoint, SavepointStore
@@ -339,7 +339,7 @@ def _unused_keys(cfg: Config, target_exists: bool | None) -> list[str]:
     if t.skip_initial_snapshot_transfer:
         why = "no snapshot is copied (`target.skipInitialSnapshotTransfer`)"
         out += [f"`{k}`: {why}" for k, v in scan_keys if v is not None]
-    elif export.wanted(cfg):
+    elif export_request.wanted(cfg):
         why = "the snapshot is loaded from an export, not scanned"
         out += [f"`{k}`: {why}" for k, v in scan_keys if v is not None]
     if t.billing_mode is not None and target_exists:
@@ -479,7 +479,7 @@ def plan_table(
         tp.blockers.append(str(e))
     if src is None:
         try:
-            src = export.describe(cfg) or describe_source(source, s.table)
+            src = export_request.describe(cfg) or describe_source(source, s.table)
         except (SchemaError, EndpointError) as e:
             tp.blockers.append(str(e))
             return tp
@@ -692,7 +692,7 @@ def _plan_settings_and_estimate(
     retention_h: float | None,
 ) -> None:
     s, t = cfg.source, cfg.target
-    from_export = export.wanted(cfg)
+    from_export = export_request.wanted(cfg)
     skip = t.skip_initial_snapshot_transfer
     scan = plan_scan(cfg, src, sp.total_segments if sp else None)
     tgt_like = existing or {
@@ -894,7 +894,7 @@ def _cost(
                 rate * hours * p["dynamodb_rcu_hour"]
             )
             notes.append("provisioned reads cost nothing extra if the table already has the RCU")
-    if on_aws and export.wanted(cfg) and s.s3_export is None:
+    if on_aws and export_request.wanted(cfg) and s.s3_export is None:
         once["export to S3"] = gb * p["dynamodb_export_gb"]
         if "ENABLED" not in str(tp.source.get("pitr", "")):
             daily["point-in-time recovery (migrate enables it)"] = (

@@ -8,7 +8,9 @@ held whole in memory, and its position is the number of lines acknowledged by th
 
 Two ways in: a source of ``type: dynamodb-s3-export`` (an export made earlier, loaded once), and
 a DynamoDB source with ``snapshotFrom: export`` (one step: the stream is enabled first, then the
-export requested, waited for, loaded, and the stream replayed from its start).
+export requested, waited for, loaded, and the stream replayed from its start). This module reads
+S3; ``export_request`` asks DynamoDB for an export; ``pipeline.export_steps`` ties them to the
+savepoint.
 
 Every data file is checked against its manifest line as it streams: the MD5 of the object's
 bytes as S3 sends them (``md5Checksum``, base64, is of the gzipped object: checked on the real
@@ -27,18 +29,17 @@ import hashlib
 import io
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from ..aws.client import CredentialSource, DynamoClient, DynamoError
-from ..config import Config, SourceConfig
-from ..errors import ConfigError, EndpointError, MigratorError, SavepointError
+from ..aws.client import CredentialSource
+from ..config import SourceConfig
+from ..errors import EndpointError, MigratorError
 from ..metrics import METRICS
-from ..state.savepoint import Origin, Savepoint, SavepointStore, SnapshotOrigin
+from ..state.savepoint import SnapshotOrigin
 
 log = logging.getLogger(__name__)
 
@@ -345,256 +346,3 @@ class ExportSource:
             METRICS.inc("items_scanned_total", len(page))
             yield page, None
             return
-
-
-# --------------------------------------------------------------------------- one-step mode
-
-
-def wanted(cfg: Config) -> bool:
-    return cfg.source.s3_export is not None or cfg.source.snapshot_from == "export"
-
-
-def describe(cfg: Config) -> dict[str, Any] | None:
-    """For a `dynamodb-s3-export` source, the table as DescribeTable would show it (None for
-    a live source, which is described by asking it)."""
-    e = cfg.source.s3_export
-    if e is None:
-        return None
-    if cfg.target.stream_changes:
-        raise ConfigError(
-            f"{cfg.path}: `target.streamChanges` is true, but an S3 export has no stream; set it "
-            "to false, or migrate the live table (`source.type: dynamodb`, `snapshotFrom: export`)"
-        )
-    return e.table_description.describe(cfg.source.table)
-
-
-def _describe_export(source: DynamoClient, arn: str) -> dict[str, Any]:
-    desc: dict[str, Any] = source.call("DescribeExport", {"ExportArn": arn})["ExportDescription"]
-    return desc
-
-
-def _ensure_pitr(source: DynamoClient, table: str) -> None:
-    """An export needs point-in-time recovery; turn it on (as the stream is) when it is off."""
-    cb = source.call("DescribeContinuousBackups", {"TableName": table})
-    pitr = cb.get("ContinuousBackupsDescription", {}).get("PointInTimeRecoveryDescription", {})
-    if pitr.get("PointInTimeRecoveryStatus") == "ENABLED":
-        return
-    log.info("Enabling point-in-time recovery on %r (an export needs it)", table)
-    source.call(
-        "UpdateContinuousBackups",
-        {
-            "TableName": table,
-            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-        },
-    )
-
-
-def _stream_created(source: DynamoClient, stream_arn: str) -> float | None:
-    if ":kinesis:" in stream_arn:
-        return None  # when a Kinesis destination began to carry changes is not recorded
-    d = source.call("DescribeStream", {"StreamArn": stream_arn, "Limit": 1}, streams=True)
-    t = d.get("StreamDescription", {}).get("CreationRequestDateTime")
-    return float(t) if isinstance(t, int | float) else None
-
-
-def check_named_export(
-    desc: dict[str, Any], table_arn: str, stream_created: float | None, streamed: bool = True
-) -> None:
-    """Refuse an export the stream does not cover: the replay must start before the export's
-    point in time, or changes between the two would be lost (without a stream to replay, any
-    export of the table will do)."""
-    arn = desc.get("ExportArn")
-    if desc.get("TableArn") != table_arn:
-        raise ExportError(
-            f"export {arn} is of {desc.get('TableArn')}, not of {table_arn}; check `source.exportArn`"
-        )
-    at = desc.get("ExportTime") or desc.get("StartTime")
-    if streamed:
-        if not isinstance(at, int | float) or stream_created is None:
-            raise ExportError(
-                f"cannot tell whether export {arn} started after the stream was enabled (no "
-                "export or stream time); remove `source.exportArn` to request a new export"
-            )
-        if float(at) < stream_created:
-            raise ExportError(
-                f"export {arn} is of a point in time before the stream was enabled, so changes "
-                "in between would be lost; remove `source.exportArn` to request a new export"
-            )
-    if str(desc.get("ExportFormat") or "DYNAMODB_JSON").upper() != "DYNAMODB_JSON":
-        raise ExportError(
-            f"export {arn} is in {desc.get('ExportFormat')} format; only DYNAMODB_JSON is supported"
-        )
-
-
-def _request_export(cfg: Config, source: DynamoClient, src: dict[str, Any], attempt: str) -> str:
-    s = cfg.source
-    assert s.export_bucket is not None
-    _ensure_pitr(source, s.table)
-    # Same migration, stream and attempt -> same token: DynamoDB answers a repeated request
-    # (a crash before the savepoint recorded it) with the same export, not a second one.
-    token = hashlib.sha256(f"{cfg.fingerprint()} {attempt}".encode()).hexdigest()[:36]
-    req = {
-        "TableArn": src["TableArn"],
-        "S3Bucket": s.export_bucket,
-        "S3Prefix": s.export_prefix or DEFAULT_PREFIX,
-        "ExportFormat": "DYNAMODB_JSON",
-        "ClientToken": token,
-    }
-    try:
-        desc = source.call("ExportTableToPointInTime", req)["ExportDescription"]
-    except DynamoError as e:
-        raise ExportError(
-            f"could not request an export of {s.table!r}: {e.code}: {e.message}"
-        ) from None
-    arn = str(desc["ExportArn"])
-    log.info("Requested export %s to s3://%s/%s", arn, s.export_bucket, req["S3Prefix"])
-    return arn
-
-
-def wait_export(source: DynamoClient, arn: str, stop: threading.Event) -> dict[str, Any] | None:
-    """Poll until the export is COMPLETED (its description) or ``stop`` is set (None)."""
-    start = time.monotonic()
-    pause = 0.5
-    while True:
-        desc = _describe_export(source, arn)
-        status = desc.get("ExportStatus")
-        if status == "COMPLETED":
-            log.info(
-                "Export %s completed (%s items) after %.0fs",
-                arn,
-                desc.get("ItemCount", "?"),
-                time.monotonic() - start,
-            )
-            return desc
-        if status != "IN_PROGRESS":
-            raise ExportError(
-                f"export {arn} is {status} ({desc.get('FailureCode')}: {desc.get('FailureMessage')}); "
-                "run again to request a new export"
-            )
-        log.info("Export %s in progress; waiting (%.0fs so far)", arn, time.monotonic() - start)
-        if stop.wait(pause):
-            return None
-        pause = min(30.0, pause * 2)
-
-
-def _manifest_of(s3: Any, desc: dict[str, Any]) -> Manifest:
-    """The export's manifest-summary.json: DescribeExport's ExportManifest, else its
-    documented place, ``<prefix>/AWSDynamoDB/<export id>/manifest-summary.json``."""
-    bucket = str(desc["S3Bucket"])
-    prefix = str(desc.get("S3Prefix") or "").strip("/")
-    export_id = str(desc["ExportArn"]).rsplit("/", 1)[-1]
-    named = str(desc.get("ExportManifest") or "")
-    candidates = [named, f"{prefix}/{named}"] if named else []
-    candidates.append(f"{prefix}/AWSDynamoDB/{export_id}/manifest-summary.json".lstrip("/"))
-    fix = (
-        f"export {desc['ExportArn']} completed, but its manifest is not where DescribeExport and "
-        "AWS's documented layout put it; was it moved or deleted?"
-    )
-    for key in candidates[:-1]:
-        try:
-            return read_manifest(s3, bucket, key, fix)
-        except MissingObject:
-            continue
-    return read_manifest(s3, bucket, candidates[-1], fix)
-
-
-def _check_units(sp: Savepoint, source: ExportSource) -> None:
-    if sp.total_segments is not None and sp.total_segments != source.units:
-        raise SavepointError(
-            f"the savepoint records {sp.total_segments} units, the export has {source.units} "
-            "data files; run with --fresh to copy it again"
-        )
-
-
-def _live_export(
-    cfg: Config,
-    source: DynamoClient,
-    src: dict[str, Any],
-    store: SavepointStore,
-    sp: Savepoint,
-    stop: threading.Event,
-) -> ExportSource | None:
-    """One-step mode: the export this migration requested (or was given), once completed."""
-    s = cfg.source
-    prev = sp.snapshot_origin
-    if prev.kind is Origin.SCAN and sp.total_segments is not None:
-        raise SavepointError(
-            f"savepoint {store.file} records a Scan snapshot in progress, but the config asks "
-            "for an export (`snapshotFrom: export`); run with --fresh to start over"
-        )
-    if prev.kind is Origin.EXPORT:
-        arn = prev.ref
-        log.info("Resuming with export %s (from the savepoint)", arn)
-    elif s.export_arn is not None:
-        arn = s.export_arn
-        check_named_export(
-            _describe_export(source, arn),
-            src["TableArn"],
-            _stream_created(source, sp.stream_arn) if sp.stream_arn else None,
-            streamed=cfg.target.stream_changes,
-        )
-    else:
-        # The attempt as earlier versions spelled it ("None" for none yet): same token.
-        arn = _request_export(cfg, source, src, f"{sp.stream_arn} {prev.to_wire()}")
-    origin = SnapshotOrigin.export(arn)
-    sp.set_origin(origin)
-    store.save(sp)
-    try:
-        desc = wait_export(source, arn, stop)
-    except ExportError:
-        # Not resumed; the failed ARN also changes the next request's client token, so
-        # DynamoDB starts a new export rather than answering with this one.
-        sp.set_origin(origin.failed())
-        store.save(sp)
-        raise
-    if desc is None:
-        return None
-    s3 = s3_client(s, False)
-    exp = ExportSource(s3, _manifest_of(s3, desc))
-    exp.origin = origin
-    return exp
-
-
-def snapshot_source(
-    cfg: Config,
-    source: DynamoClient,
-    src: dict[str, Any],
-    store: SavepointStore,
-    sp: Savepoint,
-    stop: threading.Event,
-) -> ExportSource | None:
-    """The export to take the snapshot from, ready to load; None when ``stop`` was set while
-    waiting for it. Records which export it is in the savepoint, so a restart resumes it."""
-    s = cfg.source
-    if cfg.skip_segments:
-        raise ConfigError(
-            f"{cfg.path}: `skipSegments` numbers Scan segments, and this snapshot is loaded from "
-            "an export; remove it"
-        )
-    if s.s3_export is not None:
-        e = s.s3_export
-        s3 = s3_client(s, bool(e.use_path_style_access))
-        exp = ExportSource(s3, read_manifest(s3, e.bucket, e.manifest_key))
-        if exp.manifest.item_count is not None:
-            src["ItemCount"] = exp.manifest.item_count  # the progress bar's estimate
-    else:
-        live = _live_export(cfg, source, src, store, sp, stop)
-        if live is None:
-            return None
-        exp = live
-    saved = sp.snapshot_origin
-    if saved.kind is not Origin.SCAN and saved != exp.origin:
-        # an s3-export savepoint of another export
-        raise SavepointError(
-            f"savepoint {store.file} belongs to {saved}, not {exp.origin}; "
-            "run with --fresh to copy the new one"
-        )
-    _check_units(sp, exp)
-    sp.set_origin(exp.origin)
-    log.info(
-        "Snapshot from %s: %d data files, %s items",
-        exp.origin,
-        exp.units,
-        exp.manifest.item_count if exp.manifest.item_count is not None else "?",
-    )
-    return exp
