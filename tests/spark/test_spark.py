@@ -656,3 +656,68 @@ def test_many_tables_share_the_cluster_in_one_run(
     assert "All 2 tables ran" in out.getvalue()
     assert table_diff(src, a, dst, a, ("pk", "sk")) == []
     assert table_diff(src, b, dst, f"{b}-copy", ("id",)) == []
+
+
+def test_an_export_snapshot_runs_on_spark_reading_each_data_file_once(
+    spark: Any, moto: Server, dynalite: Server, dst: Any, table_name: str, tmp_path: Path
+) -> None:
+    """Data files are Spark tasks: each is read from S3 once, by an executor, no Scan at all;
+    a second run reads nothing again (the savepoint says every file is done)."""
+    from collections import Counter as Count
+
+    import yaml
+
+    from ..helpers import boto_client, write_aws_export
+    from ..proxy import FaultProxy
+
+    s3 = boto_client(moto.url, "s3")
+    bucket = f"b{abs(hash(table_name)) % 10**8}"
+    s3.create_bucket(Bucket=bucket)
+    files = [[{"pk": {"S": f"f{f}-{i}"}, "n": {"N": str(i)}} for i in range(150)] for f in range(3)]
+    manifest = write_aws_export(s3, bucket, "exports", "01715685260608-5park000", files)
+    seen: Count[str] = Count()
+
+    def count(op: str, path: str, body: bytes) -> bytes:
+        seen["data GET" if "/data/" in path else op or "other"] += 1
+        return body
+
+    with FaultProxy(moto.url) as proxy:
+        proxy.on_answer = count
+        proxy.start()
+        host, port = proxy.url.rsplit(":", 1)
+        path = write_config(
+            tmp_path / "export.yaml",
+            source_url=proxy.url,
+            source_table="unused",
+            target_url=dynalite.url,
+            target_table=table_name,
+            savepoints=tmp_path / "savepoints",
+            stream=False,
+        )
+        data = yaml.safe_load(path.read_text())
+        data["source"] = {
+            "type": "dynamodb-s3-export",
+            "bucket": bucket,
+            "manifestKey": manifest,
+            "region": "us-east-1",
+            "endpoint": {"host": host, "port": int(port)},
+            "credentials": {"accessKey": "AKIDS3", "secretKey": "s3-secret"},
+            "usePathStyleAccess": True,
+            "tableDescription": {
+                "attributeDefinitions": [{"name": "pk", "type": "S"}],
+                "keySchema": [{"name": "pk", "type": "HASH"}],
+            },
+        }
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        cfg = load(path)
+        first = migrate_spark(cfg, spark=spark, show_progress=False)
+        assert first.snapshot_complete
+        assert seen["data GET"] == 3 and seen["Scan"] == 0, seen
+        items = scan_all(dst, table_name)
+        assert sorted(i["pk"]["S"] for i in items) == sorted(
+            it["pk"]["S"] for f in files for it in f
+        )
+        saved = SavepointStore(cfg).load()
+        assert saved is not None and saved.snapshot_done and saved.segments_done == {0, 1, 2}
+        again = migrate_spark(cfg, spark=spark, show_progress=False)
+        assert again.snapshot_complete and seen["data GET"] == 3, seen

@@ -16,7 +16,7 @@ from ..changes.alternator import change_source, check_retention
 from ..changes.enable import ensure_stream
 from ..changes.kinesis import KinesisSource, ensure_destination
 from ..config import Config, require_supported
-from ..errors import ConfigError, Interrupted, SavepointError
+from ..errors import Interrupted, SavepointError
 from ..metrics import METRICS, retry_summary
 from ..snapshot import export_request
 from ..snapshot.copier import ScanPlan, ScanSource, SnapshotCopier, SnapshotSource, plan_scan
@@ -340,8 +340,6 @@ def _prepare_export(job: Job, engine: Engine) -> bool:
         or cfg.target.skip_initial_snapshot_transfer
     ):
         return True
-    if not isinstance(engine, LocalEngine):
-        raise ConfigError(f"{cfg.path}: a snapshot from an export runs on the local engine only")
     job.units = snapshot_source(cfg, job.source, job.src, job.store, sp, job.stop)
     return job.units is not None
 

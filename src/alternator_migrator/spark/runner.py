@@ -29,6 +29,7 @@ from ..pipeline.estate import migrate_estate
 from ..pipeline.migrate import Job, MigrationResult, migrate
 from ..pipeline.replay import BatchResult, Replayer, ReplayStats
 from ..snapshot.copier import ScanPlan
+from ..snapshot.export import ExportSource
 from ..snapshot.ledger import SnapshotLedger
 from ..target.schema import key_names
 from ..target.sink_factory import write_budget
@@ -152,15 +153,27 @@ class SparkEngine:
         total = plan.total_segments
         todo = deque(ledger.todo())
         slots = self.slots(job, len(todo))
-        read_rate = _share(plan.read_rate, slots)
+        # An export's data files are units as Scan segments are: the executor reads its file
+        # from S3, and no read capacity of the table is spent.
+        exported = job.units if isinstance(job.units, ExportSource) else None
+        manifest = exported.manifest if exported is not None else None
+        s3e = job.cfg.source.s3_export
+        path_style = bool(s3e.use_path_style_access) if s3e is not None else False
+        kind = job.units.kind if job.units is not None else "segment"
+        read_rate = _share(plan.read_rate, slots) if exported is None else None
         write_rate = _share(write_budget(job.cfg, job.tgt), slots)
         log.info(
-            "Snapshot on Spark: %d segments (%d to copy), up to %d concurrent tasks, "
-            "per task: read budget %s RCU/s, write budget %s WCU/s",
+            "Snapshot on Spark: %d %ss (%d to copy), up to %d concurrent tasks, "
+            "per task: read budget %s, write budget %s WCU/s",
             total,
+            kind,
             len(todo),
             slots,
-            f"{read_rate:.0f}" if read_rate is not None else "unlimited",
+            "none (export)"
+            if exported is not None
+            else f"{read_rate:.0f} RCU/s"
+            if read_rate is not None
+            else "unlimited",
             f"{write_rate:.0f}" if write_rate is not None else "unlimited",
         )
         keys = tuple(key_names(job.src))
@@ -196,8 +209,10 @@ class SparkEngine:
                         self.writers_per_task,
                         (live.address, live.open(n)),
                         job.ttl_attribute,
+                        manifest,
+                        path_style,
                     )
-                    self.sc.setJobDescription(f"snapshot segment {n} of {total}")
+                    self.sc.setJobDescription(f"snapshot {kind} {n} of {total}")
                     results.put(self.sc.parallelize([task], 1).map(copy_segment).collect()[0])
             except BaseException as e:
                 results.put(e)

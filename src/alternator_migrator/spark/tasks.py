@@ -25,7 +25,8 @@ from ..changes.streams import GET_RECORDS_LIMIT, Shard, ShardReader
 from ..config import Config
 from ..metrics import METRICS
 from ..pipeline.replay import collapse
-from ..snapshot.copier import ScanPlan, ScanSource, SnapshotCopier
+from ..snapshot.copier import ScanPlan, ScanSource, SnapshotCopier, SnapshotSource
+from ..snapshot.export import ExportSource, Manifest, s3_client
 from ..snapshot.ledger import UnitTally
 from ..target.sink_factory import build_sink
 from ..target.ttl import expiry_check
@@ -114,6 +115,10 @@ class SegmentTask:
     writers: int
     live: tuple[Address, str] | None = None  # where to send running counts, and as what
     ttl_attribute: str | None = None  # the source's TTL attribute: expired items are skipped
+    # An export snapshot: the unit is this manifest's data file number ``segment`` (read from
+    # S3 on the executor, from its last acknowledged line); None: a Scan segment.
+    export: Manifest | None = None
+    path_style: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,8 @@ class SegmentResult:
 
 
 def copy_segment(task: SegmentTask) -> SegmentResult:
-    """Scan one segment and write it to the target, pipelined, exactly as the local engine."""
+    """Copy one unit (a Scan segment or an export's data file) to the target, pipelined,
+    exactly as the local engine."""
     cfg = task.cfg
     source, target = _clients(cfg)
     sink = build_sink(cfg, target, list(task.keys), RateLimiter(task.write_rate))
@@ -137,8 +143,13 @@ def copy_segment(task: SegmentTask) -> SegmentResult:
     tally = UnitTally({task.segment: task.start_key})
     before = _counters()
     error: TaskError | None = None
+    units: SnapshotSource = (
+        ScanSource(source, cfg, plan)
+        if task.export is None
+        else ExportSource(s3_client(cfg.source, task.path_style), task.export)
+    )
     copier = SnapshotCopier(
-        ScanSource(source, cfg, plan),
+        units,
         sink,
         tally,
         plan,
