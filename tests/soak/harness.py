@@ -44,6 +44,7 @@ from typing import Any, Protocol
 from ..helpers import (
     batch_put,
     create_table,
+    eventually,
     normalize,
     read_savepoint,
     table_diff,
@@ -201,6 +202,7 @@ class Migrator:
         self.cfg, self.logs = cfg, logs
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
+        self.started = 0.0  # monotonic time of the last start
         self.exits: list[tuple[int, int, str]] = []  # (run, exit code, why it ended)
         self.stopped = False  # SIGSTOPped
 
@@ -210,6 +212,7 @@ class Migrator:
     def start(self, *extra: str) -> None:
         assert self.proc is None or self.proc.poll() is not None
         self.runs += 1
+        self.started = time.monotonic()
         with self.log().open("ab") as fh:
             self.proc = subprocess.Popen(
                 [
@@ -256,10 +259,17 @@ class Migrator:
             self.proc.send_signal(signal.SIGCONT)
         self.stopped = False
 
+    def up(self) -> bool:
+        """The run has logged past reading its config, so its stop handlers are installed (a
+        SIGTERM before that ends python with -15, which says nothing about the migrator)."""
+        lines = self.log().read_text(errors="replace").splitlines()
+        return any('"logger":"alternator_migrator.' in x and ".config" not in x for x in lines)
+
     def terminate(self, timeout: float = 120) -> int:
         """SIGTERM: finish in-flight batches, save, exit 0 (the contract a stop must keep)."""
         assert self.proc is not None
         self.resume()
+        eventually(lambda: self.up() or not self.alive(), 120, 0.05, f"run {self.runs} logging")
         self.proc.send_signal(signal.SIGTERM)
         rc = self.proc.wait(timeout)
         self.exits.append((self.runs, rc, "SIGTERM"))
@@ -576,7 +586,7 @@ class ClusterTarget(ProxiedTarget):
 
 # --------------------------------------------------------------------------- the schedule
 
-MIGRATOR_ACTIONS = ("kill9", "sigstop", "sigterm_restart")
+MIGRATOR_ACTIONS = ("kill9", "second_run", "sigstop", "sigterm_restart")
 
 
 @dataclass
@@ -606,6 +616,8 @@ def draw_schedule(
             step = Step(t, name, rng.uniform(1, 6))
         elif name == "sigterm_restart":
             step = Step(t, name, rng.uniform(0, 2))
+        elif name == "second_run":
+            step = Step(t, name, 0)
         else:
             lasts, start = target_actions[name](rng)
             step = Step(t, name, lasts, start)
@@ -719,6 +731,16 @@ def run_soak(
                 mig.pause()
                 until(step.at + step.lasts)
                 mig.resume()
+            elif step.name == "second_run":
+                # Once the run holds its lock (python starts in about a second), a second run
+                # on the same savepoint must be refused and leave the first one undisturbed.
+                until(max(step.at, mig.started + 4 - t0))
+                second = cli("migrate", "--config", str(cfg), "--no-progress", timeout=120)
+                if second.returncode == 0 or "another run holds" not in second.stderr:
+                    failures.append(
+                        f"a second run beside run {mig.runs} exited {second.returncode}: "
+                        f"{second.stderr[-500:]}"
+                    )
             elif step.name == "sigterm_restart":
                 if (rc := mig.terminate()) != 0:
                     failures.append(f"SIGTERM: run {mig.runs} exited {rc}, not 0")

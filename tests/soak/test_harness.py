@@ -25,6 +25,7 @@ def test_a_seed_replays_its_schedule_and_every_fault_kind_comes_up() -> None:
         target.stop()
     assert kinds == {
         "kill9",
+        "second_run",
         "sigstop",
         "sigterm_restart",
         "target_500",
