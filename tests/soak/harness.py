@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -134,9 +135,12 @@ class Writer(threading.Thread):
         self.stop = threading.Event()
         self.ops: dict[str, int] = {"put": 0, "update": 0, "delete": 0}
         self.error: BaseException | None = None
+        # The finale: hot items only, three times as fast, so that the last changes of each
+        # come close together (what skewed node clocks would reorder).
+        self.hot_only = False
 
     def _key(self) -> dict[str, Any]:
-        if self.rng.random() < 0.7:
+        if self.hot_only or self.rng.random() < 0.7:
             return Dataset.key(self.rng.randrange(HOT), "hot")
         i = self.rng.randrange(self.data.cold)
         if i % 3 == 0:  # frozen: take its unfrozen neighbour
@@ -181,7 +185,8 @@ class Writer(threading.Thread):
                 n += 1
                 self.step(n)
                 # Pacing, not waiting for a condition: the mutation rate is part of the schedule.
-                self.stop.wait(self.rng.uniform(0, 2 / self.rate))
+                rate = self.rate * (3 if self.hot_only else 1)
+                self.stop.wait(self.rng.uniform(0, 2 / rate))
         except BaseException as e:
             self.error = e
 
@@ -586,6 +591,8 @@ class ClusterTarget(ProxiedTarget):
 
 # --------------------------------------------------------------------------- the schedule
 
+FINALE = 5.0  # seconds of the hot-items burst after the schedule
+
 MIGRATOR_ACTIONS = ("kill9", "second_run", "sigstop", "sigterm_restart")
 
 
@@ -754,21 +761,32 @@ def run_soak(
         until(duration)
         target.clear()
 
-        # The end: no more changes, a polite stop, then a run that catches up and ends.
+        # The end: a burst on the hot items, no more changes, the running migrator catches up
+        # (status says so) and stops politely; a last run resumes at the savepoint's positions
+        # and must find nothing left to apply.
+        writer.hot_only = True
+        until(duration + FINALE)
         writer.finish()
         if mig.reap_unexpected():
             failures.append(f"migrator run {mig.runs} ended by itself")
         else:
+            eventually(lambda: caught_up(cfg), 300, 0.5, "status: the running migrator caught up")
             if (rc := mig.terminate()) != 0:
                 failures.append(f"final SIGTERM: run {mig.runs} exited {rc}, not 0")
         mig.start("--stop-when-caught-up", "3")
         if (rc := mig.wait(600)) != 0:
             failures.append(f"the catch-up run {mig.runs} exited {rc}, not 0")
+        elif applied := applied_records(mig.log().read_text(errors="replace")):
+            failures.append(
+                f"the last run applied {applied} records after a caught-up run had saved its "
+                "positions (a restart must resume after the last applied record)"
+            )
         monitor.finish()
         failures += final_checks(cfg, sp_dir, monitor, mig, segments)
         if failures or monitor.violations:
             diff = table_diff(src, table, dst, table, ("pk",))
-            failures.append(f"source vs target: {len(diff)} differences: {diff[:10]}")
+            shown = [d if len(d) < 200 else d[:200] + "..." for d in diff[:10]]
+            failures.append(f"source vs target: {len(diff)} differences: {shown}")
     finally:
         writer.stop.set()
         monitor.stop.set()
@@ -789,6 +807,22 @@ def run_soak(
         + mig.tails()
     )
     return report
+
+
+def caught_up(cfg: Path) -> bool:
+    """``status``: the savepoint's positions are at the end of every shard."""
+    from alternator_migrator.config.model import load
+    from alternator_migrator.status import status
+
+    try:
+        return status(load(cfg)).caught_up is True
+    except Exception:  # the savepoint or the stream mid-change: ask again
+        return False
+
+
+def applied_records(log_text: str) -> int:
+    """Records counted in a run's tables of applied changes."""
+    return sum(int(n) for n in re.findall(r"^\| \w+\s*\|\s*(\d+)\|$", log_text, re.M))
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

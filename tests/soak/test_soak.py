@@ -59,7 +59,9 @@ def _target(kind: str, dynalite: Server, seed: int, made: list[ProxiedTarget]) -
     return t
 
 
-SHORT_SEED = 36  # its schedule: node loss, kill -9 in the snapshot, resets, SIGTERM, slowness, SIGSTOP
+SHORT_SEED = (
+    36  # its schedule: node loss, kill -9 in the snapshot, resets, SIGTERM, slowness, SIGSTOP
+)
 
 
 def test_short_soak(
