@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test soak lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ lint: install
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Long randomized fault schedules (minutes per seed): SOAK_SEEDS=1,2,3 SOAK_DURATION=300 make soak
+# (SOAK_SEED=N reruns one seed's schedule). `make test` runs only the short one.
+soak: install
+	$(VENV)/bin/pytest -m soak -s tests/soak $(PYTEST_ARGS)
 
 demo: install
 	$(PY) bench/demo.py
