@@ -25,6 +25,10 @@ lint: install
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# Everything but the long soak: also the tests marked slow (minutes each).
+test-all: lint
+	$(VENV)/bin/pytest -m 'not soak' $(PYTEST_ARGS)
+
 # Long randomized fault schedules (minutes per seed): SOAK_SEEDS=1,2,3 SOAK_DURATION=300 make soak
 # (SOAK_SEED=N reruns one seed's schedule). `make test` runs only the short one.
 soak: install

@@ -658,6 +658,7 @@ def test_many_tables_share_the_cluster_in_one_run(
     assert table_diff(src, b, dst, f"{b}-copy", ("id",)) == []
 
 
+@pytest.mark.slow  # about 6 minutes here (S3 through the counting proxy): `make test-all`
 def test_an_export_snapshot_runs_on_spark_reading_each_data_file_once(
     spark: Any, moto: Server, dynalite: Server, dst: Any, table_name: str, tmp_path: Path
 ) -> None:
