@@ -397,3 +397,27 @@ def test_the_metrics_of_a_table_carry_its_name() -> None:
     assert METRICS.counter("items_written_total", table="orders") == before + 3
     assert METRICS.counter("items_written_total") == unlabelled + 1
     assert METRICS.scope() == {}
+
+
+def test_the_last_line_names_every_table_whose_snapshot_is_not_complete() -> None:
+    import io
+
+    from alternator_migrator.pipeline.estate import EstateResult, TableOutcome, summary
+    from alternator_migrator.pipeline.migrate import MigrationResult
+
+    cfgs = table_configs(_cfg(tables=["a", "b"]))
+    done = EstateResult([TableOutcome(c, MigrationResult(True, "arn", None, True)) for c in cfgs])
+    out = io.StringIO()
+    assert summary(done, out) == 0
+    assert out.getvalue().splitlines()[-1] == "All 2 tables ran; every snapshot complete"
+    stopped = EstateResult(
+        [
+            TableOutcome(cfgs[0], MigrationResult(True, None, None, False)),
+            TableOutcome(cfgs[1], MigrationResult(False, "arn", None, True)),
+        ]
+    )
+    out = io.StringIO()
+    assert summary(stopped, out) == 0
+    assert out.getvalue().splitlines()[-1] == (
+        "All 2 tables ran; snapshot not complete for: b (stopped)"
+    )

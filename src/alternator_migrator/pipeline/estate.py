@@ -156,7 +156,9 @@ def _run_one(
 
 
 def summary(result: EstateResult, out: TextIO) -> int:
-    """One line per table and a last line; returns the exit code (0 when every table ran)."""
+    """One line per table and a last line; returns the exit code (0 when every table ran).
+    A table whose snapshot is not complete is named on the last line, never counted as done."""
+    partial: list[str] = []
     for o in result.tables:
         if o.error is not None:
             state = f"FAILED (exit {o.exit_code}): {o.error}"
@@ -164,8 +166,12 @@ def summary(result: EstateResult, out: TextIO) -> int:
             state = "not run"
         elif o.result.snapshot_complete:
             state = "snapshot complete" + (", replay stopped" if o.result.stream_arn else "")
+        elif o.result.snapshot is not None and not o.result.stopped:
+            state = f"snapshot INCOMPLETE: {o.result.snapshot.incomplete_line()}"
+            partial.append(f"{o.name} (segments skipped)")
         else:
             state = "stopped before its snapshot was complete"
+            partial.append(f"{o.name} (stopped)")
         out.write(f"{o.name} -> {o.cfg.target.table}: {state}\n")
     bad = [o.name for o in result.failed] + list(result.refused)
     if bad:
@@ -174,7 +180,13 @@ def summary(result: EstateResult, out: TextIO) -> int:
             "others ran)\n"
         )
         return max([o.exit_code for o in result.failed] + [1])
-    out.write(f"All {len(result.tables)} tables ran\n")
+    if partial:
+        out.write(
+            f"All {len(result.tables)} tables ran; snapshot not complete for: "
+            f"{', '.join(partial)}\n"
+        )
+    else:
+        out.write(f"All {len(result.tables)} tables ran; every snapshot complete\n")
     return 0
 
 
