@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=50_000)
     ap.add_argument("--files", type=int, default=8, help="data files in the export")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=OUT, help=f"where the figures go ({OUT})")
     a = ap.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     before = machine()  # the load before the run, as bench/run.py reports it
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         k: max((x for x in runs if x["kind"] == k), key=lambda x: x["items_per_s"])
         for k in ("scan", "export")
     }
-    OUT.write_text(
+    a.json.write_text(
         json.dumps(
             {"items": a.items, "files": a.files, "machine": before, "runs": runs, "best": best},
             indent=2,
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {k} | {b['items_per_s']:,.0f} | {b['client_cpu_us_per_item']:.0f} | "
             f"{b['peak_rss_mib']:.0f} |"
         )
-    print(f"results: {OUT}")
+    print(f"results: {a.json}")
     return 0
 
 

@@ -489,7 +489,11 @@ def write_config(
 def child_lib(config: str, profile: str | None) -> None:
     """In the child: the library run, measured around migrate() only."""
     from alternator_migrator.config import load
-    from alternator_migrator.pipeline.migrate import migrate
+
+    try:
+        from alternator_migrator.pipeline.migrate import migrate
+    except ImportError:  # an older tree (``--src``), from before the layout in packages
+        from alternator_migrator.migrate import migrate
 
     cfg = load(Path(config))
     gc_time = [0.0, 0.0]
@@ -591,6 +595,10 @@ def run_one(
             sys.executable, "-m", "alternator_migrator", "migrate", "--config", str(cfg),
             "--stop-when-caught-up", "0",
         ]  # fmt: skip
+        if mode.startswith("spark"):
+            # spark:N: the Spark engine on local[N]. wait4 then counts the JVM and its Python
+            # workers too (the JVM is our child and reaps them): the whole engine's cost.
+            cmd += ["--engine", "spark", "--master", f"local[{mode.partition(':')[2] or 2}]"]
     s_cpu0 = streams.cpu()
     t0 = time.monotonic()
     with open(work / f"{table}.log", "wb") as log:
@@ -697,7 +705,9 @@ def main() -> int:
         "--records", type=int, default=3000, help="records per lineage (half in each shard)"
     )
     ap.add_argument("--keys", type=int, default=2000, help="distinct keys per lineage")
-    ap.add_argument("--modes", default="lib,cli")
+    ap.add_argument(
+        "--modes", default="lib,cli", help="lib, cli, spark:N (the CLI on Spark local[N])"
+    )
     ap.add_argument("--targets", default="null,dynalite")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--kinesis", action="store_true", help="serve a Kinesis stream instead")

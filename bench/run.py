@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from loader import count, create_table, load  # noqa: E402
 from replay_latency import PhaseResult, read_stream_ceiling, run_phase  # noqa: E402
+from sections import SECTIONS as SCRIPTED  # noqa: E402
 
 from alternator_migrator.localservers import Server, start_dynalite, start_moto  # noqa: E402
 
@@ -52,7 +53,7 @@ RESULTS = ROOT / ".bench" / "results.json"
 DOCS = ROOT / "docs" / "performance.md"
 TABLE = "bench"
 TICK = os.sysconf("SC_CLK_TCK")
-SECTIONS = ("snapshot", "rss", "replay")
+SECTIONS = ("snapshot", "rss", "replay", *SCRIPTED)
 
 # The figures issue 6 asks for.
 TARGET_SPEEDUP = 2.0  # migrator items/s over the plain copier's, same run
@@ -92,12 +93,14 @@ class Child:
     sys_cpu: float  # the sys part of ``cpu``: the kernel's share (sockets, memory)
 
 
-def run_child(cmd: list[str], log: Path) -> Child:
-    """Run ``cmd`` to completion; its own rusage from wait4 (not the loader's or servers')."""
+def run_child(cmd: list[str], log: Path, src: Path | None = None) -> Child:
+    """Run ``cmd`` to completion; its own rusage from wait4 (not the loader's or servers').
+    ``src``: the migrator tree it imports (default: this checkout's)."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(src or ROOT / "src")}
     with log.open("wb") as fh:
         began = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - began
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -217,12 +220,15 @@ class Source:
             self.server = None
 
 
-def copy_run(tool: str, source: Server, items: int, work: Path) -> dict[str, Any]:
-    """One measured copy of the whole source table into a fresh target server."""
+def copy_run(
+    tool: str, source: Server, items: int, work: Path, before: Path | None = None
+) -> dict[str, Any]:
+    """One measured copy of the whole source table into a fresh target server. ``tool``:
+    plain, migrator, or before (the migrator of the ``before`` tree)."""
     target = start_dynalite(work / "logs")
     try:
         create_table(target.url, TABLE)  # both tools find the table ready
-        if tool == "migrator":
+        if tool in ("migrator", "before"):
             cfg = write_config(work / "snapshot.yaml", source, target, work / "savepoints")
             cmd = [*migrator_cmd(cfg), "--no-progress"]
         else:
@@ -236,9 +242,9 @@ def copy_run(tool: str, source: Server, items: int, work: Path) -> dict[str, Any
                 "--table",
                 TABLE,
             ]
-        code = src_fingerprint()
+        code = src_fingerprint() if tool != "before" else "before"
         meter = Meter({"source": source, "target": target}).start()
-        child = run_child(cmd, work / f"{tool}-{items}.log")
+        child = run_child(cmd, work / f"{tool}-{items}.log", before if tool == "before" else None)
         meter.stop()
         copied = count(target.url, TABLE)
     finally:
@@ -266,13 +272,16 @@ def copy_run(tool: str, source: Server, items: int, work: Path) -> dict[str, Any
     }
 
 
-def bench_snapshot(src: Source, items: int, repeat: int, work: Path) -> dict[str, Any]:
+def bench_snapshot(
+    src: Source, items: int, repeat: int, work: Path, before: Path | None = None
+) -> dict[str, Any]:
     server = src.ensure(items)
     runs: list[dict[str, Any]] = []
+    tools = ("plain", "migrator", *(("before",) if before is not None else ()))
     for r in range(repeat):
-        for tool in ("plain", "migrator"):
+        for tool in tools:
             say(f"snapshot: {tool} copying {items:,} items (run {r + 1}/{repeat})")
-            res = copy_run(tool, server, items, work)
+            res = copy_run(tool, server, items, work, before)
             say(
                 f"  {res['items_per_s']:,.0f} items/s, {res['client_cpu_us_per_item']:.0f} us "
                 f"CPU/item, exit {res['exit_code']}, copied {res['copied']:,}"
@@ -283,7 +292,9 @@ def bench_snapshot(src: Source, items: int, repeat: int, work: Path) -> dict[str
         return max((x for x in runs if x["tool"] == tool), key=lambda x: x["items_per_s"])
 
     plain, mig = best("plain"), best("migrator")
+    older = {"before": best("before")} if before is not None else {}
     return {
+        **older,
         "items": items,
         "item_bytes": 1000,
         "repeat": repeat,
@@ -742,7 +753,13 @@ def markdown(results: dict[str, Any]) -> str:
             "| source CPU s | target CPU s | server share of CPU | other cores |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-        for key, label in (("plain", "plain boto3 copier (4 threads)"), ("migrator", "migrator")):
+        for key, label in (
+            ("plain", "plain boto3 copier (4 threads)"),
+            ("before", "migrator, before (start of this round)"),
+            ("migrator", "migrator"),
+        ):
+            if key not in snap:
+                continue
             r = snap[key]
             lines.append(
                 f"| {label} | {r['items_per_s']:,.0f} | {r['client_cpu_us_per_item']:.0f} "
@@ -829,7 +846,12 @@ def markdown(results: dict[str, Any]) -> str:
             ]
         lines.append("")
     lines += TRANSPORT_NOTES.splitlines()
-    lines += export_markdown()
+    for name, (_, render) in SCRIPTED.items():
+        sec = results.get(name)
+        if sec:
+            lines += render(sec)
+        elif name == "export":
+            lines += export_markdown()
     lines += [
         "## How to reproduce",
         "",
@@ -862,6 +884,21 @@ TRANSPORT_NOTES = (ROOT / "bench" / "transport_notes.md").read_text(encoding="ut
 # --------------------------------------------------------------------------- main
 
 
+def before_tree(rev: str) -> Path:
+    """The ``src/`` of git revision ``rev``, exported under .bench/ (kept between runs)."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dest = ROOT / ".bench" / f"before-{sha}"
+    if not (dest / "src").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", sha, "src"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest / "src"
+
+
 def parse_sizes(text: str) -> list[int]:
     return sorted({int(float(s)) for s in text.split(",") if s.strip()})
 
@@ -872,13 +909,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rss-items", default=None, help="sizes for peak RSS (default 100000,1000000)")
     ap.add_argument("--skip-replay", action="store_true")
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
-    ap.add_argument("--only", default=None, help="comma-separated sections: snapshot, rss, replay")
+    ap.add_argument("--only", default=None, help=f"comma-separated sections: {', '.join(SECTIONS)}")
     ap.add_argument("--repeat", type=int, default=1, help="snapshot runs per tool (best is kept)")
     ap.add_argument("--replay-seconds", type=float, default=None, help="per rate (default 20)")
     ap.add_argument("--replay-rates", default="100,1000")
     ap.add_argument("--backlog", type=int, default=None, help="backlog puts (default 10000)")
     ap.add_argument("--disk", action="store_true", help="dynalite source on disk (--path)")
     ap.add_argument("--write-docs", action="store_true", help="regenerate docs/performance.md")
+    ap.add_argument(
+        "--before",
+        metavar="REV",
+        default=None,
+        help="also time this git revision's migrator (snapshot, wide replay, validate), same run",
+    )
     ap.add_argument(
         "--docs-only",
         action="store_true",
@@ -914,10 +957,11 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"] = machine()
     say(f"machine: {results['machine']}")
 
+    older = before_tree(args.before) if args.before else None
     src = Source(WORK / "logs", WORK / "source-db" if args.disk else None)
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     if "snapshot" in wanted:
-        steps.append(("snapshot", lambda: bench_snapshot(src, items, args.repeat, WORK)))
+        steps.append(("snapshot", lambda: bench_snapshot(src, items, args.repeat, WORK, older)))
     if "rss" in wanted:
 
         def rss() -> dict[str, Any]:
@@ -933,6 +977,15 @@ def main(argv: list[str] | None = None) -> int:
             return bench_replay(rates, duration, backlog, 2, WORK)
 
         steps.append(("replay", replay))
+    for name, (runner, _) in SCRIPTED.items():
+        if name in wanted:
+
+            def scripted(run: Any = runner) -> dict[str, Any]:
+                src.stop()
+                sec = run(args.quick, older, WORK)
+                return {**sec, "before_rev": args.before} if args.before else sec
+
+            steps.append((name, scripted))
     try:
         for name, step in steps:
             before = machine()

@@ -10,7 +10,9 @@ the copy, since a cluster job pays it once whatever the table size.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -103,8 +105,9 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--item-bytes", type=int, default=1000)
     ap.add_argument("--segments", type=int, default=16, help="scanSegments for both engines")
-    ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--master", default="local[2]", help="one master, or several comma-separated")
     ap.add_argument("--max-map-tasks", type=int, default=None, help="maxMapTasks for both")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -127,33 +130,65 @@ def main() -> int:
         )
         local_s = time.monotonic() - t
         local_n = count(dst, "local")
+        print(f"segments: {segs}, maxMapTasks: {tasks or 'default'}")
+        print(
+            f"local engine       : {local_n:,} items in {local_s:6.1f}s = "
+            f"{local_n / local_s:8,.0f} items/s"
+        )
+        runs: list[dict[str, Any]] = []
+        ok = local_n == args.items
 
         from alternator_migrator.spark import migrate_spark, spark_session
 
-        t = time.monotonic()
-        spark = spark_session(args.master, {"spark.ui.enabled": "false"})
-        spark.sparkContext.parallelize([0], 1).count()  # start the JVM and a Python worker
-        startup_s = time.monotonic() - t
-        t = time.monotonic()
-        migrate_spark(
-            load(config(source.url, target.url, "spark", segs, tasks)),
-            spark=spark,
-            fresh=True,
-            show_progress=False,
-        )
-        spark_s = time.monotonic() - t
-        spark.stop()
-        spark_n = count(dst, "spark")
-
-        print(f"segments: {segs}, maxMapTasks: {tasks or 'default'}")
-        print(
-            f"local engine       : {local_n:,} items in {local_s:6.1f}s = {local_n / local_s:8,.0f} items/s"
-        )
-        print(
-            f"spark {args.master:<13}: {spark_n:,} items in {spark_s:6.1f}s = "
-            f"{spark_n / spark_s:8,.0f} items/s (plus {startup_s:.1f}s session start)"
-        )
-        if local_n != args.items or spark_n != args.items:
+        for i, master in enumerate(m.strip() for m in args.master.split(",")):
+            table = f"spark{i}"
+            t = time.monotonic()
+            spark = spark_session(master, {"spark.ui.enabled": "false"})
+            spark.sparkContext.parallelize([0], 1).count()  # start the JVM and a Python worker
+            startup_s = time.monotonic() - t
+            t = time.monotonic()
+            migrate_spark(
+                load(config(source.url, target.url, table, segs, tasks)),
+                spark=spark,
+                fresh=True,
+                show_progress=False,
+            )
+            spark_s = time.monotonic() - t
+            spark.stop()
+            spark_n = count(dst, table)
+            ok = ok and spark_n == args.items
+            print(
+                f"spark {master:<13}: {spark_n:,} items in {spark_s:6.1f}s = "
+                f"{spark_n / spark_s:8,.0f} items/s (plus {startup_s:.1f}s session start)"
+            )
+            runs.append(
+                {
+                    "master": master,
+                    "items": spark_n,
+                    "seconds": spark_s,
+                    "items_per_s": spark_n / spark_s,
+                    "startup_s": startup_s,
+                    "load": os.getloadavg()[0],
+                }
+            )
+        if args.json:
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "items": args.items,
+                        "segments": segs,
+                        "max_map_tasks": tasks,
+                        "local": {
+                            "items": local_n,
+                            "seconds": local_s,
+                            "items_per_s": local_n / local_s,
+                        },
+                        "spark": runs,
+                    },
+                    indent=2,
+                )
+            )
+        if not ok:
             print("MISMATCH: a target does not hold every source item", file=sys.stderr)
             return 1
         return 0

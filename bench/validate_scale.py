@@ -241,6 +241,7 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--segments", type=int, default=8)
     ap.add_argument("--before", type=Path, help="a src/ directory of an older commit to time too")
+    ap.add_argument("--json", type=Path, help="also write every run's figures here")
     ap.add_argument(
         "--plain", nargs=2, metavar=("SOURCE_URL", "TARGET_URL"), help=argparse.SUPPRESS
     )
@@ -253,6 +254,22 @@ def main() -> int:
     WORK.mkdir(parents=True)
     servers: list[Server] = []
     failed: list[str] = []
+    rows: list[dict[str, Any]] = []
+
+    def keep(state: str, r: Run) -> None:
+        rows.append(
+            {
+                "state": state,
+                "label": r.label,
+                "exit_code": r.rc,
+                "wall_s": r.wall,
+                "client_cpu_s": r.cpu,
+                "servers_cpu_s": r.server_cpu,
+                "peak_rss_mib": r.rss_mib,
+                "load": os.getloadavg()[0],
+            }
+        )
+
     try:
         servers = [start_dynalite(WORK / "logs"), start_dynalite(WORK / "logs")]
         clients = [client(s.url) for s in servers]
@@ -303,6 +320,7 @@ def main() -> int:
                 cmd.append(str(config))
                 r = run(label, cmd, servers, {**os.environ, "PYTHONPATH": str(tree)})
                 print(r.line(), flush=True)
+                keep(state, r)
                 got = counts_in(r.out)
                 if r.rc != (0 if state == "identical" else 1) or got != want:
                     failed.append(f"{label} {state}: exit {r.rc}, counts {got}, want {want}")
@@ -311,6 +329,7 @@ def main() -> int:
                     mine = r
             p = run("plain comparer", plain, servers, env)
             print(p.line(), flush=True)
+            keep(state, p)
             if p.rc != 0:
                 print(p.out)
             checks = [
@@ -334,6 +353,13 @@ def main() -> int:
             s.stop()
     for f in failed:
         print(f"FLOOR FAILED: {f}")
+    if args.json:
+        args.json.write_text(
+            orjson.dumps(
+                {"items": args.items, "segments": args.segments, "runs": rows, "failed": failed},
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+        )
     return 1 if failed else 0
 
 

@@ -1,0 +1,293 @@
+"""The sections of `make bench` that are benchmark scripts of their own (bench/*.py).
+
+Each runs its script as a child process with ``--json``, keeps what it wrote, and renders it as
+Markdown for docs/performance.md. With a ``before`` tree (``bench/run.py --before REV``: the
+``src/`` of an older commit), the sections that can also time the older code in the same run,
+so that every before/after pair comes from one machine and one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def script(name: str, args: list[str], work: Path, tag: str, src: Path | None = None) -> Any:
+    """Run bench/NAME with ARGS and ``--json``; return what it wrote (None if it failed)."""
+    out = work / f"{tag}.json"
+    log = work / f"{tag}.log"
+    out.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(src or ROOT / "src")}
+    cmd = [sys.executable, str(BENCH / name), *args, "--json", str(out)]
+    say(f"{tag}: {' '.join(cmd[1:])}")
+    with log.open("wb") as fh:
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+    tail = log.read_text(errors="replace").splitlines()[-12:]
+    for line in tail:
+        say(f"  {line}")
+    if not out.exists():
+        say(f"  {tag} wrote no results (exit {rc}); see {log}")
+        return None
+    data = json.loads(out.read_text())
+    if isinstance(data, dict):
+        data["exit_code"] = rc
+    return {"exit_code": rc, "runs": data} if isinstance(data, list) else data
+
+
+# --------------------------------------------------------------------------- replay, wide
+
+
+def bench_wide(quick: bool, before: Path | None, work: Path) -> dict[str, Any]:
+    """The scripted wide stream (bench/replay_wide.py): DynamoDB Streams and Kinesis, null
+    target and dynalite, library and CLI; 512 lineages for memory; the older code by CLI."""
+    shards, records = (16, 1000) if quick else (64, 3000)
+    wide_shards, wide_records = (128, 200) if quick else (512, 500)
+    size = ["--shards", str(shards), "--records", str(records)]
+    big = ["--shards", str(wide_shards), "--records", str(wide_records)]
+    runs: dict[str, Any] = {"shards": shards, "records": records, "wide_shards": wide_shards}
+    plan: list[tuple[str, list[str], Path | None]] = [
+        ("streams", [*size, "--targets", "null,dynalite", "--modes", "lib,cli"], None),
+        ("kinesis", [*size, "--kinesis", "--targets", "null", "--modes", "lib,cli"], None),
+        ("streams_wide", [*big, "--targets", "null", "--modes", "lib"], None),
+        # The Spark executors' replay: the CLI on local[2], JVM and Python workers counted.
+        ("streams_spark", [*size, "--targets", "null", "--modes", "spark:2"], None),
+    ]
+    if before is not None:
+        plan += [
+            ("streams_before", [*size, "--targets", "null", "--modes", "cli"], before),
+            ("kinesis_before", [*size, "--kinesis", "--targets", "null", "--modes", "cli"], before),
+            ("streams_wide_before", [*big, "--targets", "null", "--modes", "cli"], before),
+        ]
+    for tag, args, src in plan:
+        extra = ["--src", str(src)] if src is not None else []
+        runs[tag] = script("replay_wide.py", [*args, *extra], work, f"wide-{tag}")
+    return runs
+
+
+def _wide_row(label: str, r: dict[str, Any]) -> str:
+    return (
+        f"| {label} | {r['mode']} | {r['target']} | {r['records']:,} | "
+        f"{r['records_per_s']:,.0f} | {r['us_per_record']:.1f} | {r['maxrss_mib']:.0f} | "
+        f"{r['source_cpu_s']:.1f} | {r.get('load', float('nan')):.2f} |"
+    )
+
+
+def render_wide(sec: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Replay on a wide stream: the migrator's own cost (issue 22)",
+        "",
+        f"Run {sec['machine']['date']}, load average before {sec['machine']['loadavg'][0]:.2f}. "
+        f"`bench/replay_wide.py`: a scripted DynamoDB Streams (or Kinesis) endpoint in its own "
+        f"process serves {sec['shards']} lineages (a closed parent and its open child) of "
+        f"{sec['records']:,} ~1 KB NEW_IMAGE records each (INSERT/MODIFY/REMOVE, hot keys) from "
+        "pre-encoded pages, so it cannot bottleneck the migrator. *null*: a target answering "
+        "every BatchWriteItem from one pre-encoded answer (the migrator's own cost); *dynalite*: "
+        "a real one, whose table is checked against the stream's last state. *lib*: "
+        "`migrate()` as the CLI wires it, measured around the call; *cli*: the whole process "
+        "(start-up included). *before*: the code at the start of this round "
+        f"(`{sec.get('before_rev', '?')}`), through its CLI.",
+        "",
+        "| source | mode | target | records | records/s | migrator CPU us/record | peak RSS MiB "
+        "| source CPU s | load |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    names = {
+        "streams_before": "Streams, before",
+        "streams": "Streams",
+        "streams_spark": "Streams, Spark local[2]",
+        "kinesis_before": "Kinesis, before",
+        "kinesis": "Kinesis",
+        "streams_wide_before": f"Streams, {sec['wide_shards']} lineages, before",
+        "streams_wide": f"Streams, {sec['wide_shards']} lineages",
+    }
+    for tag, label in names.items():
+        got = sec.get(tag)
+        if not got:
+            continue
+        for r in got.get("runs", []):
+            lines.append(_wide_row(label, r))
+        if got.get("exit_code"):
+            lines.append(f"| {label} | | | | exit {got['exit_code']} (a floor broke) | | | | |")
+    lines += [
+        "",
+        "Reproduce: `PYTHONPATH=src .venv/bin/python bench/replay_wide.py [--kinesis] "
+        "[--shards 512 --records 500] [--profile] [--check]`.",
+        "",
+    ]
+    return lines
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def bench_validate(quick: bool, before: Path | None, work: Path) -> dict[str, Any]:
+    args = ["--items", "5000" if quick else "100000", "--segments", "8"]
+    if before is not None:
+        args += ["--before", str(before)]
+    return script("validate_scale.py", args, work, "validate") or {}
+
+
+def render_validate(sec: dict[str, Any]) -> list[str]:
+    if not sec.get("runs"):
+        return []
+    lines = [
+        f"## Validate: {sec['items']:,} x 1 KB items, two dynalite servers",
+        "",
+        f"Run {sec['machine']['date']}, load average before {sec['machine']['loadavg'][0]:.2f}. "
+        f"`bench/validate_scale.py`, {sec['segments']} segments: `validate` through its CLI "
+        "against a plain comparer (parallel segmented scans of both sides with the migrator's "
+        "client, a digest per key, compared by key), first on identical tables, then with 1% of "
+        "the target different. *before*: the code at the start of this round.",
+        "",
+        "| tables | tool | exit | wall s | client CPU s | servers' CPU s | peak RSS MiB | load |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sec["runs"]:
+        lines.append(
+            f"| {r['state']} | {r['label']} | {r['exit_code']} | {r['wall_s']:.1f} | "
+            f"{r['client_cpu_s']:.1f} | {r['servers_cpu_s']:.1f} | {r['peak_rss_mib']:.0f} | "
+            f"{r['load']:.2f} |"
+        )
+    for f in sec.get("failed", []):
+        lines.append(f"\nFloor failed: {f}")
+    lines.append("")
+    return lines
+
+
+# --------------------------------------------------------------------------- export
+
+
+def bench_export(quick: bool, before: Path | None, work: Path) -> dict[str, Any]:
+    args = ["--items", "5000" if quick else "100000", "--files", "4" if quick else "16"]
+    return script("export_snapshot.py", args, work, "export") or {}
+
+
+def render_export(r: dict[str, Any]) -> list[str]:
+    if not r.get("best"):
+        return []
+    m, best = r["machine"], r["best"]
+    lines = [
+        f"## Snapshot from an S3 export: {r['items']:,} x 1 KB items -> dynalite",
+        "",
+        f"Run {m['date']}, load average before {m['loadavg'][0]:.2f}. The same items copied by "
+        "the migrator's CLI from a Scan of a dynalite table, and from a DynamoDB export in AWS's "
+        f"layout ({r['files']} gzipped data files in moto's S3, items in the table's hashed key "
+        "order as AWS writes them, `type: dynamodb-s3-export`), each into a fresh dynalite; best "
+        f"of {len(r['runs']) // 2}, timed from process start to exit. *Source server*: dynalite "
+        "serving the Scan, or moto serving S3.",
+        "",
+        "| snapshot from | items/s | client CPU us/item | peak RSS MiB | source server CPU s "
+        "| target CPU s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind in ("scan", "export"):
+        b = best[kind]
+        lines.append(
+            f"| {kind} | {b['items_per_s']:,.0f} | {b['client_cpu_us_per_item']:.0f} | "
+            f"{b['peak_rss_mib']:.0f} | {b['source_cpu_s']:.1f} | {b['target_cpu_s']:.1f} |"
+        )
+    every = ", ".join(f"{x['kind']} {x['items_per_s']:,.0f}" for x in r["runs"])
+    lines += [
+        "",
+        f"Every run, in order (items/s): {every}. Both paths write through the same copier; "
+        "the export reads no source capacity at all, where a Scan of DynamoDB is held to "
+        "`readThroughput`. Reproduce: `.venv/bin/python bench/export_snapshot.py --items 100000 "
+        "--files 16`.",
+        "",
+    ]
+    return lines
+
+
+# --------------------------------------------------------------------------- Spark scaling
+
+
+def bench_spark(quick: bool, before: Path | None, work: Path) -> dict[str, Any]:
+    items = "5000" if quick else "100000"
+    cores = os.cpu_count() or 1
+    masters = ",".join(f"local[{n}]" for n in sorted({1, cores, 2 * cores}))
+    args = ["--items", items, "--segments", "16", "--master", masters]
+    return script("spark_vs_local.py", args, work, "spark") or {}
+
+
+def render_spark(sec: dict[str, Any]) -> list[str]:
+    if not sec.get("spark"):
+        return []
+    loc = sec["local"]
+    lines = [
+        "## Snapshot on Spark: how it grows with executors",
+        "",
+        f"Run {sec['machine']['date']}, load average before {sec['machine']['loadavg'][0]:.2f}. "
+        f"`bench/spark_vs_local.py`: {sec['items']:,} x 1 KB items, dynalite -> dynalite, "
+        f"{sec['segments']} scan segments, the same table copied by the local engine and by "
+        "the Spark engine on `local[N]` (N executor cores in one JVM on this machine). The "
+        "session's start is timed apart: a cluster pays it once per run.",
+        "",
+        "| engine | items/s | copy s | session start s | load |",
+        "|---|---|---|---|---|",
+        f"| local engine | {loc['items_per_s']:,.0f} | {loc['seconds']:.1f} | - | - |",
+    ]
+    for r in sec["spark"]:
+        lines.append(
+            f"| Spark {r['master']} | {r['items_per_s']:,.0f} | {r['seconds']:.1f} | "
+            f"{r['startup_s']:.1f} | {r['load']:.2f} |"
+        )
+    best = max(sec["spark"], key=lambda r: r["items_per_s"])
+    lines += [
+        "",
+        f"Best Spark figure here: {best['items_per_s']:,.0f} items/s on {best['master']}, "
+        f"{best['items_per_s'] / loc['items_per_s']:.2f}x the local engine's.",
+        "",
+        *SPARK_MODEL.splitlines(),
+        "",
+    ]
+    return lines
+
+
+SPARK_MODEL = """\
+**The model for N machines.** Each Spark task runs the local engine's copier on one unit (a scan
+segment or an export data file), so with E executor cores the snapshot's rate is
+
+    rate(E) = min(E x c, R_source, W_target, U x u)
+
+- c: what one executor core copies; from the local engine's client CPU per item in the
+  snapshot section, c = 1e6 / (us per item) items/s when nothing else limits it;
+- R_source: the source's read budget (`readThroughput` x `throughputReadPercent`). DynamoDB
+  serves at most 3,000 read units/s per partition (8 KB per unit at eventual consistency), so
+  a table of P partitions reads at most P x 24 MB/s; an export reads no table capacity;
+- W_target: the target's write ceiling (the cluster's, for Alternator: more nodes, more);
+- U x u: the units (`scanSegments`, or the export's data files) times what one unit's task
+  copies; with fewer units than executor cores the extra cores idle.
+
+It stops scaling at the first of these limits: add executors until E x c reaches
+min(R_source, W_target), with at least E units. On one machine, as measured above, the
+executors share its cores with the servers, so the target's ceiling or the cores are reached
+first. The replay scales the same way per micro-batch, bounded by the number of open shards (a
+task per shard) and by a fixed cost of one Spark job per micro-batch, which bounds a quiet
+stream's latency rather than a busy one's throughput (`bench/spark_replay_backlog.py` times
+it)."""
+
+
+# --------------------------------------------------------------------------- registry
+
+Runner = Callable[[bool, "Path | None", Path], dict[str, Any]]
+Renderer = Callable[[dict[str, Any]], list[str]]
+
+SECTIONS: dict[str, tuple[Runner, Renderer]] = {
+    "wide": (bench_wide, render_wide),
+    "validate": (bench_validate, render_validate),
+    "export": (bench_export, render_export),
+    "spark": (bench_spark, render_spark),
+}
