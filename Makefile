@@ -37,8 +37,10 @@ soak: install
 demo: install
 	$(PY) bench/demo.py
 
+# Every section in one run, the code at BENCH_BEFORE timed beside this one, docs regenerated.
+BENCH_BEFORE ?= 5b3d873
 bench: install
-	$(PY) bench/run.py
+	$(PY) bench/run.py --write-docs --before $(BENCH_BEFORE) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .demo .bench

@@ -856,11 +856,12 @@ def markdown(results: dict[str, Any]) -> str:
         "## How to reproduce",
         "",
         "```",
-        "make bench                                   # everything, default sizes",
+        "make bench                                   # every section, --before 5b3d873, docs",
         ".venv/bin/python bench/run.py --quick        # smoke run, small sizes (~2 min)",
         ".venv/bin/python bench/run.py --only snapshot --items 100000",
         ".venv/bin/python bench/run.py --only rss --rss-items 100000,1000000",
         ".venv/bin/python bench/run.py --only replay",
+        ".venv/bin/python bench/run.py --only wide,validate,export,spark --before REV",
         ".venv/bin/python bench/run.py --write-docs   # also regenerate this page",
         ".venv/bin/python bench/run.py --docs-only    # only re-render it from the last results",
         "PYTHONPATH=src .venv/bin/python bench/cpu_per_item.py --variants before,http,cluster "
