@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from loader import count, create_table, load  # noqa: E402
 from replay_latency import PhaseResult, read_stream_ceiling, run_phase  # noqa: E402
 from sections import SECTIONS as SCRIPTED  # noqa: E402
+from sections import render_targets22  # noqa: E402
 
 from alternator_migrator.localservers import Server, start_dynalite, start_moto  # noqa: E402
 
@@ -737,6 +738,7 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
         lines.append("")
+    lines += render_targets22(results)
     snap = results.get("snapshot")
     if snap:
         lines += [

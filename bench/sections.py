@@ -280,6 +280,81 @@ stream's latency rather than a busy one's throughput (`bench/spark_replay_backlo
 it)."""
 
 
+# --------------------------------------------------------------------------- issue 22's figures
+
+REPLAY_US = 10.0  # migrator CPU per record, library run, null target
+REPLAY_RATE = 20_000.0  # records/s from one process
+REPLAY_RSS_MIB = 300.0  # at 64 lineages and at 512
+
+
+def _run(sec: dict[str, Any] | None, tag: str, mode: str = "lib") -> dict[str, Any] | None:
+    got = (sec or {}).get(tag) or {}
+    return next(
+        (r for r in got.get("runs", []) if r["mode"] == mode and r["target"] == "null"), None
+    )
+
+
+def targets22(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """(figure, target, measured, met) for issue 22's goals, from the sections that ran."""
+    rows: list[tuple[str, str, str, bool]] = []
+    wide = results.get("wide")
+    for tag, label in (("streams", "Streams"), ("kinesis", "Kinesis")):
+        for mode in ("lib", "cli"):
+            r = _run(wide, tag, mode)
+            if r is None:
+                continue
+            us, rate = r["us_per_record"], r["records_per_s"]
+            rows.append(
+                (f"{label} replay CPU/record ({mode})", f"<= {REPLAY_US:.0f} us", f"{us:.1f} us",
+                 us <= REPLAY_US)
+            )  # fmt: skip
+            rows.append(
+                (f"{label} replay records/s ({mode})", f">= {REPLAY_RATE:,.0f}", f"{rate:,.0f}",
+                 rate >= REPLAY_RATE)
+            )  # fmt: skip
+    w = wide or {}
+    for tag, label in (("streams", w.get("shards")), ("streams_wide", w.get("wide_shards"))):
+        r = _run(wide, tag)
+        if r is not None:
+            rss = r["maxrss_mib"]
+            rows.append(
+                (f"replay peak RSS, {label} lineages", f"< {REPLAY_RSS_MIB:.0f} MiB",
+                 f"{rss:.0f} MiB", rss < REPLAY_RSS_MIB)
+            )  # fmt: skip
+    val = results.get("validate") or {}
+    for state in ("identical", "1% different"):
+        runs = [r for r in val.get("runs", []) if r["state"] == state]
+        mine = [r for r in runs if r["label"] == "validate"]
+        plain = [r for r in runs if r["label"] == "plain comparer"]
+        if mine and plain:
+            ratio = min(r["wall_s"] for r in mine) / min(r["wall_s"] for r in plain)
+            rows.append(
+                (f"validate wall / plain comparer ({state})", "<= 1.00x", f"{ratio:.2f}x",
+                 ratio <= 1.0)
+            )  # fmt: skip
+    ceil = results.get("ceiling") or {}
+    if ceil.get("ratio") is not None:
+        rows.append(
+            ("snapshot / target's bare write ceiling", ">= 90%", f"{ceil['ratio']:.0%}",
+             ceil["ratio"] >= 0.9)
+        )  # fmt: skip
+    return rows
+
+
+def render_targets22(results: dict[str, Any]) -> list[str]:
+    rows = targets22(results)
+    if not rows:
+        return []
+    lines = [
+        "## Targets (issue 22)",
+        "",
+        "| figure | target | measured | |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {'met' if ok else 'NOT met'} |" for a, b, c, ok in rows]
+    return [*lines, ""]
+
+
 # --------------------------------------------------------------------------- registry
 
 Runner = Callable[[bool, "Path | None", Path], dict[str, Any]]
