@@ -674,45 +674,6 @@ def text_report(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def export_markdown(path: Path = ROOT / ".bench" / "export.json") -> list[str]:
-    """The section of bench/export_snapshot.py (its own results file), when it has run."""
-    if not path.exists():
-        return []
-    r = json.loads(path.read_text())
-    m, best = r["machine"], r["best"]
-    lines = [
-        f"## Snapshot from an S3 export: {r['items']:,} x 1 KB items -> dynalite",
-        "",
-        f"Run {m['date']}, load average before {m['loadavg'][0]:.2f}. The same items copied by "
-        "the migrator's CLI from a Scan of a dynalite table, and from a DynamoDB export in AWS's "
-        f"layout ({r['files']} gzipped data files in moto's S3, items in the table's hashed key "
-        "order as AWS writes them, `type: dynamodb-s3-export`), each into a fresh dynalite; best "
-        f"of {len(r['runs']) // 2}, timed from process start to exit. *Source server*: dynalite "
-        "serving the Scan, or moto serving S3.",
-        "",
-        "| snapshot from | items/s | client CPU us/item | peak RSS MiB | source server CPU s "
-        "| target CPU s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for kind in ("scan", "export"):
-        b = best[kind]
-        lines.append(
-            f"| {kind} | {b['items_per_s']:,.0f} | {b['client_cpu_us_per_item']:.0f} | "
-            f"{b['peak_rss_mib']:.0f} | {b['source_cpu_s']:.1f} | {b['target_cpu_s']:.1f} |"
-        )
-    every = ", ".join(f"{x['kind']} {x['items_per_s']:,.0f}" for x in r["runs"])
-    lines += [
-        "",
-        f"Every run, in order (items/s): {every}. Both paths write through the same copier and "
-        "are bounded by the target here; the export reads no source capacity at all, where a "
-        "Scan of DynamoDB is held to `readThroughput`. Its extra client CPU is the one-time start "
-        "of boto3's S3 client plus gunzip and one JSON parse per line (about 3 us/item measured "
-        "alone). Reproduce: `.venv/bin/python bench/export_snapshot.py --items 100000 --files 16`.",
-        "",
-    ]
-    return lines
-
-
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -852,8 +813,9 @@ def markdown(results: dict[str, Any]) -> str:
         sec = results.get(name)
         if sec:
             lines += render(sec)
-        elif name == "export":
-            lines += export_markdown()
+        elif name == "export" and (ROOT / ".bench" / "export.json").exists():
+            # bench/export_snapshot.py run alone keeps its figures there.
+            lines += render(json.loads((ROOT / ".bench" / "export.json").read_text()))
     lines += [
         "## How to reproduce",
         "",
