@@ -521,6 +521,10 @@ class ProxiedTarget:
             "target_slow": slow,
         }
 
+    def endpoint_down(self) -> bool:
+        """Whether the node the config names is down (only a cluster loses nodes)."""
+        return False
+
     def clear(self) -> None:
         self.proxy.set_faults()
         self.proxy.outage(0)
@@ -571,6 +575,11 @@ class ClusterTarget(ProxiedTarget):
             return rng.uniform(3, 10), lose
 
         return {**super().actions(), "node_loss": node_loss}
+
+    def endpoint_down(self) -> bool:
+        # The config's endpoint is the cluster's first node (``url``): the one the migrator
+        # must reach to start at all.
+        return 0 in self.lost
 
     def clear(self) -> None:
         super().clear()
@@ -716,20 +725,34 @@ def run_soak(
         mig.start()
         t0 = time.monotonic()
 
+        refused = [False]  # a run refused to start: its configured endpoint was down
+
+        def check_run() -> None:
+            """A run that ended by itself is a failure, noted, and restarted; except one that
+            started while the config's endpoint node was lost and said so (exit 1 naming it
+            unreachable is the right answer then): it is started again once the node is back."""
+            if mig.reap_unexpected():
+                said = mig.log().read_text(errors="replace")
+                if target.endpoint_down() and "is unreachable" in said:
+                    say(f"  run {mig.runs} refused to start: its endpoint node is down")
+                    refused[0] = True
+                else:
+                    failures.append(f"migrator run {mig.runs} ended by itself")
+                    mig.start()
+            if refused[0] and not target.endpoint_down():
+                refused[0] = False
+                mig.start()
+
         def until(t: float) -> None:
             # The schedule's own clock; a run that ended by itself is noted and restarted.
             while (left := t0 + t - time.monotonic()) > 0:
                 time.sleep(min(left, 0.2))
                 assert writer.error is None, f"the source writer failed: {writer.error!r}"
-                if mig.reap_unexpected():
-                    failures.append(f"migrator run {mig.runs} ended by itself")
-                    mig.start()
+                check_run()
 
         for step in steps:
             until(step.at)
-            if mig.reap_unexpected():
-                failures.append(f"migrator run {mig.runs} ended by itself")
-                mig.start()
+            check_run()
             if step.name == "kill9":
                 mig.kill9()
                 until(step.at + step.lasts)
@@ -758,6 +781,7 @@ def run_soak(
                 step.start()
                 until(step.at + step.lasts)
                 target.clear()
+                check_run()
         until(duration)
         target.clear()
 
