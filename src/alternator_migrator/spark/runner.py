@@ -39,7 +39,6 @@ from .tasks import (
     ReplayContext,
     SegmentResult,
     SegmentTask,
-    ShardTask,
     copy_segment,
     forward,
     replay_shards,
@@ -307,42 +306,25 @@ class SparkReplayer(Replayer):
         ctx = ReplayContext(
             self.job.cfg,
             self.keys,
-            self.arn,
             _share(self.write_rate, slots),
             self.engine.records_per_shard,
             self.job.ttl_attribute,
         )
-        tasks = [ShardTask(r.shard, r.position, r.iterator) for r in ready]
         self.batches += 1
         sc = self.engine.sc
-        sc.setJobDescription(f"replay batch {self.batches}: {len(tasks)} shards")
-        results = (
-            sc.parallelize(tasks, slots)
+        sc.setJobDescription(f"replay batch {self.batches}: {len(ready)} shards")
+        outcomes = (
+            sc.parallelize([r.spec() for r in ready], slots)
             .mapPartitions(functools.partial(replay_shards, ctx))
             .collect()
         )
-        for res in results:
-            forward(res.counters)
-        for res in results:
-            if res.error is not None:
+        for o in outcomes:
+            forward(o.counters)
+        for o in outcomes:
+            if o.error is not None:
                 # Nothing of this batch is checkpointed; what others applied is idempotent.
-                raise res.error.exception()
-        by_shard = {res.shard_id: res for res in results}
-        out = BatchResult(0, 0, Counter(), None)
-        newest: float | None = None
-        for reader in ready:
-            res = by_shard[reader.shard.shard_id]
-            reader.position, reader.iterator = res.position, res.iterator
-            reader.closed, reader.drained = res.closed, res.drained
-            reader.newest = res.newest if res.newest is not None else reader.newest
-            out.records += res.records
-            out.writes += res.writes
-            out.counts.update(res.counts)
-            if res.newest is not None:
-                newest = res.newest if newest is None else max(newest, res.newest)
-        if newest is not None:
-            out.lag_seconds = max(0.0, self.clock() - newest)
-        return out
+                raise o.error.exception()
+        return self.settle(ready, [o.advance for o in outcomes if o.advance is not None])
 
 
 def migrate_spark(
