@@ -20,10 +20,9 @@ import threading
 from collections import Counter, deque
 from typing import Any, TextIO
 
-from ..changes.alternator import AlternatorStreamSource
 from ..changes.streams import ShardReader
 from ..config import Config, local_only_given
-from ..errors import ConfigError, MigratorError
+from ..errors import MigratorError
 from ..metrics import METRICS
 from ..pipeline.estate import migrate_estate
 from ..pipeline.migrate import Job, MigrationResult, migrate
@@ -289,8 +288,8 @@ class SparkReplayer(Replayer):
             out=job.out,
             max_idle_sleep=IDLE_SLEEP,
             op_table_name=job.op_table_name,
-            # Alternator's generation barrier is the driver's shard tree's business.
-            changes=job.changes if isinstance(job.changes, AlternatorStreamSource) else None,
+            # The shard tree (Alternator's generation barrier, Kinesis' lineage) is the driver's.
+            changes=job.changes,
             memory_budget=None,  # executors read the pages, each holding one shard's batch
         )
         self.engine = engine
@@ -303,12 +302,21 @@ class SparkReplayer(Replayer):
         if not ready:
             return BatchResult(0, 0, Counter(), None)
         slots = self.engine.slots(self.job, len(ready))
+        clock = self.key_clock
+        if clock is not None:
+            # Kinesis: AWS documents duplicates and reorderings also across shards, so one
+            # key's changes may sit in two ready shards. Tasks running at once would then
+            # race to write them; one task reading the shards in turn, with the driver's key
+            # clock, applies newest-wins as the local engine does. Its most recent keys go
+            # (those a restart keeps): a reordering spans seconds.
+            slots = 1
         ctx = ReplayContext(
             self.job.cfg,
             self.keys,
             _share(self.write_rate, slots),
             self.engine.records_per_shard,
             self.job.ttl_attribute,
+            clock.recent() if clock is not None else None,
         )
         self.batches += 1
         sc = self.engine.sc
@@ -345,11 +353,6 @@ def migrate_spark(
     Before anything touches the source or the target, the package is shipped to the executors
     and one of them must import it (``preflight``), else SparkSetupError (exit 2).
     """
-    if cfg.target.kinesis is not None:
-        raise ConfigError(
-            f"{cfg.path}: `streamChanges: {{type: kinesis}}` is replayed by the local engine "
-            "only; run `migrate` without Spark"
-        )
     _warn_local_only_keys(cfg)
     own = spark is None
     session = spark if spark is not None else spark_session(master, conf)
