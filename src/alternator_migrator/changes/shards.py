@@ -1,7 +1,8 @@
-"""The seam between a change source and the engine that replays it.
+"""The change-source interface, and the seam between a source and the engine replaying it.
 
-A ``ShardSpec`` (``streams``) says which shard of which source and where its reading stands;
-``open_reader`` turns it into a reader wherever it runs (a Spark executor, or this process).
+A ``ChangeSource`` lists its shards and opens readers of them. A ``ShardSpec`` (``streams``)
+says which shard of which source and where its reading stands; ``open_reader`` turns it into
+a reader wherever it runs (a Spark executor, or this process).
 What a batch of one shard did comes back as a ``ShardAdvance``, which the replay's shard tree
 applies in one place (``replay.Replayer.settle``), whichever engine produced it.
 """
@@ -12,13 +13,34 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..aws.client import DynamoClient
 from ..target.sink import Sink
 from .kinesis import KinesisShardReader
 from .records import Change, Decoder, KeyClock, collapse, newest_per_key
-from .streams import ShardReader, ShardSpec
+from .streams import Shard, ShardReader, ShardSpec
+
+
+class ChangeSource(Protocol):
+    """Where the changes come from: DynamoDB Streams (``streams.DynamoStreamSource``),
+    Alternator Streams (``alternator.AlternatorStreamSource``) or a Kinesis data stream
+    (``kinesis.KinesisSource``)."""
+
+    kind: str  # "dynamodb-streams", "alternator-streams" or "kinesis"
+    arn: str
+    # False: records may be duplicated and out of order, and only ApproximateCreationDateTime
+    # orders the changes of one item (the replay then applies newest-wins per key).
+    ordered: bool
+    retention: str  # how long records are kept, for the "records are gone" error
+
+    def list_shards(self) -> list[Shard]:
+        """The shard tree: every shard with its parents."""
+        ...
+
+    def reader(self, shard: Shard, position: str | None) -> ShardReader:
+        """A reader of one shard, after ``position`` (None: from the oldest record)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 from ..aws.client import DynamoClient, DynamoError
 from ..aws.retry import RetryPolicy
@@ -42,11 +42,10 @@ from ..changes.records import (
     page_decoder,
     record_time,
 )
-from ..changes.shards import ShardAdvance
+from ..changes.shards import ChangeSource, ShardAdvance
 from ..changes.streams import (
     GET_RECORDS_LIMIT,
     DynamoStreamSource,
-    Shard,
     ShardReader,
     _trimmed,
 )
@@ -64,6 +63,7 @@ from ..target.sink import Sink
 __all__ = [  # the record rules live in changes.records; callers import them from here too
     "EVENT_NAMES",
     "Change",
+    "ChangeSource",
     "KeyClock",
     "check_record",
     "collapse",
@@ -143,26 +143,6 @@ class OpTable:
 def tuning(cfg: Config) -> dict[str, Any]:
     """Replayer options from the source's `streaming*` keys (only those given)."""
     return options_given(cfg.source)
-
-
-class ChangeSource(Protocol):
-    """Where the changes come from: DynamoDB Streams (``streams.DynamoStreamSource``) or a
-    Kinesis data stream (``kinesis.KinesisSource``)."""
-
-    kind: str  # "dynamodb-streams" or "kinesis"
-    arn: str
-    # False: records may be duplicated and out of order, and only ApproximateCreationDateTime
-    # orders the changes of one item (the replay then applies newest-wins per key).
-    ordered: bool
-    retention: str  # how long records are kept, for the "records are gone" error
-
-    def list_shards(self) -> list[Shard]:
-        """The shard tree: every shard with its parents."""
-        ...
-
-    def reader(self, shard: Shard, position: str | None) -> ShardReader:
-        """A reader of one shard, after ``position`` (None: from the oldest record)."""
-        ...
 
 
 # Objects allocated between two young collections of the cyclic GC. Python's default (700)

@@ -305,10 +305,11 @@ class SparkReplayer(Replayer):
         clock = self.key_clock
         if clock is not None:
             # Kinesis: AWS documents duplicates and reorderings also across shards, so one
-            # key's changes may sit in two ready shards. Tasks running at once would then
-            # race to write them; one task reading the shards in turn, with the driver's key
-            # clock, applies newest-wins as the local engine does. Its most recent keys go
-            # (those a restart keeps): a reordering spans seconds.
+            # key's changes may sit in two ready shards, and tasks running at once would race
+            # to write them. One task reads the shards in turn with the driver's key clock:
+            # newest-wins per key as locally. It gets the clock's most recent keys, as many
+            # as a restart keeps (a reordering spans seconds); the times it applied come
+            # back in the advances and ``settle`` merges them.
             slots = 1
         ctx = ReplayContext(
             self.job.cfg,
