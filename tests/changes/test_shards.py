@@ -158,7 +158,9 @@ class Unordered:
         raise AssertionError("not listed in this test")
 
     def reader(self, shard: Shard, position: str | None) -> ShardReader:
-        return ShardReader(lean_client(NOWHERE), self.arn, shard, position)
+        r = ShardReader(lean_client(NOWHERE), self.arn, shard, position)
+        r.kind = self.kind
+        return r
 
 
 def test_settle_applies_advances_from_any_engine_in_one_place(tmp_path: Path) -> None:
