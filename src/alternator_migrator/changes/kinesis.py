@@ -98,6 +98,7 @@ class KinesisShardReader(ShardReader):
     """One Kinesis shard, read in order; the records are decoded change records."""
 
     retention = RETENTION
+    kind = "kinesis"
 
     def __init__(
         self, client: DynamoClient, arn: str, shard: Shard, position: str | None, table: str

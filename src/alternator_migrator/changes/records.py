@@ -6,19 +6,24 @@ BatchWriteItem element of its new image. The dict trees are freed with the page,
 round holds is one small tuple of strings and bytes per record: no tree for Python's cyclic
 garbage collector to walk, a fraction of the memory, and nothing to re-encode when the batch is
 written.
+
+The record rules both engines apply: the last change per key (``collapse``) and, for a source
+that may duplicate and reorder (Kinesis), newest-wins per key (``KeyClock``, ``newest_per_key``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import types
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import orjson
 
 from ..errors import StreamRecordError
-from ..target.sink import rename_item
+from ..metrics import METRICS
+from ..target.sink import Element, Sink, rename_item
 
 EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
 
@@ -275,3 +280,106 @@ class PageDecoder:
 def page_decoder(decoder: Decoder) -> PageDecoder | None:
     """The fast path when msgspec is installed; None otherwise."""
     return PageDecoder(decoder) if msgspec is not None else None
+
+
+# --------------------------------------------------------------------------- the record rules
+
+
+def collapse(
+    records: Sequence[Change],
+    sink: Sink,
+    expired: Callable[[dict[str, Any]], bool] | None = None,
+) -> list[Element]:
+    """The last change per key, as BatchWriteItem elements (see ``collapse_keyed``)."""
+    return list(collapse_keyed(records, sink, expired).values())
+
+
+def collapse_keyed(
+    records: Sequence[Change],
+    sink: Sink,
+    expired: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[bytes, Element]:
+    """The last change per key (``Change.key``), as BatchWriteItem elements; order across keys
+    is irrelevant.
+
+    An image whose TTL has already passed (``expired``) is not written: the key is deleted
+    instead, so an older live copy on the target does not outlive the source's. Records were
+    checked when they were read (``Decoder``).
+    """
+    last: dict[bytes, Element] = {}
+    attr: str | None = getattr(expired, "attribute", None)
+    for c in records:
+        if c.put is None:
+            last[c.key] = sink.delete_element(c.key)
+        elif (
+            expired is not None
+            and c.ttl is not None
+            and expired(c.ttl if attr is None else {attr: c.ttl})
+        ):
+            METRICS.inc("stream_images_expired_total")
+            last[c.key] = sink.delete_element(c.key)
+        else:
+            last[c.key] = c.put
+    return last
+
+
+class KeyClock:
+    """Per key, the ApproximateCreationDateTime of the newest change applied: a record older
+    than that is a late duplicate or a reordering and must not overwrite the newer state.
+
+    Bounded: past ``capacity`` keys the least recently changed are forgotten, so protection
+    spans the last ``capacity`` distinct keys changed (a reordering spans seconds)."""
+
+    def __init__(self, capacity: int = 200_000, saved: int = 20_000) -> None:
+        self.capacity = capacity
+        self.saved = saved  # keys kept in the savepoint, the most recently changed
+        self._newest: OrderedDict[bytes, float] = OrderedDict()
+
+    def recent(self) -> dict[str, float]:
+        """The most recently changed keys, for the savepoint (a restart loads them back)."""
+        out: dict[str, float] = {}
+        for k in reversed(self._newest):
+            if len(out) >= self.saved:
+                break
+            out[k.decode()] = self._newest[k]
+        return out
+
+    def load(self, saved: dict[str, float]) -> None:
+        for k, t in sorted(saved.items(), key=lambda kv: kv[1]):
+            self.note(k.encode(), t)
+
+    def get(self, key: bytes) -> float | None:
+        return self._newest.get(key)
+
+    def note(self, key: bytes, t: float) -> None:
+        old = self._newest.pop(key, None)
+        self._newest[key] = t if old is None else max(old, t)
+        while len(self._newest) > self.capacity:
+            self._newest.popitem(last=False)
+            METRICS.inc("replay_key_clock_evictions_total")
+
+    def __len__(self) -> int:
+        return len(self._newest)
+
+
+def newest_per_key(
+    records: Sequence[Change], clock: KeyClock
+) -> tuple[list[Change], dict[bytes, float]]:
+    """The records that carry each key's newest change, in read order, and those changes'
+    times (noted in ``clock`` once written).
+
+    Newest-wins by ApproximateCreationDateTime, within the batch and against what earlier
+    batches applied. On equal times the record read later wins: a duplicate is the same
+    change, and two changes within one tick keep their order in the shard."""
+    best: dict[bytes, tuple[float | None, int]] = {}
+    for i, rec in enumerate(records):
+        k, t = rec.key, rec.time
+        prev = best[k][0] if k in best else clock.get(k)
+        if t is None or prev is None or t >= prev:
+            best[k] = (t, i)
+    keep = sorted(i for _, i in best.values())
+    dropped = len(records) - len(keep)
+    if dropped:
+        METRICS.inc("stream_records_superseded_total", dropped)
+    times = {k: t for k, (t, _) in best.items() if t is not None}
+    return [records[i] for i in keep], times

@@ -47,6 +47,19 @@ class Shard:
         )
 
 
+@dataclass(frozen=True)
+class ShardSpec:
+    """One shard of a change source and where its reading stands: small and picklable, so
+    that an executor (or the local engine) can open a reader of it (``shards.open_reader``)."""
+
+    kind: str  # the change source's kind: "dynamodb-streams", "alternator-streams", "kinesis"
+    arn: str  # the stream (DynamoDB or Alternator Streams) or the Kinesis data stream
+    shard: Shard
+    position: str | None  # last applied sequence number; None: from the oldest record
+    iterator: str | None = None  # the previous batch's NextShardIterator: saves a call
+    table: str = ""  # Kinesis: the table whose changes are kept (one stream may carry several)
+
+
 def list_shards(client: DynamoClient, arn: str) -> list[Shard]:
     """Every shard of the stream, following DescribeStream's pagination."""
     shards: list[Shard] = []
@@ -86,6 +99,8 @@ class ShardReader:
     """Reads one shard in order, from TRIM_HORIZON or after the last applied record."""
 
     retention = STREAMS_RETENTION
+    kind = "dynamodb-streams"  # a ChangeSource's kind (Alternator's sets its own)
+    table = ""
 
     def __init__(self, client: DynamoClient, arn: str, shard: Shard, position: str | None) -> None:
         self.client = client
@@ -104,6 +119,10 @@ class ShardReader:
         # Set: GetRecords answers are decoded from their bytes into ``Change``s.
         self.pages: PageDecoder | None = None
         self._next_call = 0.0
+
+    def spec(self) -> ShardSpec:
+        """Where this reader stands, for a reader elsewhere to go on from."""
+        return ShardSpec(self.kind, self.arn, self.shard, self.position, self.iterator, self.table)
 
     def _acquire(self) -> str | None:
         after = self.read_to
@@ -220,4 +239,6 @@ class DynamoStreamSource:
         return list_shards(self.client, self.arn)
 
     def reader(self, shard: Shard, position: str | None) -> ShardReader:
-        return ShardReader(self.client, self.arn, shard, position)
+        r = ShardReader(self.client, self.arn, shard, position)
+        r.kind = self.kind
+        return r

@@ -20,11 +20,11 @@ import logging
 import sys
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 from ..aws.client import DynamoClient, DynamoError
 from ..aws.retry import RetryPolicy
@@ -33,15 +33,19 @@ from ..changes.records import (
     EVENT_NAMES,
     Change,
     Decoder,
+    KeyClock,
     PageDecoder,
     check_record,
+    collapse,
+    collapse_keyed,
+    newest_per_key,
     page_decoder,
     record_time,
 )
+from ..changes.shards import ChangeSource, ShardAdvance
 from ..changes.streams import (
     GET_RECORDS_LIMIT,
     DynamoStreamSource,
-    Shard,
     ShardReader,
     _trimmed,
 )
@@ -54,11 +58,13 @@ from ..errors import (
 )
 from ..metrics import METRICS, retry_summary
 from ..state.savepoint import Savepoint, SavepointStore
-from ..target.sink import Element, Sink
+from ..target.sink import Sink
 
 __all__ = [  # the record rules live in changes.records; callers import them from here too
     "EVENT_NAMES",
     "Change",
+    "ChangeSource",
+    "KeyClock",
     "check_record",
     "collapse",
     "newest_per_key",
@@ -134,129 +140,9 @@ class OpTable:
         self.pending.clear()
 
 
-def collapse(
-    records: Sequence[Change],
-    sink: Sink,
-    expired: Callable[[dict[str, Any]], bool] | None = None,
-) -> list[Element]:
-    """The last change per key, as BatchWriteItem elements (see ``collapse_keyed``)."""
-    return list(collapse_keyed(records, sink, expired).values())
-
-
-def collapse_keyed(
-    records: Sequence[Change],
-    sink: Sink,
-    expired: Callable[[dict[str, Any]], bool] | None = None,
-) -> dict[bytes, Element]:
-    """The last change per key (``Change.key``), as BatchWriteItem elements; order across keys
-    is irrelevant.
-
-    An image whose TTL has already passed (``expired``) is not written: the key is deleted
-    instead, so an older live copy on the target does not outlive the source's. Records were
-    checked when they were read (``Decoder``).
-    """
-    last: dict[bytes, Element] = {}
-    attr: str | None = getattr(expired, "attribute", None)
-    for c in records:
-        if c.put is None:
-            last[c.key] = sink.delete_element(c.key)
-        elif (
-            expired is not None
-            and c.ttl is not None
-            and expired(c.ttl if attr is None else {attr: c.ttl})
-        ):
-            METRICS.inc("stream_images_expired_total")
-            last[c.key] = sink.delete_element(c.key)
-        else:
-            last[c.key] = c.put
-    return last
-
-
 def tuning(cfg: Config) -> dict[str, Any]:
     """Replayer options from the source's `streaming*` keys (only those given)."""
     return options_given(cfg.source)
-
-
-class ChangeSource(Protocol):
-    """Where the changes come from: DynamoDB Streams (``streams.DynamoStreamSource``) or a
-    Kinesis data stream (``kinesis.KinesisSource``)."""
-
-    kind: str  # "dynamodb-streams" or "kinesis"
-    arn: str
-    # False: records may be duplicated and out of order, and only ApproximateCreationDateTime
-    # orders the changes of one item (the replay then applies newest-wins per key).
-    ordered: bool
-    retention: str  # how long records are kept, for the "records are gone" error
-
-    def list_shards(self) -> list[Shard]:
-        """The shard tree: every shard with its parents."""
-        ...
-
-    def reader(self, shard: Shard, position: str | None) -> ShardReader:
-        """A reader of one shard, after ``position`` (None: from the oldest record)."""
-        ...
-
-
-class KeyClock:
-    """Per key, the ApproximateCreationDateTime of the newest change applied: a record older
-    than that is a late duplicate or a reordering and must not overwrite the newer state.
-
-    Bounded: past ``capacity`` keys the least recently changed are forgotten, so protection
-    spans the last ``capacity`` distinct keys changed (a reordering spans seconds)."""
-
-    def __init__(self, capacity: int = 200_000, saved: int = 20_000) -> None:
-        self.capacity = capacity
-        self.saved = saved  # keys kept in the savepoint, the most recently changed
-        self._newest: OrderedDict[bytes, float] = OrderedDict()
-
-    def recent(self) -> dict[str, float]:
-        """The most recently changed keys, for the savepoint (a restart loads them back)."""
-        out: dict[str, float] = {}
-        for k in reversed(self._newest):
-            if len(out) >= self.saved:
-                break
-            out[k.decode()] = self._newest[k]
-        return out
-
-    def load(self, saved: dict[str, float]) -> None:
-        for k, t in sorted(saved.items(), key=lambda kv: kv[1]):
-            self.note(k.encode(), t)
-
-    def get(self, key: bytes) -> float | None:
-        return self._newest.get(key)
-
-    def note(self, key: bytes, t: float) -> None:
-        old = self._newest.pop(key, None)
-        self._newest[key] = t if old is None else max(old, t)
-        while len(self._newest) > self.capacity:
-            self._newest.popitem(last=False)
-            METRICS.inc("replay_key_clock_evictions_total")
-
-    def __len__(self) -> int:
-        return len(self._newest)
-
-
-def newest_per_key(
-    records: Sequence[Change], clock: KeyClock
-) -> tuple[list[Change], dict[bytes, float]]:
-    """The records that carry each key's newest change, in read order, and those changes'
-    times (noted in ``clock`` once written).
-
-    Newest-wins by ApproximateCreationDateTime, within the batch and against what earlier
-    batches applied. On equal times the record read later wins: a duplicate is the same
-    change, and two changes within one tick keep their order in the shard."""
-    best: dict[bytes, tuple[float | None, int]] = {}
-    for i, rec in enumerate(records):
-        k, t = rec.key, rec.time
-        prev = best[k][0] if k in best else clock.get(k)
-        if t is None or prev is None or t >= prev:
-            best[k] = (t, i)
-    keep = sorted(i for _, i in best.values())
-    dropped = len(records) - len(keep)
-    if dropped:
-        METRICS.inc("stream_records_superseded_total", dropped)
-    times = {k: t for k, (t, _) in best.items() if t is not None}
-    return [records[i] for i in keep], times
 
 
 # Objects allocated between two young collections of the cyclic GC. Python's default (700)
@@ -443,7 +329,9 @@ class BatchWriter:
         self.clock = clock
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="replay")
 
-    def write(self, records: list[Change]) -> int:
+    def write(self, records: list[Change]) -> tuple[int, dict[bytes, float]]:
+        """The writes sent, and (Kinesis) the times of the changes applied per key, which the
+        clock learns once the round settles (``Replayer.settle``)."""
         times: dict[bytes, float] = {}
         if self.clock is not None:
             records, times = newest_per_key(records, self.clock)
@@ -453,10 +341,7 @@ class BatchWriter:
         # Keys are unique after collapse, so chunks may be written concurrently.
         for _ in self.pool.map(self.sink.write, chunks):
             pass
-        if self.clock is not None:  # only once the target has them
-            for k, t in times.items():
-                self.clock.note(k, t)
-        return len(requests)
+        return len(requests), times
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True)
@@ -674,19 +559,36 @@ class Replayer:
         fetched = self.read(ready)
         records = [c for _, changes in fetched for c in changes]
         self._rate.acquire(len(records))
-        result = BatchResult(len(records), 0, Counter(c.name for c in records), None)
+        writes, times = 0, dict[bytes, float]()
         if records:
             self.reads.prefetch(self._upcoming)  # reads overlap the writes below
-            result.writes = self.writer.write(records)
+            writes, times = self.writer.write(records)
+        result = self.settle(ready, [ShardAdvance.after(r, c, 0, times) for r, c in fetched])
+        result.writes = writes  # collapsed across shards: counted per round
+        return result
+
+    def settle(self, ready: list[ShardReader], advances: Sequence[ShardAdvance]) -> BatchResult:
+        """What each shard's batch applied, whichever engine ran it: the readers move on, the
+        key clock learns the changes applied, and the round's counts and lag. Positions reach
+        the savepoint in ``ShardTree.advance``."""
+        by_shard = {a.shard_id: a for a in advances}
+        result = BatchResult(0, 0, Counter(), None)
         newest_all: float | None = None
-        for reader, changes in fetched:
-            if changes:
-                reader.position = changes[-1].seq
-                # The newest change read, not the last: Kinesis records are not in time order.
-                newest = max((c.time for c in changes if c.time is not None), default=None)
-                if newest is not None:
-                    reader.newest = max(newest, reader.newest or newest)
-                    newest_all = max(newest, newest_all or newest)
+        for reader in ready:
+            a = by_shard.get(reader.shard.shard_id)
+            if a is None:
+                continue
+            reader.position, reader.iterator = a.position, a.iterator
+            reader.closed, reader.drained = a.closed, a.drained
+            result.records += a.records
+            result.writes += a.writes
+            result.counts.update(a.counts)
+            if a.newest is not None:
+                reader.newest = max(a.newest, reader.newest or a.newest)
+                newest_all = max(a.newest, newest_all or a.newest)
+            if self.key_clock is not None:
+                for k, t in a.key_times.items():
+                    self.key_clock.note(k, t)
         if newest_all is not None:
             result.lag_seconds = max(0.0, self.clock() - newest_all)
         return result

@@ -20,10 +20,9 @@ import threading
 from collections import Counter, deque
 from typing import Any, TextIO
 
-from ..changes.alternator import AlternatorStreamSource
 from ..changes.streams import ShardReader
 from ..config import Config, local_only_given
-from ..errors import ConfigError, MigratorError
+from ..errors import MigratorError
 from ..metrics import METRICS
 from ..pipeline.estate import migrate_estate
 from ..pipeline.migrate import Job, MigrationResult, migrate
@@ -39,7 +38,6 @@ from .tasks import (
     ReplayContext,
     SegmentResult,
     SegmentTask,
-    ShardTask,
     copy_segment,
     forward,
     replay_shards,
@@ -290,8 +288,8 @@ class SparkReplayer(Replayer):
             out=job.out,
             max_idle_sleep=IDLE_SLEEP,
             op_table_name=job.op_table_name,
-            # Alternator's generation barrier is the driver's shard tree's business.
-            changes=job.changes if isinstance(job.changes, AlternatorStreamSource) else None,
+            # The shard tree (Alternator's generation barrier, Kinesis' lineage) is the driver's.
+            changes=job.changes,
             memory_budget=None,  # executors read the pages, each holding one shard's batch
         )
         self.engine = engine
@@ -304,45 +302,38 @@ class SparkReplayer(Replayer):
         if not ready:
             return BatchResult(0, 0, Counter(), None)
         slots = self.engine.slots(self.job, len(ready))
+        clock = self.key_clock
+        if clock is not None:
+            # Kinesis: AWS documents duplicates and reorderings also across shards, so one
+            # key's changes may sit in two ready shards, and tasks running at once would race
+            # to write them. One task reads the shards in turn with the driver's key clock:
+            # newest-wins per key as locally. It gets the clock's most recent keys, as many
+            # as a restart keeps (a reordering spans seconds); the times it applied come
+            # back in the advances and ``settle`` merges them.
+            slots = 1
         ctx = ReplayContext(
             self.job.cfg,
             self.keys,
-            self.arn,
             _share(self.write_rate, slots),
             self.engine.records_per_shard,
             self.job.ttl_attribute,
+            clock.recent() if clock is not None else None,
         )
-        tasks = [ShardTask(r.shard, r.position, r.iterator) for r in ready]
         self.batches += 1
         sc = self.engine.sc
-        sc.setJobDescription(f"replay batch {self.batches}: {len(tasks)} shards")
-        results = (
-            sc.parallelize(tasks, slots)
+        sc.setJobDescription(f"replay batch {self.batches}: {len(ready)} shards")
+        outcomes = (
+            sc.parallelize([r.spec() for r in ready], slots)
             .mapPartitions(functools.partial(replay_shards, ctx))
             .collect()
         )
-        for res in results:
-            forward(res.counters)
-        for res in results:
-            if res.error is not None:
+        for o in outcomes:
+            forward(o.counters)
+        for o in outcomes:
+            if o.error is not None:
                 # Nothing of this batch is checkpointed; what others applied is idempotent.
-                raise res.error.exception()
-        by_shard = {res.shard_id: res for res in results}
-        out = BatchResult(0, 0, Counter(), None)
-        newest: float | None = None
-        for reader in ready:
-            res = by_shard[reader.shard.shard_id]
-            reader.position, reader.iterator = res.position, res.iterator
-            reader.closed, reader.drained = res.closed, res.drained
-            reader.newest = res.newest if res.newest is not None else reader.newest
-            out.records += res.records
-            out.writes += res.writes
-            out.counts.update(res.counts)
-            if res.newest is not None:
-                newest = res.newest if newest is None else max(newest, res.newest)
-        if newest is not None:
-            out.lag_seconds = max(0.0, self.clock() - newest)
-        return out
+                raise o.error.exception()
+        return self.settle(ready, [o.advance for o in outcomes if o.advance is not None])
 
 
 def migrate_spark(
@@ -363,11 +354,6 @@ def migrate_spark(
     Before anything touches the source or the target, the package is shipped to the executors
     and one of them must import it (``preflight``), else SparkSetupError (exit 2).
     """
-    if cfg.target.kinesis is not None:
-        raise ConfigError(
-            f"{cfg.path}: `streamChanges: {{type: kinesis}}` is replayed by the local engine "
-            "only; run `migrate` without Spark"
-        )
     _warn_local_only_keys(cfg)
     own = spark is None
     session = spark if spark is not None else spark_session(master, conf)

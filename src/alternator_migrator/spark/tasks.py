@@ -1,7 +1,7 @@
 """What runs on Spark executors: plain functions of picklable inputs, and no pyspark import.
 
 Executors write straight to the target with the local engine's own code (``SnapshotCopier``,
-``ShardReader``, ``collapse``, ``Sink``) and hand back only small results: positions, counts,
+``advance_shard``, ``Sink``) and hand back only small results: positions, counts,
 and an error description. The savepoint and its ledger belong to the driver alone.
 """
 
@@ -11,20 +11,18 @@ import contextlib
 import functools
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .. import errors
-from ..aws.client import DynamoClient, DynamoError, source_client, target_client
+from ..aws.client import DynamoClient, DynamoError, kinesis_client, source_client, target_client
 from ..aws.throttle import RateLimiter
-from ..changes.records import Change, Decoder, page_decoder
-from ..changes.streams import GET_RECORDS_LIMIT, Shard, ShardReader
+from ..changes.records import Decoder, KeyClock, page_decoder
+from ..changes.shards import ShardAdvance, advance_shard, open_reader
+from ..changes.streams import ShardSpec
 from ..config import Config
 from ..metrics import METRICS
-from ..pipeline.replay import collapse
 from ..snapshot.copier import ScanPlan, ScanSource, SnapshotCopier, SnapshotSource
 from ..snapshot.export import ExportSource, Manifest, s3_client
 from ..snapshot.ledger import UnitTally
@@ -180,100 +178,50 @@ def copy_segment(task: SegmentTask) -> SegmentResult:
 # --------------------------------------------------------------------------- replay
 
 
+@functools.lru_cache(maxsize=4)
+def _kinesis(cfg: Config) -> DynamoClient:
+    return kinesis_client(cfg.source)
+
+
 @dataclass(frozen=True)
 class ReplayContext:
     cfg: Config
     keys: tuple[str, ...]
-    stream_arn: str
     write_rate: float | None  # per task
     max_records: int  # per shard and batch
     ttl_attribute: str | None = None  # the source's TTL attribute: expired images not written
+    # Kinesis: the driver's key clock (newest change applied per key, as the savepoint keeps
+    # it); None: an ordered source.
+    key_times: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
-class ShardTask:
-    shard: Shard
-    position: str | None  # last applied sequence number
-    iterator: str | None  # the previous batch's NextShardIterator, saves a GetShardIterator
-
-
-@dataclass
-class ShardResult:
-    shard_id: str
-    position: str | None
-    iterator: str | None
-    closed: bool
-    drained: bool
-    records: int = 0
-    writes: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    newest: float | None = None  # ApproximateCreationDateTime of the newest record applied
+class ShardOutcome:
+    advance: ShardAdvance | None
     error: TaskError | None = None
     counters: Counters = ()
 
 
-def replay_shard(ctx: ReplayContext, task: ShardTask) -> ShardResult:
-    """Read one shard from its position, apply the changes in order, return the new position."""
-    source, target = _clients(ctx.cfg)
-    sink = build_sink(ctx.cfg, target, list(ctx.keys), _write_limiter(ctx.cfg, ctx.write_rate))
-    reader = ShardReader(source, ctx.stream_arn, task.shard, task.position)
-    reader.iterator = task.iterator
-    records: list[Change] = []
-    before = _counters()
-    writes = 0
+def replay_shards(ctx: ReplayContext, specs: Iterable[ShardSpec]) -> Iterator[ShardOutcome]:
+    """One Spark partition: its shards one after the other, each from its position, with the
+    local engine's ``advance_shard``; stops at the first error."""
+    cfg = ctx.cfg
+    source, target = _clients(cfg)
+    kinesis = _kinesis(cfg) if cfg.target.kinesis is not None else None
+    sink = build_sink(cfg, target, list(ctx.keys), _write_limiter(cfg, ctx.write_rate))
     expired = expiry_check(ctx.ttl_attribute, time.time)
     decode = Decoder(sink.renames, expired)
-    reader.pages = page_decoder(decode)
-    try:
-        # Several pages per batch: a Spark job costs far more than one GetRecords call. Each
-        # page is written while the next one is read (as the local replayer reads ahead);
-        # a page's writes start only after the previous page's are acknowledged, so the
-        # changes to one key are still applied in stream order.
-        with ThreadPoolExecutor(1, thread_name_prefix="replay-write") as writer:
-            pending: Future[int] | None = None
-            while len(records) < ctx.max_records:
-                page = decode.changes(reader.read(), task.shard.shard_id)
-                records.extend(page)
-                if page:
-                    if pending is not None:
-                        writes += pending.result()
-                    pending = writer.submit(sink.write, collapse(page, sink, expired))
-                # A page short of the limit reached the shard's current end: apply what we
-                # have rather than wait (at most 5 calls/s per shard) for a trickle.
-                if len(page) < GET_RECORDS_LIMIT or reader.closed:
-                    break
-            if pending is not None:
-                writes += pending.result()
-    except (errors.MigratorError, DynamoError) as e:
-        return ShardResult(
-            task.shard.shard_id,
-            task.position,
-            None,
-            False,
-            False,
-            error=TaskError.of(e),
-            counters=_since(before),
-        )
-    times = [c.time for c in records if c.time is not None]
-    return ShardResult(
-        task.shard.shard_id,
-        records[-1].seq if records else task.position,
-        reader.iterator,
-        reader.closed,
-        reader.drained,
-        len(records),
-        writes,
-        dict(Counter(c.name for c in records)),
-        max(times) if times else None,
-        counters=_since(before),
-    )
-
-
-def replay_shards(ctx: ReplayContext, tasks: Iterable[ShardTask]) -> Iterator[ShardResult]:
-    """One Spark partition: its shards one after the other.
-
-    Shards in other partitions run at the same time; per-key order still holds, because a
-    key's changes in one batch are all in one shard (a child is never ready with its parent).
-    """
-    for task in tasks:
-        yield replay_shard(ctx, task)
+    clock: KeyClock | None = None
+    if ctx.key_times is not None:
+        clock = KeyClock()
+        clock.load(ctx.key_times)
+    for spec in specs:
+        before = _counters()
+        try:
+            reader = open_reader(spec, source, kinesis)
+            reader.pages = page_decoder(decode)
+            advance = advance_shard(reader, sink, decode, ctx.max_records, expired, clock)
+        except (errors.MigratorError, DynamoError) as e:
+            yield ShardOutcome(None, TaskError.of(e), _since(before))
+            return
+        yield ShardOutcome(advance, None, _since(before))
