@@ -184,3 +184,49 @@ def test_a_kinesis_record_decoded_from_its_bytes_is_the_change_the_full_path_mak
         _fast_decode(fast, {"SequenceNumber": "1", "Data": base64.b64encode(b"[1]").decode()})
         is None
     )
+
+
+def kinesis_page(*data: bytes, behind: int | None = 7) -> bytes:
+    import base64
+
+    records = [
+        {"SequenceNumber": f"49{i:03d}", "Data": base64.b64encode(d).decode()}
+        for i, d in enumerate(data)
+    ]
+    page: dict[str, Any] = {"Records": records, "NextShardIterator": "next"}
+    if behind is not None:
+        page["MillisBehindLatest"] = behind
+    return orjson.dumps(page)
+
+
+def test_a_kinesis_page_decoded_from_its_bytes_is_what_the_full_path_makes() -> None:
+    pytest.importorskip("msgspec")
+    from alternator_migrator.changes.kinesis import decode
+    from alternator_migrator.changes.records import page_decoder
+
+    expired = expiry_check("ttl", lambda: 1000.0)
+    for decoder in (Decoder(), Decoder({"v": "w"}, expired)):
+        fast = page_decoder(decoder)
+        assert fast is not None
+        data = []
+        for name, pk, t in (("INSERT", "a", 1767225600123456), ("REMOVE", "a", 1767225600124)):
+            r = rec(name, pk, v={"N": "1"}, ttl={"N": "5"})
+            r["dynamodb"]["ApproximateCreationDateTime"] = t  # micro-, then milliseconds
+            del r["dynamodb"]["SequenceNumber"]
+            data.append(orjson.dumps(r | {"tableName": "T"}))
+        other = rec("INSERT", "b", v={"N": "2"})
+        data.insert(1, orjson.dumps(other | {"tableName": "U"}))  # another table's change
+        body = kinesis_page(*data)
+        got = fast.kinesis(body, "T")
+        assert got is not None
+        slow = [decode(r, "T", "s1") for r in orjson.loads(body)["Records"]]
+        want = decoder([r for r in slow if r is not None], "s1")
+        assert [c._replace(put=orjson.loads(c.put or b"null")) for c in got.changes] == [
+            c._replace(put=orjson.loads(c.put or b"null")) for c in want
+        ]
+        assert [c.time for c in got.changes] == pytest.approx([1767225600.123456, 1767225600.124])
+        assert (got.other_tables, got.next_iterator, got.behind) == (1, "next", 7)
+    assert fast.kinesis(kinesis_page(behind=None), "T") == ([], 0, "next", 0)
+    # Data that is not base64, or not a change record: the full path judges the page.
+    assert fast.kinesis(body.replace(b'"Data":"', b'"Data":"*', 1), "T") is None
+    assert fast.kinesis(kinesis_page(data[0], b"[1]"), "T") is None
