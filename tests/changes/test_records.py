@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alternator_migrator.changes.records import Change, Decoder
 from alternator_migrator.errors import StreamRecordError
@@ -230,3 +232,24 @@ def test_a_kinesis_page_decoded_from_its_bytes_is_what_the_full_path_makes() -> 
     # Data that is not base64, or not a change record: the full path judges the page.
     assert fast.kinesis(body.replace(b'"Data":"', b'"Data":"*', 1), "T") is None
     assert fast.kinesis(kinesis_page(data[0], b"[1]"), "T") is None
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=12),
+        st.sampled_from(["S", "N", "B"]).flatmap(lambda t: st.fixed_dictionaries({t: st.text()})),
+        min_size=1,
+        max_size=2,
+    )
+)
+def test_a_key_decoded_from_the_bytes_has_the_identity_the_full_path_gives(
+    keys: dict[str, Any],
+) -> None:
+    pytest.importorskip("msgspec")
+    from alternator_migrator.changes.records import key_bytes, page_decoder
+
+    fast = page_decoder(Decoder())
+    assert fast is not None
+    r = {"eventName": "REMOVE", "dynamodb": {"Keys": keys, "SequenceNumber": "1"}}
+    changes, _ = fast(page(r), "s1")
+    assert changes[0].key == key_bytes(keys) == key_id(keys)

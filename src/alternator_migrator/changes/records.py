@@ -172,6 +172,8 @@ try:  # optional: without it, pages are parsed whole with orjson and decoded as 
 except ImportError:  # pragma: no cover - depends on the environment
     msgspec = None  # type: ignore[assignment, unused-ignore]
 
+_new = tuple.__new__
+_encode = msgspec.json.encode if msgspec is not None else None
 _PUT_HEAD = b'{"PutRequest":{"Item":'
 _PUT_TAIL = b"}}"
 
@@ -305,7 +307,10 @@ class PageDecoder:
             if r.tableName is not None and r.tableName != table:
                 other += 1  # as the full path: skipped before its record is checked
                 continue
-            c = change(r, e.SequenceNumber, to_seconds(r.dynamodb.ApproximateCreationDateTime))
+            t = r.dynamodb.ApproximateCreationDateTime  # to_seconds, inline: once per record
+            if t is not None and t > 1e11:
+                t = t / 1e6 if t > 1e14 else t / 1e3
+            c = change(r, e.SequenceNumber, t)
             if c is None:
                 return None
             append(c)
@@ -314,24 +319,29 @@ class PageDecoder:
     def _change(self, r: Any, seq: str, t: float | None) -> Change | None:
         d = r.dynamodb
         name = r.eventName
-        if not d.Keys or name not in EVENT_NAMES:
+        keys = d.Keys
+        if not keys or name not in EVENT_NAMES:
             return None
-        key = bytes(memoryview(orjson.dumps(d.Keys, option=orjson.OPT_SORT_KEYS)))
+        # The keys are typed strings here, which msgspec encodes byte for byte as orjson
+        # does (``key_bytes``), in under half the time and with no slack kept behind.
+        key = _encode(keys, order="sorted")
         if name == "REMOVE":
-            return Change(name, seq, t, key, None)
+            return _new(Change, (name, seq, t, key, None, None))
         image = memoryview(d.NewImage)
         if not image or image[0] != 0x7B:  # absent, or not an object
             return None
-        renames = self.slow.renames
-        if renames:
-            put = _PUT_HEAD + orjson.dumps(rename_item(orjson.loads(image), renames)) + _PUT_TAIL
+        slow = self.slow
+        if slow.renames:
+            item = orjson.dumps(rename_item(orjson.loads(image), slow.renames))
+            put = _PUT_HEAD + item + _PUT_TAIL
         else:
             put = b"".join((_PUT_HEAD, image, _PUT_TAIL))
         value = None
-        if self.slow.watch:
+        if slow.watch:
             ttl = self._ttl
             value = ttl.decode(image).value if ttl is not None else orjson.loads(image)
-        return Change(name, seq, t, key, put, value)
+        # tuple.__new__: a NamedTuple's own __new__ is a Python function, called per record.
+        return _new(Change, (name, seq, t, key, put, value))
 
     def _slowly(self, body: bytes, shard: str | None) -> tuple[list[Change], str | None]:
         r = orjson.loads(body)
