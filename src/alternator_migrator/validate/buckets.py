@@ -89,7 +89,8 @@ class BucketStore:
             raise OSError(f"{self._log_paths[side]} ends before {offset + length} bytes")
         return data
 
-    def _close_logs(self) -> None:
+    def close_logs(self) -> None:
+        """The item logs' descriptors closed (``log`` and ``read`` open them again)."""
         with self._log_lock:
             for side, fd in enumerate(self._log_fd):
                 if fd >= 0:
@@ -164,7 +165,7 @@ class BucketStore:
 
     def restore(self, sizes: dict[str, int]) -> None:
         """Back to a position ``flush`` returned: later bytes (maybe a torn record) go."""
-        self._close_logs()
+        self.close_logs()
         if not self.dir.exists():
             return
         for side, log in enumerate(self._log_paths):
@@ -237,5 +238,5 @@ class BucketStore:
         """Forget everything, files included."""
         with self._lock:
             self._take()
-        self._close_logs()
+        self.close_logs()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -286,6 +286,7 @@ class Validator:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.store.close_logs()  # the files stay (a stopped run resumes from them)
         # Also after a failed ``open`', which may have created only some of the clients.
         for client in (getattr(self, "source_client", None), getattr(self, "target_client", None)):
             if client is not None:
