@@ -510,10 +510,10 @@ def child_lib(config: str, profile: str | None) -> None:
     if profile:
         import cProfile
 
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.thread_time)  # CPU, not waits for the GIL or I/O
 
         def in_thread(*_: Any) -> None:  # every thread the run starts gets its own profile
-            p = cProfile.Profile()
+            p = cProfile.Profile(time.thread_time)
             thread_profs.append(p)
             p.enable()
 

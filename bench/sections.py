@@ -134,7 +134,7 @@ def render_wide(sec: dict[str, Any]) -> list[str]:
 
 
 def bench_validate(quick: bool, before: Path | None, work: Path) -> dict[str, Any]:
-    args = ["--items", "5000" if quick else "100000", "--segments", "8"]
+    args = ["--items", "5000" if quick else "100000", "--segments", "8", "--pairs", "2"]
     if before is not None:
         args += ["--before", str(before)]
     return script("validate_scale.py", args, work, "validate") or {}

@@ -221,6 +221,19 @@ def run(label: str, cmd: list[str], servers: list[Server], env: dict[str, str]) 
     )
 
 
+def total(runs: list[Run]) -> Run:
+    """Runs summed (peak RSS: the highest), for the floors."""
+    return Run(
+        runs[0].label,
+        max(r.rc for r in runs),
+        sum(r.wall for r in runs),
+        sum(r.cpu for r in runs),
+        max(r.rss_mib for r in runs),
+        sum(r.server_cpu for r in runs),
+        runs[-1].out,
+    )
+
+
 def counts_in(report: str) -> dict[str, int]:
     out = {}
     for kind, label in (("missing", "missing in target"), ("extra", "only in target")):
@@ -240,6 +253,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--segments", type=int, default=8)
+    ap.add_argument("--pairs", type=int, default=1, help="validate, plain: this many times")
     ap.add_argument("--before", type=Path, help="a src/ directory of an older commit to time too")
     ap.add_argument("--json", type=Path, help="also write every run's figures here")
     ap.add_argument(
@@ -315,23 +329,36 @@ def main() -> int:
             else:
                 want = {"missing": 0, "extra": 0, "differ": 0}
             print(f"{state} ({args.items:,} items, {args.segments} segments), load {load_avg()}:")
-            for label, tree in trees:
-                cmd = [sys.executable, "-m", "alternator_migrator", "validate", "--config"]
-                cmd.append(str(config))
-                r = run(label, cmd, servers, {**os.environ, "PYTHONPATH": str(tree)})
-                print(r.line(), flush=True)
-                keep(state, r)
-                got = counts_in(r.out)
-                if r.rc != (0 if state == "identical" else 1) or got != want:
-                    failed.append(f"{label} {state}: exit {r.rc}, counts {got}, want {want}")
-                    print(r.out[-2000:])
-                if tree == ROOT / "src":
-                    mine = r
-            p = run("plain comparer", plain, servers, env)
-            print(p.line(), flush=True)
-            keep(state, p)
-            if p.rc != 0:
-                print(p.out)
+            # A B A B: on a shared machine neighbours come and go; each pair is run back to back.
+            mine_all: list[Run] = []
+            plain_all: list[Run] = []
+            for n in range(args.pairs):
+                for label, tree in trees:
+                    cmd = [sys.executable, "-m", "alternator_migrator", "validate", "--config"]
+                    cmd.append(str(config))
+                    r = run(label, cmd, servers, {**os.environ, "PYTHONPATH": str(tree)})
+                    print(r.line(), flush=True)
+                    keep(state, r)
+                    got = counts_in(r.out)
+                    if r.rc != (0 if state == "identical" else 1) or got != want:
+                        failed.append(f"{label} {state}: exit {r.rc}, counts {got}, want {want}")
+                        print(r.out[-2000:])
+                    if tree == ROOT / "src":
+                        mine_all.append(r)
+                p = run("plain comparer", plain, servers, env)
+                print(p.line(), flush=True)
+                keep(state, p)
+                if p.rc != 0:
+                    print(p.out)
+                plain_all.append(p)
+                m = mine_all[-1]
+                print(
+                    f"  pair {n + 1}: validate / plain: wall {m.wall / p.wall:.2f}, client CPU "
+                    f"{m.cpu / p.cpu:.2f}, servers' CPU {m.server_cpu / p.server_cpu:.2f}; "
+                    f"load {load_avg()}",
+                    flush=True,
+                )
+            mine, p = total(mine_all), total(plain_all)
             checks = [
                 ("client CPU", mine.cpu, p.cpu, CPU_RATIO),
                 ("servers' CPU", mine.server_cpu, p.server_cpu, CPU_RATIO),

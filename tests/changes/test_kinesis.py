@@ -297,3 +297,27 @@ def test_status_probes_kinesis_shards(fk: FakeKinesis) -> None:
     sp.shards["A"].sequence_number = seqs[2]
     got = {s.shard_id: s for s in _shards(KinesisSource(kclient(fk.url), fk.arn, "t"), sp, 0.0)}
     assert got["A"].pending is False
+
+
+def test_a_reader_decodes_pages_from_their_bytes_and_refuses_what_is_no_change(
+    fk: FakeKinesis,
+) -> None:
+    pytest.importorskip("msgspec")
+    from alternator_migrator.changes.records import page_decoder
+
+    fk.per_call = 10
+    fk.add_shard("A")
+    fk.put("A", item_change("t", "a", 1, 1_700_000_000_000_001))
+    fk.put("A", item_change("other", "a", 9, 1_700_000_000_000_002))  # another table's
+    fk.put("A", item_change("t", "b", None, 1_700_000_000_000_003))
+    source = KinesisSource(kclient(fk.url), fk.arn, "t")
+    reader = source.reader(source.list_shards()[0], None)
+    reader.pages = page_decoder(Decoder())
+    got = reader.read()
+    assert values(got) == {"a": "1", "b": None}
+    assert [c.time for c in got] == pytest.approx([1_700_000_000.000001, 1_700_000_000.000003])
+    assert [c.seq for c in got] == [r["SequenceNumber"] for r in fk.shards["A"].records[::2]]
+    # Data that is not a DynamoDB change record: refused by name, nothing applied.
+    fk.put("A", {"hello": "world"})
+    with pytest.raises(StreamRecordError, match="not a DynamoDB change record"):
+        reader.read()

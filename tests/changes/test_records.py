@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alternator_migrator.changes.records import Change, Decoder
 from alternator_migrator.errors import StreamRecordError
@@ -184,3 +186,70 @@ def test_a_kinesis_record_decoded_from_its_bytes_is_the_change_the_full_path_mak
         _fast_decode(fast, {"SequenceNumber": "1", "Data": base64.b64encode(b"[1]").decode()})
         is None
     )
+
+
+def kinesis_page(*data: bytes, behind: int | None = 7) -> bytes:
+    import base64
+
+    records = [
+        {"SequenceNumber": f"49{i:03d}", "Data": base64.b64encode(d).decode()}
+        for i, d in enumerate(data)
+    ]
+    page: dict[str, Any] = {"Records": records, "NextShardIterator": "next"}
+    if behind is not None:
+        page["MillisBehindLatest"] = behind
+    return orjson.dumps(page)
+
+
+def test_a_kinesis_page_decoded_from_its_bytes_is_what_the_full_path_makes() -> None:
+    pytest.importorskip("msgspec")
+    from alternator_migrator.changes.kinesis import decode
+    from alternator_migrator.changes.records import page_decoder
+
+    expired = expiry_check("ttl", lambda: 1000.0)
+    for decoder in (Decoder(), Decoder({"v": "w"}, expired)):
+        fast = page_decoder(decoder)
+        assert fast is not None
+        data = []
+        for name, pk, t in (("INSERT", "a", 1767225600123456), ("REMOVE", "a", 1767225600124)):
+            r = rec(name, pk, v={"N": "1"}, ttl={"N": "5"})
+            r["dynamodb"]["ApproximateCreationDateTime"] = t  # micro-, then milliseconds
+            del r["dynamodb"]["SequenceNumber"]
+            data.append(orjson.dumps(r | {"tableName": "T"}))
+        other = rec("INSERT", "b", v={"N": "2"})
+        data.insert(1, orjson.dumps(other | {"tableName": "U"}))  # another table's change
+        body = kinesis_page(*data)
+        got = fast.kinesis(body, "T")
+        assert got is not None
+        slow = [decode(r, "T", "s1") for r in orjson.loads(body)["Records"]]
+        want = decoder([r for r in slow if r is not None], "s1")
+        assert [c._replace(put=orjson.loads(c.put or b"null")) for c in got.changes] == [
+            c._replace(put=orjson.loads(c.put or b"null")) for c in want
+        ]
+        assert [c.time for c in got.changes] == pytest.approx([1767225600.123456, 1767225600.124])
+        assert (got.other_tables, got.next_iterator, got.behind) == (1, "next", 7)
+    assert fast.kinesis(kinesis_page(behind=None), "T") == ([], 0, "next", 0)
+    # Data that is not base64, or not a change record: the full path judges the page.
+    assert fast.kinesis(body.replace(b'"Data":"', b'"Data":"*', 1), "T") is None
+    assert fast.kinesis(kinesis_page(data[0], b"[1]"), "T") is None
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=12),
+        st.sampled_from(["S", "N", "B"]).flatmap(lambda t: st.fixed_dictionaries({t: st.text()})),
+        min_size=1,
+        max_size=2,
+    )
+)
+def test_a_key_decoded_from_the_bytes_has_the_identity_the_full_path_gives(
+    keys: dict[str, Any],
+) -> None:
+    pytest.importorskip("msgspec")
+    from alternator_migrator.changes.records import key_bytes, page_decoder
+
+    fast = page_decoder(Decoder())
+    assert fast is not None
+    r = {"eventName": "REMOVE", "dynamodb": {"Keys": keys, "SequenceNumber": "1"}}
+    changes, _ = fast(page(r), "s1")
+    assert changes[0].key == key_bytes(keys) == key_id(keys)

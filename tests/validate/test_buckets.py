@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from alternator_migrator.validate.buckets import BucketStore, bucket_of
 
 
@@ -87,3 +89,28 @@ def test_a_torn_last_line_is_not_read(tmp_path: Path) -> None:
         f.write(b'[["c","3"]')  # no newline: the write was cut
     src = {k: v for s, _ in store.parts(0) for k, v in s.items()}
     assert src == {"a": "1", "b": "2"}
+
+
+def test_the_item_logs_read_back_what_was_appended_and_resume_at_the_position(
+    tmp_path: Path,
+) -> None:
+    store = BucketStore(tmp_path / "b", 4, budget=1 << 20)
+    a = store.log(0, b'{"pk":{"S":"a"}}')
+    b = store.log(0, bytearray(b'{"pk":{"S":"b"}}'))
+    t = store.log(1, b'{"pk":{"S":"t"}}')
+    assert (a, b, t) == (0, 16, 0)
+    assert (
+        store.read(0, b, 16) == b'{"pk":{"S":"b"}}' and store.read(1, 0, 16) == b'{"pk":{"S":"t"}}'
+    )
+    sizes = store.flush()
+    assert sizes["log-s.bin"] == 32 and sizes["log-t.bin"] == 16
+    store.log(0, b"written after the position")
+    again = BucketStore(tmp_path / "b", 4, budget=1 << 20)
+    again.restore(sizes)
+    assert again.read(0, 0, 16) == b'{"pk":{"S":"a"}}'
+    assert again.log(0, b"next") == 32  # appended where the position ends
+    with pytest.raises(OSError):
+        again.read(0, 30, 16)  # past the end: never a short item
+    store.close()
+    again.close()
+    assert not (tmp_path / "b").exists()

@@ -23,7 +23,7 @@ from ..aws.client import DynamoClient, DynamoError
 from ..aws.retry import wait
 from ..errors import StreamError, StreamRecordError, StreamTrimmedError
 from ..metrics import METRICS
-from .records import Change, PageDecoder
+from .records import Change, PageDecoder, to_seconds
 from .streams import Page, Shard, ShardReader
 
 log = logging.getLogger(__name__)
@@ -35,20 +35,6 @@ RETENTION = (
 # Asked for when we enable the destination: the finer the timestamps, the fewer changes to one
 # item share one, and the fewer ties newest-wins must break by read order.
 PRECISION = "MICROSECOND"
-
-
-def to_seconds(v: Any) -> float | None:
-    """ApproximateCreationDateTime as epoch seconds: Kinesis records carry milliseconds or
-    microseconds (the destination's precision setting), DynamoDB Streams seconds. The
-    magnitude tells which: 1e11 seconds is the year 5138."""
-    if not isinstance(v, int | float) or isinstance(v, bool):
-        return None
-    x = float(v)
-    if x > 1e14:
-        return x / 1e6
-    if x > 1e11:
-        return x / 1e3
-    return x
 
 
 def decode(raw: dict[str, Any], table: str, shard: str) -> dict[str, Any] | None:
@@ -118,11 +104,20 @@ class KinesisShardReader(ShardReader):
         return str(it) if it else None
 
     def _get_records(self, iterator: str) -> Page:
-        r = self.client.call(
-            "GetRecords", {"ShardIterator": iterator, "Limit": self.limit, "StreamARN": self.arn}
-        )
-        records: list[Any] = []
+        body = {"ShardIterator": iterator, "Limit": self.limit, "StreamARN": self.arn}
         fast = self.pages
+        if fast is None:
+            r = self.client.call("GetRecords", body)
+        else:
+            raw = self.client.call_bytes("GetRecords", body)
+            page = fast.kinesis(raw, self.table)
+            if page is not None:
+                if page.other_tables:
+                    METRICS.inc("stream_records_other_table_total", page.other_tables)
+                self._behind = page.behind
+                return page.changes, page.next_iterator
+            r = orjson.loads(raw)  # something the structs do not describe: record by record
+        records: list[Any] = []
         for raw in r.get("Records", []):
             if fast is not None:
                 # The Data decoded from its bytes: the image is not parsed (``PageDecoder``).

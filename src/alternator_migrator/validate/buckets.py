@@ -1,11 +1,17 @@
 """Both sides' items by hash bucket: in memory while small, spilled to one file per bucket and
 side past a byte budget, so memory stays flat however large the tables are.
 
-A record is (key text, item JSON text); a spill writes one JSON line per bucket and side, read
-back by orjson in C (a record at a time in Python was most of the comparing time). A bucket is read back whole (file first, then memory; a
-later record of a key replaces an earlier one, which is what a re-scanned segment after a
-resume produces). A bucket too large for the budget is split again by a second hash, in files,
-before it is read. No I/O but local files: tested without servers.
+A record is (key text, value text). Each page's records of a bucket are held as one JSON line,
+which is what a spill appends to the bucket's file; lines are read back by orjson in C (a
+record at a time in Python was most of the comparing time). A bucket is read back whole (file
+first, then memory; a later record of a key replaces an earlier one, which is what a
+re-scanned segment after a resume produces). A bucket too large for the budget is split again
+by a second hash, in files, before it is read. No I/O but local files: tested without servers.
+
+Each side also has an item log (``log``, ``read``): the items' JSON appended as scanned, never
+held in memory. The validator keeps a digest and the item's place in the log as a record's
+value, so a record is ~60 bytes whatever the item's size, and comparing reads back only the
+items whose digests differ.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import orjson
 Record = tuple[str, str]
 Side = dict[str, str]
 
-OVERHEAD = 170  # bytes of Python objects around one record held in memory (two str, a tuple)
+OVERHEAD = 50  # bytes of the Python object around one line held in memory
 MAX_DEPTH = 4  # splits of a split: only keys that hash alike on every salt get this deep
 
 
@@ -39,8 +45,9 @@ class BucketStore:
         self.buckets = buckets
         self.budget = budget
         self.depth = depth
-        self._mem: list[list[list[Record]]] = [[[] for _ in range(buckets)] for _ in range(2)]
-        self._held = 0  # bytes held in memory (with OVERHEAD per record)
+        # Per side and bucket, lines of JSON [[key, value], ...] as a spill writes them.
+        self._mem: list[list[list[bytes]]] = [[[] for _ in range(buckets)] for _ in range(2)]
+        self._held = 0  # bytes held in memory (with OVERHEAD per line)
         self._msize = [[0] * buckets for _ in range(2)]  # the same per bucket and side
         self._fsize = [[0] * buckets for _ in range(2)]  # bytes in each file
         self._paths = [
@@ -49,14 +56,66 @@ class BucketStore:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self.spilled = 0  # bytes written to files so far, for the log
+        self._log_paths = [self.dir / f"log-{'st'[s]}.bin" for s in (0, 1)]
+        self._log_fd = [-1, -1]  # appended with os.write: no buffer, seen by os.pread at once
+        self._log_size = [0, 0]
+        self._log_lock = threading.Lock()
+
+    def log(self, side: int, data: bytes | bytearray) -> int:
+        """Append ``data`` to the side's item log; returns where it begins (for ``read``)."""
+        with self._log_lock:
+            fd = self._log_fd[side]
+            if fd < 0:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self._log_paths[side], os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+                self._log_fd[side] = fd
+            at = self._log_size[side]
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            self._log_size[side] += len(data)
+            return at
+
+    def read(self, side: int, offset: int, length: int) -> bytes:
+        """Bytes of the side's item log (``log`` returned where they begin)."""
+        fd = self._log_fd[side]
+        if fd < 0:  # a resumed run that has not logged anything yet
+            with self._log_lock:
+                if self._log_fd[side] < 0:
+                    self._log_fd[side] = os.open(self._log_paths[side], os.O_RDWR | os.O_APPEND)
+                fd = self._log_fd[side]
+        data = os.pread(fd, length, offset)
+        if len(data) != length:
+            raise OSError(f"{self._log_paths[side]} ends before {offset + length} bytes")
+        return data
+
+    def close_logs(self) -> None:
+        """The item logs' descriptors closed (``log`` and ``read`` open them again)."""
+        with self._log_lock:
+            for side, fd in enumerate(self._log_fd):
+                if fd >= 0:
+                    os.close(fd)
+                    self._log_fd[side] = -1
 
     def add(self, side: int, records: list[tuple[int, str, str]]) -> None:
         """(bucket, key, item) records of one side."""
+        groups: dict[int, list[Record]] = {}
+        for b, k, v in records:
+            got = groups.get(b)
+            if got is None:
+                groups[b] = [(k, v)]
+            else:
+                got.append((k, v))
+        # Held as the lines a spill writes: a few large bytes per page instead of small
+        # objects per record, which would pin the allocator's arenas that each page's
+        # objects were freed from. Copied: orjson keeps KiBs behind a small result.
+        dumps, opt = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        lines = [(b, bytes(memoryview(dumps(recs, option=opt)))) for b, recs in groups.items()]
         with self._lock:
             mem, msize, size = self._mem[side], self._msize[side], 0
-            for b, k, v in records:
-                mem[b].append((k, v))
-                n = len(k) + len(v) + OVERHEAD
+            for b, line in lines:
+                mem[b].append(line)
+                n = len(line) + OVERHEAD
                 msize[b] += n
                 size += n
             self._held += size
@@ -72,19 +131,19 @@ class BucketStore:
         finally:
             self._write_lock.release()
 
-    def _take(self) -> list[list[list[Record]]]:
+    def _take(self) -> list[list[list[bytes]]]:
         taken, self._held = self._mem, 0
         self._mem = [[[] for _ in range(self.buckets)] for _ in range(2)]
         self._msize = [[0] * self.buckets for _ in range(2)]
         return taken
 
-    def _write(self, taken: list[list[list[Record]]]) -> None:
-        """Records taken from memory to the files (caller holds the write lock)."""
+    def _write(self, taken: list[list[list[bytes]]]) -> None:
+        """Lines taken from memory to the files (caller holds the write lock)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         for side, mem in enumerate(taken):
-            for b, recs in enumerate(mem):
-                if recs:
-                    data = orjson.dumps(recs) + b"\n"
+            for b, lines in enumerate(mem):
+                if lines:
+                    data = b"".join(lines)
                     with open(self._paths[side][b], "ab") as f:
                         f.write(data)
                     self._fsize[side][b] += len(data)
@@ -94,7 +153,7 @@ class BucketStore:
     def flush(self) -> dict[str, int]:
         """Write what memory holds, fsync, and return each file's size: a position to resume
         from (``restore``)."""
-        with self._lock, self._write_lock:
+        with self._lock, self._write_lock, self._log_lock:
             self._write(self._take())
             sizes: dict[str, int] = {}
             if self.dir.exists():
@@ -106,8 +165,11 @@ class BucketStore:
 
     def restore(self, sizes: dict[str, int]) -> None:
         """Back to a position ``flush`` returned: later bytes (maybe a torn record) go."""
+        self.close_logs()
         if not self.dir.exists():
             return
+        for side, log in enumerate(self._log_paths):
+            self._log_size[side] = sizes.get(log.name, 0)
         for p in self.dir.glob("*.bin"):
             keep = sizes.get(p.name, 0)
             if keep == 0:
@@ -137,7 +199,8 @@ class BucketStore:
                     if not line.endswith(b"\n"):
                         break  # torn by a kill mid-write: its segment is scanned again
                     yield orjson.loads(line)
-        yield self._mem[side][bucket]
+        for line in self._mem[side][bucket]:
+            yield orjson.loads(line)
 
     def _load(self, side: int, bucket: int) -> Side:
         out: Side = {}
@@ -175,4 +238,5 @@ class BucketStore:
         """Forget everything, files included."""
         with self._lock:
             self._take()
+        self.close_logs()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,11 +1,12 @@
 """Two-way comparison of source and target, with an opt-in repair.
 
-Both tables are scanned once, at the same time, in segments; each item goes, as JSON, into a
-bucket chosen by a hash of its key (buckets.py: held in memory while small, spilled to files
-past a byte budget, so memory stays flat however large the tables are). Once both scans are
-done, each bucket's two sides are matched by key: a source key the target lacks is missing, a
-target key the source lacks is extra, a pair whose JSON differs is compared by value
-(compare.py). The scans' segments need not line up (DynamoDB and Alternator split a table
+Both tables are scanned once, at the same time, in segments; each item's JSON (sorted names)
+is appended to its side's item log, and its digest and place in the log go into a bucket
+chosen by a hash of its key (buckets.py: held in memory while small, spilled to files past a
+byte budget, so memory stays flat however large the tables are). Once both scans are done,
+each bucket's two sides are matched by key: a source key the target lacks is missing, a
+target key the source lacks is extra, a pair whose digests differ is read back from the logs
+and compared by value (compare.py). The scans' segments need not line up (DynamoDB and Alternator split a table
 differently); the buckets are ours.
 
 A live source may change while it is scanned, so every difference is re-read (consistent
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import queue
 import random
@@ -69,7 +71,9 @@ SCAN_PAGE_ITEMS = 1000
 BUCKETS = 64  # key-hash buckets (a bucket too large for the budget is split again)
 MEMORY_BUDGET = 48 << 20  # bytes of scanned items held in memory before spilling to files
 RECHECK_WORKERS = 4  # re-check batches in flight while comparing goes on
-EXPIRED = ""  # a source item whose TTL has passed (an item's JSON is never empty)
+EXPIRED = ""  # a source item whose TTL has passed (a bucket value is never empty otherwise)
+# A bucket value begins with the item JSON's digest: SHA-256's first 16 bytes, in hex.
+DIGEST_CHARS = 32
 
 
 class ValidationError(MigratorError):
@@ -282,6 +286,7 @@ class Validator:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.store.close_logs()  # the files stay (a stopped run resumes from them)
         # Also after a failed ``open`', which may have created only some of the clients.
         for client in (getattr(self, "source_client", None), getattr(self, "target_client", None)):
             if client is not None:
@@ -496,20 +501,44 @@ class Validator:
 
     # -- two scans merged by key: the whole tables
     def _ingest(self, side: int, items: list[Item]) -> list[tuple[int, str, str]]:
-        """(bucket, key, item JSON) per item; an expired source item as EXPIRED."""
-        k_of, names, n = key_text, self.target.keys, self.store.buckets
-        dumps, opt, crc = orjson.dumps, orjson.OPT_SORT_KEYS, zlib.crc32
+        """(bucket, key, value) per item: the value is the digest of the item's JSON (sorted
+        names) and where that JSON is in the side's item log (``_item``); an expired source
+        item's value is EXPIRED."""
+        names, n = self.target.keys, self.store.buckets
+        dumps, opt, crc, digest = orjson.dumps, orjson.OPT_SORT_KEYS, zlib.crc32, hashlib.sha256
         expired = self.expired if side == 0 else None
         renames = self.renames if side == 0 else None
-        out = []
+        one = names[0] if len(names) == 1 else None
+        # (bucket, key, digest or None when expired, offset from the page's start, length)
+        got: list[tuple[int, str, str | None, int, int]] = []
+        # Appended to at once: an orjson.dumps result kept alive holds KiBs beyond its size.
+        blob = bytearray()
+        at = 0
         for it in items:
             if renames:
                 it = rename_item(it, renames)
-            k = k_of(it, names)
-            # As str (a copy): an orjson.dumps result kept alive holds KiBs beyond its size.
-            v = EXPIRED if expired is not None and expired(it) else dumps(it, option=opt).decode()
-            out.append((crc(k.encode()) % n, k, v))
-        return out
+            # A single string key, the common case, without key_text's general path.
+            v = it.get(one) if one is not None else None
+            s = v.get("S") if type(v) is dict else None
+            k = "S" + s if type(s) is str else key_text(it, names)
+            if expired is not None and expired(it):
+                got.append((crc(k.encode()) % n, k, None, 0, 0))
+                continue
+            j = dumps(it, option=opt)
+            blob += j
+            got.append((crc(k.encode()) % n, k, digest(j).hexdigest()[:DIGEST_CHARS], at, len(j)))
+            at += len(j)
+        base = self.store.log(side, blob) if blob else 0
+        return [
+            (b, k, EXPIRED if h is None else f"{h}{base + rel}:{size}")
+            for b, k, h, rel, size in got
+        ]
+
+    def _item(self, side: int, value: str) -> Item:
+        """The item a bucket value points at in the side's item log."""
+        offset, _, length = value[DIGEST_CHARS:].partition(":")
+        item: Item = orjson.loads(self.store.read(side, int(offset), int(length)))
+        return item
 
     def _scan_all(self, done: list[set[int]]) -> None:
         totals = (self.src_plan.total_segments, self.tgt_plan.total_segments)
@@ -562,18 +591,20 @@ class Validator:
 
     def _compare_part(self, src: dict[str, str], tgt: dict[str, str]) -> None:
         fwd, back = self._fwd, self._back
-        names, tol = self.target.keys, self.tol
+        names, tol, item, d = self.target.keys, self.tol, self._item, DIGEST_CHARS
         expired, n_tgt = 0, len(tgt)
         for k, sv in src.items():
             tv = tgt.pop(k, None)
             if not sv:  # EXPIRED
                 expired += 1  # not expected on the target; a copy there is not extra either
-            elif tv is None or (
-                sv != tv and compare_items(orjson.loads(sv), orjson.loads(tv), tol)
-            ):
-                fwd.append(item_key(orjson.loads(sv), names))
+            elif tv is None:
+                fwd.append(item_key(item(0, sv), names))
+            elif sv[:d] != tv[:d]:  # JSON that differs may still be equal by value
+                s = item(0, sv)
+                if compare_items(s, item(1, tv), tol):
+                    fwd.append(item_key(s, names))
         for tv in tgt.values():
-            back.append(item_key(orjson.loads(tv), names))
+            back.append(item_key(item(1, tv), names))
         with self._lock:
             r = self.report
             r.source_items += len(src) - expired
