@@ -15,10 +15,15 @@ the ceiling. ``--moto-items`` adds one run from moto, for reference (moto's Scan
 bottleneck there). Reported per run: items/s (first request to last acknowledgement for A;
 first Scan served to the CLI's exit for B, and process start to exit), migrator CPU us/item
 (the child's whole user+sys, start-up included), target and source server CPU, the load
-average; per pair the ratio B/A. ``--check`` fails when a pair's ratio is below ``--min-ratio``.
+average; per pair the ratio B/A. ``--check`` fails when the median pair's ratio is below
+``--min-ratio``. ``--before-src`` runs B twice per pair, with older code and with this tree's.
 
     PYTHONPATH=src .venv/bin/python bench/snapshot_ceiling.py [--items 100000] [--pairs 3]
-        [--procs 2] [--threads 4] [--moto-items 10000] [--check] [--json out.json]
+        [--procs 2] [--threads 4] [--moto-items 10000] [--null-runs 1] [--source dynalite]
+        [--before-src OLD/src] [--check] [--json out.json]
+
+``--null-runs``: the migrator into a null target that takes every batch at once (its own
+ceiling); ``--source dynalite``: B reads a second dynalite instead (it shares the cores).
 """
 
 from __future__ import annotations
@@ -336,13 +341,14 @@ def run_snapshot(
     n: int,
     work: Path,
     target_extra: dict[str, Any] | None = None,
+    src: Path = ROOT / "src",
 ) -> dict[str, Any]:
     cfg = work / f"{table}.yaml"
     write_config(cfg, source_url, src_table, target, table, target_extra)
     if scan is not None:
         scan.call("BenchReset")
     cmd = [sys.executable, "-m", "alternator_migrator", "migrate", "--config", str(cfg)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(src)}
     t_cpu0, s_cpu0 = proc_cpu(target.proc.pid), proc_cpu(source_pid)
     with open(work / f"{table}.log", "wb") as log:
         t0 = time.monotonic()
@@ -393,12 +399,12 @@ def settle(target: Server, table: str) -> None:
 def line(r: dict[str, Any]) -> str:
     if r["kind"] == "ceiling":
         return (
-            f"A ceiling   {r['items_per_s']:>8,.0f} items/s  {r['seconds']:5.1f}s  "
+            f"A ceiling          {r['items_per_s']:>8,.0f} items/s  {r['seconds']:5.1f}s  "
             f"target {r['target_cpu_us_per_item']:5.1f} us/item {r['target_cores']:.2f} cores  "
             f"load {r['load']:.2f}"
         )
     return (
-        f"B {r['source']:<9} {r['items_per_s']:>8,.0f} items/s  {r['seconds']:5.1f}s  "
+        f"B {r['source'] + r['code']:<16} {r['items_per_s']:>8,.0f} items/s  {r['seconds']:5.1f}s  "
         f"target {r['target_cpu_us_per_item']:5.1f} us/item {r['target_cores']:.2f} cores  "
         f"load {r['load']:.2f}  migrator {r['cpu_us_per_item']:.1f} us/item "
         f"RSS {r['maxrss_mib']:.0f} MiB (process {r['items_per_s_process']:,.0f} items/s)  "
@@ -430,6 +436,12 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="fail when a pair is below the floor")
     ap.add_argument("--min-ratio", type=float, default=0.85)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--before-src",
+        type=Path,
+        help="also run B with this code (e.g. an export of an older commit's src/), each pair "
+        "then A, B-before, B-now",
+    )
     ap.add_argument("--port-file", type=Path)
     ap.add_argument("--url")
     ap.add_argument("--table")
@@ -448,6 +460,10 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="snapshot-ceiling-"))
     n = a.items
+    # The code B runs: this tree's src/, after an older one's (``--before-src``) if given.
+    codes: list[tuple[str, Path]] = [("", ROOT / "src")]
+    if a.before_src is not None:
+        codes = [("-before", a.before_src.resolve()), ("-now", ROOT / "src")]
     print(
         f"snapshot_ceiling: {n:,} x ~1 KB items; ceiling {a.procs} procs x {a.threads} threads; "
         f"{a.pairs} pairs A B; work {work}; load {os.getloadavg()}",
@@ -463,22 +479,22 @@ def main() -> int:
     runs: list[dict[str, Any]] = []
     try:
         for p in range(a.pairs):
-            for kind in ("ceiling", "snapshot"):
-                table = f"{kind}{p}"
+            for kind, code, src in [("ceiling", "", None)] + [("snapshot", c, s) for c, s in codes]:
+                table = f"{kind}{code}{p}"
                 create_table(target.url, table)
                 load_before = os.getloadavg()[0]
-                if kind == "ceiling":
+                if src is None:
                     r = run_ceiling(target, table, n, a.procs, a.threads)
                 else:
                     if src_dyn is None:
-                        r = run_snapshot(
-                            scan.url, TABLE, scan, scan.proc.pid, target, table, n, work
-                        )
+                        source_url, scanner, pid = scan.url, scan, scan.proc.pid
                     else:
-                        r = run_snapshot(
-                            src_dyn.url, TABLE, None, src_dyn.proc.pid, target, table, n, work
-                        )
+                        source_url, scanner, pid = src_dyn.url, None, src_dyn.proc.pid
+                    r = run_snapshot(
+                        source_url, TABLE, scanner, pid, target, table, n, work, src=src
+                    )
                     r["source"] = a.source
+                r["code"] = code
                 r["pair"] = p
                 r["load"] = load_before
                 r["copied"] = count(target.url, table)
@@ -487,7 +503,7 @@ def main() -> int:
                 runs.append(r)
                 print(line(r), flush=True)
                 settle(target, table)
-        for i in range(a.null_runs):
+        for i, (code, src) in ((i, c) for i in range(a.null_runs) for c in codes):
             null = ScanProc("null", 0, work)
             try:
                 load_before = os.getloadavg()[0]
@@ -495,12 +511,21 @@ def main() -> int:
                 # 40,000 WCU/s, charged by the bytes) would bound it, not the migrator.
                 budget = {"writeThroughput": 10_000_000, "throughputWritePercent": 1.0}
                 r = run_snapshot(
-                    scan.url, TABLE, scan, scan.proc.pid, null, f"null{i}", n, work, budget
+                    scan.url,
+                    TABLE,
+                    scan,
+                    scan.proc.pid,
+                    null,
+                    f"null{code}{i}",
+                    n,
+                    work,
+                    budget,
+                    src,
                 )
                 puts = null.call("BenchStats")["puts"]
             finally:
                 null.stop()
-            r.update(source="-> null", pair=None, load=load_before, copied=puts)
+            r.update(source="-> null", code=code, pair=None, load=load_before, copied=puts)
             runs.append(r)
             print(line(r) + "  (the migrator's own ceiling)", flush=True)
             if puts != n:
@@ -514,7 +539,7 @@ def main() -> int:
                 r = run_snapshot(
                     moto.url, TABLE, None, moto.proc.pid, target, "moto", a.moto_items, work
                 )
-                r.update(source="moto", pair=None, load=os.getloadavg()[0])
+                r.update(source="moto", code="", pair=None, load=os.getloadavg()[0])
                 r["copied"] = count(target.url, "moto")
                 runs.append(r)
                 print(line(r) + "  (moto's Scan bounds it)", flush=True)
@@ -525,17 +550,20 @@ def main() -> int:
         target.stop()
         if src_dyn is not None:
             src_dyn.stop()
-    ratios = []
-    for p in range(a.pairs):
-        ce = next(r for r in runs if r["pair"] == p and r["kind"] == "ceiling")
-        sn = next(r for r in runs if r["pair"] == p and r["kind"] == "snapshot")
-        ratios.append(sn["items_per_s"] / ce["items_per_s"])
+    ratios: dict[str, list[float]] = {}
+    for code, _ in codes:
+        for p in range(a.pairs):
+            ce = next(r for r in runs if r["pair"] == p and r["kind"] == "ceiling")
+            sn = next(
+                r for r in runs if r["pair"] == p and r["kind"] == "snapshot" and r["code"] == code
+            )
+            ratios.setdefault(code, []).append(sn["items_per_s"] / ce["items_per_s"])
+        print(
+            f"ratio snapshot{code and f' ({code})'}/ceiling per pair: "
+            + ", ".join(f"{x:.2f}" for x in ratios[code])
+        )
+    print(f"load now {os.getloadavg()}")
     ceil_mean = sum(r["items_per_s"] for r in runs if r["kind"] == "ceiling") / max(1, a.pairs)
-    print(
-        "ratio snapshot/ceiling per pair: "
-        + ", ".join(f"{x:.2f}" for x in ratios)
-        + f"; load now {os.getloadavg()}"
-    )
     moto_run = next((r for r in runs if r.get("source") == "moto"), None)
     if moto_run and a.pairs:
         print(
@@ -544,12 +572,14 @@ def main() -> int:
         )
     if a.json:
         a.json.write_text(json.dumps({"runs": runs, "ratios": ratios}, indent=1))
-    failed = [x for x in ratios if x < a.min_ratio]
-    if a.check and failed:
-        print(f"FLOOR BROKEN: ratio {min(failed):.2f} < {a.min_ratio}")
+    # The median pair: on a shared 2-core machine one pair can be hit by someone else's burst
+    # in A or in B alone (a ratio far above 1 is as much noise as one far below).
+    mine = sorted(ratios.get(codes[-1][0], []))
+    median = mine[len(mine) // 2] if mine else 0.0
+    print(f"median ratio {median:.2f} (floor {a.min_ratio})")
+    if a.check and median < a.min_ratio:
+        print(f"FLOOR BROKEN: median ratio {median:.2f} < {a.min_ratio}")
         return 1
-    if a.check:
-        print(f"floor ok: every pair >= {a.min_ratio}")
     return 0
 
 
