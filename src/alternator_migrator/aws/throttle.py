@@ -114,9 +114,12 @@ def charge_read(
     items: Any,
     consistent: bool,
     stop: threading.Event | None = None,
+    wire_bytes: int | None = None,
 ) -> None:
     """Pay for a read: the server's ConsumedCapacity, or, where it reports none (Alternator),
-    what the bytes read would cost (4 KB per unit, half for eventually consistent reads)."""
+    what the bytes read would cost (4 KB per unit, half for eventually consistent reads).
+    ``wire_bytes``: the size of ``items`` as read, when the caller has it (items kept as
+    bytes are not encoded again to measure them)."""
     cc = resp.get("ConsumedCapacity")
     if isinstance(cc, dict):
         used: float | None = float(cc.get("CapacityUnits") or 0)
@@ -127,5 +130,6 @@ def charge_read(
     if used is None:
         if limiter.unlimited:
             return
-        used = len(orjson.dumps(items)) / 4096 * (1.0 if consistent else 0.5)
+        size = len(orjson.dumps(items)) if wire_bytes is None else wire_bytes
+        used = size / 4096 * (1.0 if consistent else 0.5)
     limiter.acquire(used, stop)

@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..aws.client import DynamoClient
+import orjson
+
+from ..aws.client import DynamoClient, DynamoError
 from ..aws.throttle import RateLimiter, budget, charge_read, table_capacity
 from ..config import Config
 from ..errors import Interrupted
@@ -30,6 +32,28 @@ from ..target.ttl import ExpiryCheck, Ttl
 from .ledger import UnitLog
 
 log = logging.getLogger(__name__)
+
+try:  # optional, as for GetRecords pages (changes.records): without it pages become dicts
+    import msgspec  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # pragma: no cover - depends on the environment
+    msgspec = None  # type: ignore[assignment, unused-ignore]
+
+
+def _scan_page_decoder() -> Any:
+    """Scan's answer with each item left as its span of the page (``msgspec.Raw``): items are
+    written as the bytes they were read as, never parsed into dicts (which cost a parse, an
+    encode and the cyclic GC's walks over them) and never encoded again."""
+    page = msgspec.defstruct(
+        "ScanPage",
+        [
+            ("Items", list[msgspec.Raw], msgspec.field(default_factory=list)),
+            ("LastEvaluatedKey", dict[str, Any] | None, None),
+            ("ConsumedCapacity", Any, None),
+        ],
+        gc=False,
+    )
+    return msgspec.json.Decoder(page)
+
 
 SEGMENT_BYTES = 128 * 1024 * 1024  # the Scylla Migrator's default split size
 DEFAULT_MIN_SEGMENTS = 8
@@ -74,9 +98,10 @@ class SnapshotSource(Protocol):
 
     def pages(
         self, unit: int, start: Any, stop: threading.Event
-    ) -> Iterator[tuple[list[dict[str, Any]], Any]]:
+    ) -> Iterator[tuple[list[Any], Any]]:
         """(items, position after them) per page from ``start`` (None: the unit's beginning);
-        the unit's last page has position None."""
+        the unit's last page has position None. An item is a dict in wire format, or that
+        dict's JSON as a bytes-like object (written as it is; ``Sink.put_items``)."""
         ...
 
 
@@ -93,14 +118,41 @@ class ScanSource:
         self.consumed_capacity = not cfg.source.remove_consumed_capacity
         self.total = plan.total_segments
         self.read_limiter = RateLimiter(plan.read_rate)
+        self._decoder = _scan_page_decoder() if msgspec is not None else None
 
     @property
     def units(self) -> int:
         return self.total
 
+    def _scan(self, req: dict[str, Any]) -> tuple[list[Any], Any, dict[str, Any], int | None]:
+        """(items, LastEvaluatedKey, what to charge by, the items' wire bytes if known)."""
+        if self._decoder is None:
+            resp = self.source.call("Scan", req)
+            return resp.get("Items", []), resp.get("LastEvaluatedKey"), resp, None
+        body = self.source.call_bytes("Scan", req)
+        try:
+            page = self._decoder.decode(body)
+        except msgspec.DecodeError:
+            try:  # an answer the struct does not describe: as the plain client reads it
+                parsed: Any = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                raise DynamoError(
+                    "Scan",
+                    "InvalidResponse",
+                    f"answered HTTP 200 with a body that is not a JSON object ({body[:60]!r}); "
+                    f"is this a DynamoDB-API endpoint? check `{self.source.label}.endpoint`",
+                    200,
+                ) from None
+            return parsed.get("Items", []), parsed.get("LastEvaluatedKey"), parsed, None
+        items = page.Items
+        size = sum(len(i) for i in items) + len(items) + 1  # as the JSON array they came in
+        return items, page.LastEvaluatedKey, {"ConsumedCapacity": page.ConsumedCapacity}, size
+
     def pages(
         self, unit: int, start: Any, stop: threading.Event
-    ) -> Iterator[tuple[list[dict[str, Any]], Any]]:
+    ) -> Iterator[tuple[list[Any], Any]]:
         start_key = start
         while not stop.is_set():  # no Scan request after a stop
             req: dict[str, Any] = {
@@ -112,11 +164,11 @@ class ScanSource:
                 req["ReturnConsumedCapacity"] = "TOTAL"
             if start_key is not None:
                 req["ExclusiveStartKey"] = start_key
-            resp = self.source.call("Scan", req)
-            items: list[dict[str, Any]] = resp.get("Items", [])
-            charge_read(self.read_limiter, resp, items, consistent=False, stop=stop)
+            items, start_key, charge, size = self._scan(req)
+            charge_read(
+                self.read_limiter, charge, items, consistent=False, stop=stop, wire_bytes=size
+            )
             METRICS.inc("items_scanned_total", len(items), **self._labels)
-            start_key = resp.get("LastEvaluatedKey")
             yield items, start_key
             if start_key is None:
                 return
@@ -142,7 +194,7 @@ class _Page:
 
 # A writer's unit of work: one BatchWriteItem's worth of a page. Pages are split so that the
 # queue bounds memory in items, not in (up to 1 MB) pages, and all writers share a page.
-_Batch = tuple[_Page, list[dict[str, Any]]]
+_Batch = tuple[_Page, list[Any]]
 
 
 class _Abort(Exception):
@@ -175,6 +227,7 @@ class SnapshotCopier:
         self.expired = expired  # DynamoDB's TTL will delete it: not copied
         self.skipped_expired = 0
         self.kept_unexpiring = 0  # a TTL attribute DynamoDB ignores: copied, and counted
+        self._ttl_decoder: Any = None
         # Guards the pages; acknowledgements are reported under it, so a unit's positions
         # reach the ledger in page order.
         self._lock = threading.RLock()
@@ -200,12 +253,14 @@ class SnapshotCopier:
         if self.stop.is_set() or self._failed.is_set():
             raise _Abort()
 
-    def _drop_expired(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _drop_expired(self, items: list[Any]) -> list[Any]:
         assert self.expired is not None
-        live: list[dict[str, Any]] = []
+        live: list[Any] = []
         never = 0
+        attr = self.expired.attribute
         for it in items:
-            state = self.expired.state(it)
+            # An item kept as bytes: only its TTL attribute is parsed.
+            state = self.expired.state(it if isinstance(it, dict) else self._ttl_of(it, attr))
             if state is not Ttl.EXPIRED:
                 live.append(it)
                 never += state is Ttl.NEVER
@@ -216,6 +271,15 @@ class SnapshotCopier:
             METRICS.inc("items_expired_skipped_total", len(items) - len(live), **self._labels)
             METRICS.inc("items_ttl_never_expires_total", never, **self._labels)
         return live
+
+    def _ttl_of(self, item: Any, attr: str) -> dict[str, Any]:
+        if self._ttl_decoder is None:
+            if msgspec is None:
+                return {attr: orjson.loads(memoryview(item)).get(attr)}
+            one = msgspec.defstruct("Ttl", [("value", Any, None)], rename={"value": attr})
+            self._ttl_decoder = msgspec.json.Decoder(one)
+        value = self._ttl_decoder.decode(item).value
+        return {} if value is None else {attr: value}
 
     def _put(self, batch: _Batch) -> None:
         while True:

@@ -57,6 +57,15 @@ def put_element(item: Item, renames: dict[str, str] | None = None) -> bytes:
     return b'{"PutRequest":{"Item":' + orjson.dumps(rename_item(item, renames or {})) + b"}}"
 
 
+_PUT_HEAD = b'{"PutRequest":{"Item":'
+_PUT_TAIL = b"}}"
+
+try:  # optional: without it a key is read from an item kept as bytes by parsing it whole
+    import msgspec  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # pragma: no cover - depends on the environment
+    msgspec = None  # type: ignore[assignment, unused-ignore]
+
+
 def _as_request(req: Element) -> Request:
     return orjson.loads(req) if isinstance(req, bytes) else req
 
@@ -123,6 +132,7 @@ class Sink:
         self.affinity = client.affinity
         self.held_seconds = 0.0  # time writes of moved keys waited for the clock-skew guard
         self._labels = METRICS.scope()  # a table of a multi-table run: its `table` label
+        self._key_decoder: Any = None
 
     # -- building requests from source-side items
     def put(self, item: Item) -> Request:
@@ -146,8 +156,18 @@ class Sink:
             return "put of the item with key " + _short_key(key)
         return "delete of key " + _short_key(req["DeleteRequest"]["Key"])
 
-    def put_items(self, items: Iterable[Item]) -> int:
-        reqs = [self.put(i) for i in items]
+    def put_raw(self, item: Any) -> bytes:
+        """The PutRequest of an item given as its wire JSON (bytes-like, e.g. a Scan page's
+        span): framed as it is, parsed only to rename attributes."""
+        if self.renames:
+            return put_element(orjson.loads(memoryview(item)), self.renames)
+        return b"".join((_PUT_HEAD, item, _PUT_TAIL))
+
+    def put_items(self, items: Iterable[Item | Any]) -> int:
+        """Put source items: dicts in wire format, or their JSON as bytes-like objects."""
+        reqs: list[Element] = [
+            self.put(i) if isinstance(i, dict) else self.put_raw(i) for i in items
+        ]
         if isinstance(items, Routed):
             return self.write(Routed(reqs, items.epoch, items.node))
         return self.write(reqs)
@@ -185,12 +205,24 @@ class Sink:
             ]
         )
 
-    def split_items(self, items: Sequence[Item]) -> list[list[Item]]:
-        """``split`` for source items about to be put (renames keep the key's value)."""
+    def _item_key(self, item: Any) -> bytes:
+        """The wire bytes of an item's partition key value, the item a dict or its JSON."""
+        name = self.key_names[0]
+        if isinstance(item, dict):
+            return orjson.dumps(item[name])
+        if self._key_decoder is None:  # only that attribute of the item is parsed
+            if msgspec is None:
+                return orjson.dumps(orjson.loads(memoryview(item))[name])
+            one = msgspec.defstruct("Key", [("value", Any)], rename={"value": name})
+            self._key_decoder = msgspec.json.Decoder(one)
+        return orjson.dumps(self._key_decoder.decode(item).value)
+
+    def split_items(self, items: Sequence[Item | Any]) -> list[list[Any]]:
+        """``split`` for source items about to be put (renames keep the key's value); an item
+        is a dict in wire format or its JSON (bytes-like)."""
         if self.affinity is None:
             return self._chunks(items)
-        name = self.key_names[0]
-        routes = self.affinity.route([orjson.dumps(it[name]) for it in items])
+        routes = self.affinity.route([self._item_key(it) for it in items])
         return _interleave(
             [
                 [Routed(c, r.epoch, r.node) for c in self._chunks([items[i] for i in r.indices])]
