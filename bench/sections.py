@@ -280,6 +280,66 @@ stream's latency rather than a busy one's throughput (`bench/spark_replay_backlo
 it)."""
 
 
+# --------------------------------------------------------------------------- snapshot ceiling
+
+
+def bench_ceiling(quick: bool, before: Path | None, work: Path) -> dict[str, Any]:
+    items = ["--items", "5000" if quick else "100000", "--moto-items", "2000" if quick else "10000"]
+    args = [*items, "--pairs", "2" if quick else "3", "--null-runs", "1", "--check"]
+    if before is not None:
+        args += ["--before-src", str(before)]
+    sec = script("snapshot_ceiling.py", args, work, "ceiling") or {}
+    now = sorted(sec.get("ratios", {}).get("-now" if before is not None else "", []))
+    sec["ratio"] = now[len(now) // 2] if now else None  # the median pair, as --check judges
+    sec["items"] = int(items[1])
+    return sec
+
+
+def render_ceiling(sec: dict[str, Any]) -> list[str]:
+    if not sec.get("runs"):
+        return []
+    lines = [
+        f"## Snapshot against the target's bare write ceiling: {sec['items']:,} x 1 KB items",
+        "",
+        f"Run {sec['machine']['date']}, load average before {sec['machine']['loadavg'][0]:.2f}. "
+        "`bench/snapshot_ceiling.py`, one dynalite target, runs alternating on fresh tables: "
+        "*ceiling*: pre-encoded 25-item BatchWriteItem bodies of the same items over "
+        "keep-alive connections from several processes, no Scan; *snapshot*: the migrator's "
+        "CLI copying them from a scripted Scan endpoint (pre-encoded pages, so that the source "
+        "takes no core the target needs); *before*: the code at the start of this round. "
+        "items/s of a snapshot: first Scan served to exit; *process*: start to exit. *-> null*: "
+        "into a target that takes every batch at once (the migrator's own ceiling); *moto*: "
+        "from moto, whose Scan bounds it.",
+        "",
+        "| pair | run | items/s | items/s (process) | migrator CPU us/item | peak RSS MiB "
+        "| target CPU us/item | load |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sec["runs"]:
+        if r["kind"] == "ceiling":
+            name = "ceiling"
+        else:
+            name = f"snapshot{r['code'].replace('-now', '').replace('-', ', ')}"
+            if r.get("source") in ("-> null", "moto"):
+                name = f"snapshot {r['source']}{r['code'].replace('-now', '').replace('-', ', ')}"
+        pair = "-" if r.get("pair") is None else str(r["pair"] + 1)
+        mig = (f"{r['items_per_s_process']:,.0f}", f"{r['cpu_us_per_item']:.1f}",
+               f"{r['maxrss_mib']:.0f}") if r["kind"] != "ceiling" else ("-", "-", "-")  # fmt: skip
+        lines.append(
+            f"| {pair} | {name} | {r['items_per_s']:,.0f} | {mig[0]} | {mig[1]} | {mig[2]} | "
+            f"{r['target_cpu_us_per_item']:.1f} | {r['load']:.2f} |"
+        )
+    lines.append("")
+    for code, ratios in sec.get("ratios", {}).items():
+        label = "before" if code == "-before" else "now"
+        lines.append(
+            f"Snapshot / ceiling per pair ({label}): " + ", ".join(f"{x:.2f}" for x in ratios) + "."
+        )
+    if sec.get("ratio") is not None:
+        lines.append(f"Median pair (now): **{sec['ratio']:.0%}** of the ceiling.")
+    return [*lines, ""]
+
+
 # --------------------------------------------------------------------------- issue 22's figures
 
 REPLAY_US = 10.0  # migrator CPU per record, library run, null target
@@ -361,6 +421,7 @@ Runner = Callable[[bool, "Path | None", Path], dict[str, Any]]
 Renderer = Callable[[dict[str, Any]], list[str]]
 
 SECTIONS: dict[str, tuple[Runner, Renderer]] = {
+    "ceiling": (bench_ceiling, render_ceiling),
     "wide": (bench_wide, render_wide),
     "validate": (bench_validate, render_validate),
     "export": (bench_export, render_export),
