@@ -72,7 +72,6 @@ pytestmark = pytest.mark.spark
 ITEMS = 200  # small: the matrix is about engines agreeing, not about volume
 CHANGES = 60  # live changes per table
 ENGINES = ("local", "spark")
-KINESIS_ON_SPARK = pytest.mark.xfail(strict=True, reason="kinesis on spark: branch seam")
 
 
 # --------------------------------------------------------------------------- sources
@@ -311,11 +310,11 @@ def _cell(snapshot: str, changes: str, *marks: Any) -> Any:
         # In `make test`: each snapshot kind and each change source on Spark at least once.
         _cell("scan", "streams"),
         _cell("export", "none"),
-        _cell("scan", "kinesis", KINESIS_ON_SPARK),
+        _cell("scan", "kinesis"),
         # `make test-all`.
         _cell("scan", "none", pytest.mark.slow),
         _cell("export", "streams", pytest.mark.slow),
-        _cell("export", "kinesis", pytest.mark.slow, KINESIS_ON_SPARK),
+        _cell("export", "kinesis", pytest.mark.slow),
     ],
 )
 def test_both_engines_give_the_same_target_and_savepoint(
