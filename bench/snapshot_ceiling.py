@@ -13,7 +13,8 @@ items: a second dynalite would spend ~25 us of CPU per item on Scan, on a 2-core
 the target needs one core and the migrator the other, so the source would take its share of
 the ceiling. ``--moto-items`` adds one run from moto, for reference (moto's Scan is the
 bottleneck there). Reported per run: items/s (first request to last acknowledgement for A;
-first Scan served to the CLI's exit for B, and process start to exit), migrator CPU us/item
+first Scan served (another server as the source: the migrator's "Snapshot:" log line) to the
+CLI's exit for B, and process start to exit), migrator CPU us/item
 (the child's whole user+sys, start-up included), target and source server CPU, the load
 average; per pair the ratio B/A. ``--check`` fails when the median pair's ratio is below
 ``--min-ratio``. ``--before-src`` runs B twice per pair, with older code and with this tree's.
@@ -29,6 +30,7 @@ ceiling); ``--source dynalite``: B reads a second dynalite instead (it shares th
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -357,6 +359,7 @@ def run_snapshot(
         )
         _, status, ru = os.wait4(proc.pid, 0)
         t1 = time.monotonic()
+        t1_wall = time.time()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"the migrator failed; see {work / (table + '.log')}")
     target_cpu = proc_cpu(target.proc.pid) - t_cpu0
@@ -370,16 +373,26 @@ def run_snapshot(
         "target_cpu_us_per_item": target_cpu / n * 1e6,
         "source_cpu_s": proc_cpu(source_pid) - s_cpu0,
     }
-    first = t0
     if scan is not None:
         s = scan.call("BenchStats")
         first = s["first_scan"]
         r["scan_calls"] = s["calls"]
+    else:  # another server as the source: from the migrator's "Snapshot: ..." log line
+        first = t1 - (t1_wall - snapshot_began(work / f"{table}.log"))
     r["seconds"] = t1 - first
     r["items_per_s"] = n / r["seconds"]
     r["items_per_s_process"] = n / r["wall_s"]
     r["target_cores"] = target_cpu / r["seconds"]
     return r
+
+
+def snapshot_began(log: Path) -> float:
+    """Epoch seconds of the migrator's "Snapshot: N segments..." line (its first Scan follows)."""
+    for text in log.read_text(errors="replace").splitlines():
+        if '"msg":"Snapshot: ' in text:
+            ts = json.loads(text)["ts"]
+            return dt.datetime.fromisoformat(ts).timestamp()
+    raise RuntimeError(f"no 'Snapshot:' line in {log}")
 
 
 # --------------------------------------------------------------------------- driver

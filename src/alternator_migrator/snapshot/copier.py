@@ -146,9 +146,10 @@ class ScanSource:
                     200,
                 ) from None
             return parsed.get("Items", []), parsed.get("LastEvaluatedKey"), parsed, None
-        items = page.Items
-        size = sum(len(i) for i in items) + len(items) + 1  # as the JSON array they came in
-        return items, page.LastEvaluatedKey, {"ConsumedCapacity": page.ConsumedCapacity}, size
+        items, cc = page.Items, page.ConsumedCapacity
+        # Only a source that reports no consumed capacity (Alternator) is charged by the bytes.
+        size = None if cc else sum(len(i) for i in items) + len(items) + 1  # the JSON array
+        return items, page.LastEvaluatedKey, {"ConsumedCapacity": cc}, size
 
     def pages(
         self, unit: int, start: Any, stop: threading.Event

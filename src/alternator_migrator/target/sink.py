@@ -165,9 +165,13 @@ class Sink:
 
     def put_items(self, items: Iterable[Item | Any]) -> int:
         """Put source items: dicts in wire format, or their JSON as bytes-like objects."""
-        reqs: list[Element] = [
-            self.put(i) if isinstance(i, dict) else self.put_raw(i) for i in items
-        ]
+        if not self.renames:  # items kept as bytes are framed inline (no call per item)
+            head, tail, join = _PUT_HEAD, _PUT_TAIL, b"".join
+            reqs: list[Element] = [
+                self.put(i) if isinstance(i, dict) else join((head, i, tail)) for i in items
+            ]
+        else:
+            reqs = [self.put(i) if isinstance(i, dict) else self.put_raw(i) for i in items]
         if isinstance(items, Routed):
             return self.write(Routed(reqs, items.epoch, items.node))
         return self.write(reqs)
