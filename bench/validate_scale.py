@@ -312,26 +312,35 @@ def main() -> int:
             else:
                 want = {"missing": 0, "extra": 0, "differ": 0}
             print(f"{state} ({args.items:,} items, {args.segments} segments), load {load_avg()}:")
-            # A B A B: on a shared machine neighbours come and go; each pair is run back to back.
+            # On a shared machine neighbours come and go: each pair is run back to back, and
+            # which of the two goes first alternates (A B, B A, ...) so neither always gets
+            # the servers as the other left them.
             mine_all: list[Run] = []
             plain_all: list[Run] = []
             for n in range(args.pairs):
-                for label, tree in trees:
-                    cmd = [sys.executable, "-m", "alternator_migrator", "validate", "--config"]
-                    cmd.append(str(config))
-                    r = run(label, cmd, servers, {**os.environ, "PYTHONPATH": str(tree)})
-                    print(r.line(), flush=True)
-                    got = counts_in(r.out)
-                    if r.rc != (0 if state == "identical" else 1) or got != want:
-                        failed.append(f"{label} {state}: exit {r.rc}, counts {got}, want {want}")
-                        print(r.out[-2000:])
-                    if tree == ROOT / "src":
-                        mine_all.append(r)
-                p = run("plain comparer", plain, servers, env)
-                print(p.line(), flush=True)
-                if p.rc != 0:
-                    print(p.out)
-                plain_all.append(p)
+                order = ["validate", "plain"] if n % 2 == 0 else ["plain", "validate"]
+                for which in order:
+                    if which == "plain":
+                        p = run("plain comparer", plain, servers, env)
+                        print(p.line(), flush=True)
+                        if p.rc != 0:
+                            print(p.out)
+                        plain_all.append(p)
+                        continue
+                    for label, tree in trees:
+                        cmd = [sys.executable, "-m", "alternator_migrator", "validate"]
+                        cmd += ["--config", str(config)]
+                        r = run(label, cmd, servers, {**os.environ, "PYTHONPATH": str(tree)})
+                        print(r.line(), flush=True)
+                        got = counts_in(r.out)
+                        if r.rc != (0 if state == "identical" else 1) or got != want:
+                            failed.append(
+                                f"{label} {state}: exit {r.rc}, counts {got}, want {want}"
+                            )
+                            print(r.out[-2000:])
+                        if tree == ROOT / "src":
+                            mine_all.append(r)
+                p = plain_all[-1]
                 m = mine_all[-1]
                 print(
                     f"  pair {n + 1}: validate / plain: wall {m.wall / p.wall:.2f}, client CPU "
