@@ -8,11 +8,14 @@ each it reports wall time, client CPU (wait4), peak RSS, and the servers' CPU (/
 dynalite PIDs). `--before DIR` also times the `validate` of another source tree (a `src/`
 exported from an older commit) in the same run. Usage:
 
-    .venv/bin/python bench/validate_scale.py [--items 100000] [--segments 8] [--before DIR]
+    .venv/bin/python bench/validate_scale.py [--items 100000] [--segments 8] [--pairs N]
+        [--before DIR]
 
-Exit 1 when a regression floor fails: validate's verdicts and counts must be exact, its client
-and servers' CPU within CPU_RATIO of the plain comparer's, its wall time within WALL_RATIO (on
-a machine not overloaded) and its peak RSS under RSS_MIB.
+``--pairs N`` times validate and the plain comparer N times each, back to back, the first of
+each pair alternating, and prints their ratios per pair. Exit 1 when a regression floor fails
+(on the pairs' totals): validate's verdicts and counts must be exact, its client CPU within
+CLIENT_CPU_RATIO and its servers' CPU within CPU_RATIO of the plain comparer's, its wall time
+within WALL_RATIO (on a machine not overloaded) and its peak RSS under RSS_MIB.
 """
 
 from __future__ import annotations
@@ -48,10 +51,13 @@ TICK = os.sysconf("SC_CLK_TCK")
 # design decides (wall time on a shared machine mostly measures the neighbours): the servers'
 # CPU was 2.8-3.1x the plain comparer's before the rewrite, its wall time 2.5-2.9x; the servers'
 # CPU of one run varies by a third on a busy machine (30,000 items: 1.15-1.5x).
-CPU_RATIO = 1.5  # validate's client CPU and servers' CPU at most this times the comparer's
+CPU_RATIO = 1.5  # validate's servers' CPU at most this times the comparer's
+# Validate's client CPU, at most this times the comparer's: 0.70-0.95x measured (item logs and
+# digests, the GC kept off the Scan pages), 1.0-1.2x before.
+CLIENT_CPU_RATIO = 1.1
 WALL_RATIO = 1.5  # validate's wall time at most this times the comparer's (checked only
 # while the load average is below the core count: above it the figure is the neighbours')
-RSS_MIB = 256.0  # validate's peak RSS: flat, whatever the table size
+RSS_MIB = 160.0  # validate's peak RSS: flat, whatever the table size (measured 91-118 MiB)
 
 
 def client(url: str) -> DynamoClient:
@@ -329,28 +335,37 @@ def main() -> int:
             else:
                 want = {"missing": 0, "extra": 0, "differ": 0}
             print(f"{state} ({args.items:,} items, {args.segments} segments), load {load_avg()}:")
-            # A B A B: on a shared machine neighbours come and go; each pair is run back to back.
+            # On a shared machine neighbours come and go: each pair is run back to back, and
+            # which of the two goes first alternates (A B, B A, ...) so neither always gets
+            # the servers as the other left them.
             mine_all: list[Run] = []
             plain_all: list[Run] = []
             for n in range(args.pairs):
-                for label, tree in trees:
-                    cmd = [sys.executable, "-m", "alternator_migrator", "validate", "--config"]
-                    cmd.append(str(config))
-                    r = run(label, cmd, servers, {**os.environ, "PYTHONPATH": str(tree)})
-                    print(r.line(), flush=True)
-                    keep(state, r)
-                    got = counts_in(r.out)
-                    if r.rc != (0 if state == "identical" else 1) or got != want:
-                        failed.append(f"{label} {state}: exit {r.rc}, counts {got}, want {want}")
-                        print(r.out[-2000:])
-                    if tree == ROOT / "src":
-                        mine_all.append(r)
-                p = run("plain comparer", plain, servers, env)
-                print(p.line(), flush=True)
-                keep(state, p)
-                if p.rc != 0:
-                    print(p.out)
-                plain_all.append(p)
+                order = ["validate", "plain"] if n % 2 == 0 else ["plain", "validate"]
+                for which in order:
+                    if which == "plain":
+                        p = run("plain comparer", plain, servers, env)
+                        print(p.line(), flush=True)
+                        keep(state, p)
+                        if p.rc != 0:
+                            print(p.out)
+                        plain_all.append(p)
+                        continue
+                    for label, tree in trees:
+                        cmd = [sys.executable, "-m", "alternator_migrator", "validate"]
+                        cmd += ["--config", str(config)]
+                        r = run(label, cmd, servers, {**os.environ, "PYTHONPATH": str(tree)})
+                        print(r.line(), flush=True)
+                        keep(state, r)
+                        got = counts_in(r.out)
+                        if r.rc != (0 if state == "identical" else 1) or got != want:
+                            failed.append(
+                                f"{label} {state}: exit {r.rc}, counts {got}, want {want}"
+                            )
+                            print(r.out[-2000:])
+                        if tree == ROOT / "src":
+                            mine_all.append(r)
+                p = plain_all[-1]
                 m = mine_all[-1]
                 print(
                     f"  pair {n + 1}: validate / plain: wall {m.wall / p.wall:.2f}, client CPU "
@@ -360,7 +375,7 @@ def main() -> int:
                 )
             mine, p = total(mine_all), total(plain_all)
             checks = [
-                ("client CPU", mine.cpu, p.cpu, CPU_RATIO),
+                ("client CPU", mine.cpu, p.cpu, CLIENT_CPU_RATIO),
                 ("servers' CPU", mine.server_cpu, p.server_cpu, CPU_RATIO),
             ]
             if os.getloadavg()[0] < (os.cpu_count() or 1):
