@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from .helpers import serve_http
+from .helpers import serve_http, to_wire
 
 KINESIS_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/{name}"
 
@@ -357,8 +357,14 @@ class KinesisBridge:
 
     def _convert(self, rec: dict[str, Any]) -> dict[str, Any]:
         d = rec["dynamodb"]
+        # boto3 gives binary values as bytes; AWS's record JSON holds them in base64.
+        image = d.get("NewImage")
         return kinesis_change(
-            self.table, d["Keys"], d.get("NewImage"), self._stamp(), rec["eventName"]
+            self.table,
+            to_wire(d["Keys"]),
+            None if image is None else to_wire(image),
+            self._stamp(),
+            rec["eventName"],
         )
 
     def _disorder(self, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
