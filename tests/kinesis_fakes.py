@@ -253,13 +253,6 @@ class _Fault(Exception):
 # ---------------------------------------------------------------------- moto bridge
 
 
-def _b64(v: Any) -> str:
-    # boto3 hands binary attributes (B, BS) over as bytes; DynamoDB JSON carries them as base64.
-    if isinstance(v, bytes | bytearray):
-        return base64.b64encode(v).decode()
-    raise TypeError(f"{type(v).__name__} is not JSON serializable")
-
-
 class KinesisBridge:
     """Stands in for DynamoDB's Kinesis streaming destination on moto.
 
@@ -383,8 +376,7 @@ class KinesisBridge:
             self.kinesis.put_records(
                 StreamName=self.name,
                 Records=[
-                    {"Data": orjson.dumps(c, default=_b64), "PartitionKey": str(self.rng.random())}
-                    for c in batch
+                    {"Data": orjson.dumps(c), "PartitionKey": str(self.rng.random())} for c in batch
                 ],
             )
             self.sent += len(batch)
