@@ -14,14 +14,12 @@ rounds. A source that may duplicate and reorder records (Kinesis) is applied new
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -56,6 +54,7 @@ from ..errors import (
     StreamError,
     StreamTrimmedError,
 )
+from ..gcpause import young_collections_rarer
 from ..metrics import METRICS, retry_summary
 from ..state.savepoint import Savepoint, SavepointStore
 from ..target.sink import Sink
@@ -143,23 +142,6 @@ class OpTable:
 def tuning(cfg: Config) -> dict[str, Any]:
     """Replayer options from the source's `streaming*` keys (only those given)."""
     return options_given(cfg.source)
-
-
-# Objects allocated between two young collections of the cyclic GC. Python's default (700)
-# collects many times while one page is parsed, so each page's dict tree is walked while it is
-# built and promoted to the old generations, whose full collections then walk it again. With a
-# page's tree dying (by reference count) before the next collection, the GC has little to do.
-GC_YOUNG_THRESHOLD = 200_000
-
-
-@contextlib.contextmanager
-def young_collections_rarer() -> Iterator[None]:
-    before = gc.get_threshold()
-    gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 class _ReadFailed(Exception):

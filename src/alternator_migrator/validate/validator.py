@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import hashlib
 import logging
 import queue
@@ -43,6 +42,7 @@ from ..aws.retry import Backoff
 from ..aws.throttle import RateLimiter, budget, charge_read, table_capacity
 from ..config import Config, require_supported
 from ..errors import ConfigError, Interrupted, MigratorError, SchemaError
+from ..gcpause import young_collections_rarer
 from ..snapshot.copier import plan_scan
 from ..state.savepoint import table_identity
 from ..target.schema import key_names
@@ -786,29 +786,12 @@ class Validator:
             if self.sample is not None:
                 self._run_sample(self.sample)
             else:
-                with self.position.exclusive(), _young_collections_rarer():
+                with self.position.exclusive(), young_collections_rarer():
                     self._run_scans()
         finally:
             ticker.close()
         self.report.seconds = self._prior_seconds + time.monotonic() - started
         return self.report
-
-
-# Objects allocated between two young collections of the cyclic GC while scanning. Each Scan
-# page is parsed into ~10 dicts per item that die with the page (by reference count); at
-# Python's default (700) the GC walked each page's tree while it was built, and again in the
-# older generations it was promoted to: a quarter of the client's CPU.
-GC_YOUNG_THRESHOLD = 200_000
-
-
-@contextlib.contextmanager
-def _young_collections_rarer() -> Iterator[None]:
-    before = gc.get_threshold()
-    gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 class _Ticker:
