@@ -30,7 +30,7 @@ test-all: lint
 	$(VENV)/bin/pytest -m 'not soak' $(PYTEST_ARGS)
 
 # Long randomized fault schedules (minutes per seed): SOAK_SEEDS=1,2,3 SOAK_DURATION=300 make soak
-# (SOAK_SEED=N reruns one seed's schedule). `make test` runs only the short one.
+# (SOAK_SEED=N reruns one seed's schedule). `make test-all` runs a short one (seed 36, ~1 min).
 soak: install
 	$(VENV)/bin/pytest -m soak -s tests/soak $(PYTEST_ARGS)
 

@@ -64,6 +64,8 @@ SHORT_SEED = (
 )
 
 
+# About a minute: in `make test-all`, not `make test`, to keep CI well under its 20 minutes.
+@pytest.mark.slow
 def test_short_soak(
     tmp_path: Path,
     moto: Server,
