@@ -59,8 +59,13 @@ def bench_wide(quick: bool, before: Path | None, work: Path) -> dict[str, Any]:
     big = ["--shards", str(wide_shards), "--records", str(wide_records)]
     runs: dict[str, Any] = {"shards": shards, "records": records, "wide_shards": wide_shards}
     plan: list[tuple[str, list[str], Path | None]] = [
-        ("streams", [*size, "--targets", "null,dynalite", "--modes", "lib,cli"], None),
-        ("kinesis", [*size, "--kinesis", "--targets", "null", "--modes", "lib,cli"], None),
+        # --check: the regression floors (on the library run into the null target).
+        ("streams", [*size, "--targets", "null,dynalite", "--modes", "lib,cli", "--check"], None),
+        (
+            "kinesis",
+            [*size, "--kinesis", "--targets", "null", "--modes", "lib,cli", "--check"],
+            None,
+        ),
         ("streams_wide", [*big, "--targets", "null", "--modes", "lib"], None),
         # The Spark executors' replay: the CLI on local[2], JVM and Python workers counted.
         ("streams_spark", [*size, "--targets", "null", "--modes", "spark:2"], None),
