@@ -416,12 +416,15 @@ class NullTarget:
 
 
 class Proc:
-    def __init__(self, args: list[str], work: Path, name: str) -> None:
+    """A scripted endpoint in its own process: ``script`` (this file unless named) run with
+    ``args`` and ``--port-file``; ready once it has written the port it listens on."""
+
+    def __init__(self, args: list[str], work: Path, name: str, script: str = __file__) -> None:
         port_file = work / f"{name}.port"
         port_file.unlink(missing_ok=True)
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, *args, "--port-file", str(port_file)],
+            [sys.executable, script, *args, "--port-file", str(port_file)],
             env=env,
             stdout=open(work / f"{name}.log", "wb"),  # noqa: SIM115  # lives with the server
             stderr=subprocess.STDOUT,
@@ -469,7 +472,14 @@ def write_config(
     if kinesis:
         stream = {"type": "kinesis", "streamArn": KINESIS_ARN}
     cfg = {
-        "source": side(source_port, TABLE),
+        "source": {
+            **side(source_port, TABLE),
+            **(
+                {"streamingPollingPoolSize": int(os.environ["BENCH_POOL"])}
+                if os.environ.get("BENCH_POOL")
+                else {}
+            ),
+        },
         "target": {
             **side(target_port, target_table),
             "streamChanges": stream,
@@ -543,6 +553,8 @@ def child_lib(config: str, profile: str | None) -> None:
             {
                 "wall_s": wall,
                 "cpu_s": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+                "sys_s": r1.ru_stime - r0.ru_stime,
+                "ctx_switches": (r1.ru_nvcsw - r0.ru_nvcsw) + (r1.ru_nivcsw - r0.ru_nivcsw),
                 "maxrss_mib": r1.ru_maxrss / 1024,
                 "records": stats.records if stats else 0,
                 "gc_s": gc_time[0],
@@ -636,6 +648,8 @@ def run_one(
         r.update(
             wall_s=inner["wall_s"],
             cpu_s=inner["cpu_s"],
+            sys_s=inner.get("sys_s"),
+            ctx_switches=inner.get("ctx_switches"),
             maxrss_mib=inner["maxrss_mib"],
             gc_s=inner["gc_s"],
             gc_collections=inner["gc_collections"],
@@ -793,6 +807,8 @@ def main() -> int:
                     if "gc_s" in r:
                         extra += f"  gc {r['gc_s']:.2f}s {r['gc_collections']}"
                         extra += f"  pages: {r['page_decoder']}"
+                    if r.get("sys_s") is not None:
+                        extra += f"  sys {r['sys_s']:.2f}s  switches {r['ctx_switches']:,}"
                     print(
                         f"{mode:>4} -> {target:<8} {r['records_per_s']:>9,.0f} records/s  "
                         f"{r['us_per_record']:6.1f} us/record  RSS {r['maxrss_mib']:6.0f} MiB  "

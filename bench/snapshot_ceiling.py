@@ -51,7 +51,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "src"))
 
 from loader import count, create_table, item, lean_client, load  # noqa: E402
-from replay_wide import _error, _serve  # noqa: E402
+from replay_wide import Proc, _error, _serve  # noqa: E402
 from run import proc_cpu  # noqa: E402
 
 from alternator_migrator.localservers import Server, start_dynalite, start_moto  # noqa: E402
@@ -269,40 +269,12 @@ def run_ceiling(target: Server, table: str, n: int, procs: int, threads: int) ->
 # --------------------------------------------------------------------------- the snapshot
 
 
-class ScanProc:
-    """A scripted endpoint in its own process: the Scan source (``scan``; the migrator's reads
-    cost it little) or the null target (``null``)."""
+class ScanProc(Proc):
+    """The Scan source (``scan``; the migrator's reads cost it little) or the null target
+    (``null``), each this file run in its own process."""
 
     def __init__(self, role: str, n: int, work: Path) -> None:
-        port_file = work / f"{role}.port"
-        port_file.unlink(missing_ok=True)
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, role, "--items", str(n), "--port-file", str(port_file)],
-            env=env,
-            stdout=open(work / f"{role}.log", "wb"),  # noqa: SIM115  # lives with the server
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 120
-        while not port_file.exists() or not port_file.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{role} server did not start; see {work / (role + '.log')}")
-            time.sleep(0.05)
-        self.port = int(port_file.read_text())
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def call(self, op: str) -> dict[str, Any]:
-        import urllib.request
-
-        r = urllib.request.Request(
-            self.url, data=b"{}", headers={"X-Amz-Target": f"Bench.{op}"}, method="POST"
-        )
-        with urllib.request.urlopen(r, timeout=10) as f:
-            return dict(orjson.loads(f.read()))
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        super().__init__([role, "--items", str(n)], work, role, script=__file__)
 
 
 def write_config(

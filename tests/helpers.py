@@ -149,6 +149,26 @@ def write_config(
     return path
 
 
+def offline_savepoint(tmp: Path, url: str) -> tuple[Any, Any, Any]:
+    """A config of table ``t`` on both sides at ``url`` (for tests that never call it), its
+    savepoint store and a fresh savepoint."""
+    from alternator_migrator.config import load
+    from alternator_migrator.state.savepoint import SavepointStore
+
+    cfg = load(
+        write_config(
+            tmp / "c.yaml",
+            source_url=url,
+            source_table="t",
+            target_url=url,
+            target_table="t",
+            savepoints=tmp / "sp",
+        )
+    )
+    store = SavepointStore(cfg)
+    return cfg, store, store.new()
+
+
 def normalize(value: Any) -> Any:
     """A wire-format value in a canonical form: numbers by value, sets as sets, bytes as bytes.
 

@@ -23,13 +23,11 @@ from alternator_migrator.changes.streams import (
     Shard,
     ShardReader,
 )
-from alternator_migrator.config import load
 from alternator_migrator.pipeline.replay import Replayer
-from alternator_migrator.state.savepoint import SavepointStore
 from alternator_migrator.target.sink import Element, Sink
 
 from ..fakes import lean_client
-from ..helpers import write_config
+from ..helpers import offline_savepoint
 
 NOWHERE = "http://127.0.0.1:9"  # the discard port: never called by these tests
 SHARD = Shard("shard-1", None, "100", None)
@@ -164,18 +162,7 @@ class Unordered:
 
 
 def test_settle_applies_advances_from_any_engine_in_one_place(tmp_path: Path) -> None:
-    cfg = load(
-        write_config(
-            tmp_path / "c.yaml",
-            source_url=NOWHERE,
-            source_table="t",
-            target_url=NOWHERE,
-            target_table="t",
-            savepoints=tmp_path / "sp",
-        )
-    )
-    store = SavepointStore(cfg)
-    sp = store.new()
+    _, store, sp = offline_savepoint(tmp_path, NOWHERE)
     sp.recent_changes = {'{"pk":{"S":"a"}}': 50.0}  # saved by an earlier run
     r = Replayer(
         lean_client(NOWHERE),

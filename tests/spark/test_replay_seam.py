@@ -15,15 +15,13 @@ import pytest
 from alternator_migrator.changes.records import Decoder
 from alternator_migrator.changes.shards import ShardAdvance
 from alternator_migrator.changes.streams import Shard, ShardSpec
-from alternator_migrator.config import load
 from alternator_migrator.pipeline.migrate import Job
 from alternator_migrator.spark import runner
 from alternator_migrator.spark.tasks import ReplayContext, ShardOutcome
-from alternator_migrator.state.savepoint import SavepointStore
 
 from ..changes.test_shards import NOWHERE, MemorySink, Unordered, record
 from ..fakes import lean_client
-from ..helpers import write_config
+from ..helpers import offline_savepoint
 
 
 class Ordered(Unordered):
@@ -69,18 +67,7 @@ KEY_A = Decoder()([record("a", 1, 1.0, 1)], None)[0].key
 
 
 def replayer(tmp_path: Path, changes: Unordered) -> runner.SparkReplayer:
-    cfg = load(
-        write_config(
-            tmp_path / "c.yaml",
-            source_url=NOWHERE,
-            source_table="t",
-            target_url=NOWHERE,
-            target_table="t",
-            savepoints=tmp_path / "sp",
-        )
-    )
-    store = SavepointStore(cfg)
-    sp = store.new()
+    cfg, store, sp = offline_savepoint(tmp_path, NOWHERE)
     sp.recent_changes = {KEY_A.decode(): 50.0}  # what an earlier run (either engine) saved
     job = Job(
         cfg,

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import types
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from itertools import repeat
+from operator import attrgetter, is_not, itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -107,6 +110,31 @@ class Change(NamedTuple):
         return len(self.key) + (len(self.put) if self.put is not None else 0)
 
 
+# Per-record passes over a batch run as C-level maps over these getters: a Python loop or
+# generator per record costs more than the rest of the record's handling on a wide stream.
+_NAME, _TIME, _KEY, _PUT = itemgetter(0), itemgetter(2), itemgetter(3), itemgetter(4)
+_KEY_PUT = itemgetter(3, 4)
+_not_none = partial(is_not, None)
+
+
+def batch_size(changes: Sequence[Change]) -> int:
+    """The bytes ``changes`` hold (their keys and put elements): ``sum(c.size ...)``."""
+    return sum(map(len, map(_KEY, changes))) + sum(map(len, filter(None, map(_PUT, changes))))
+
+
+def times_applied(changes: Sequence[Change], times: dict[bytes, float]) -> dict[bytes, float]:
+    """``times`` (a round's newest applied time per key) for the keys ``changes`` hold."""
+    return {k: times[k] for k in set(map(_KEY, changes)).intersection(times)} if times else {}
+
+
+def batch_summary(changes: Sequence[Change]) -> tuple[dict[str, int], float | None]:
+    """Records per event name, and the newest creation time (not the last: Kinesis records
+    are not in time order)."""
+    return dict(Counter(map(_NAME, changes))), max(
+        filter(_not_none, map(_TIME, changes)), default=None
+    )
+
+
 class Decoder:
     """Turns a page of wire records into ``Change``s, checking each once.
 
@@ -181,6 +209,13 @@ _new = tuple.__new__
 _encode = msgspec.json.encode if msgspec is not None else None
 _PUT_HEAD = b'{"PutRequest":{"Item":'
 _PUT_TAIL = b"}}"
+_new_change = partial(_new, Change)
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode if msgspec is not None else None
+_EVENT, _DYNAMODB = attrgetter("eventName"), attrgetter("dynamodb")
+_KEYS, _IMAGE = attrgetter("Keys"), attrgetter("NewImage")
+_SEQUENCE, _CREATED = attrgetter("SequenceNumber"), attrgetter("ApproximateCreationDateTime")
+_EVENTS = frozenset(EVENT_NAMES)
+_FIRST, _OPEN = itemgetter(len(_PUT_HEAD)), frozenset(b"{")
 
 
 def _page_types() -> Any:
@@ -271,15 +306,60 @@ class PageDecoder:
             page = self._page.decode(body)
         except msgspec.DecodeError:
             return self._slowly(body, shard)
-        out: list[Change] = []
-        append = out.append
-        for r in page.Records:
-            d = r.dynamodb
-            c = self._change(r, d.SequenceNumber, d.ApproximateCreationDateTime)
-            if c is None:
-                return self._slowly(body, shard)
-            append(c)
-        return out, page.NextShardIterator
+        recs = page.Records
+        if self.slow.renames:  # each image is parsed to rename it: one record at a time
+            out: list[Change] = []
+            for r in recs:
+                d = r.dynamodb
+                c = self._change(r, d.SequenceNumber, d.ApproximateCreationDateTime)
+                if c is None:
+                    return self._slowly(body, shard)
+                out.append(c)
+            return out, page.NextShardIterator
+        changes = self._columns(recs)
+        if changes is None:
+            return self._slowly(body, shard)
+        return changes, page.NextShardIterator
+
+    def _columns(self, recs: list[Any]) -> list[Change] | None:
+        """``_change`` for a whole page, field by field as C-level maps: on a wide stream the
+        per-record Python of a loop costs as much as parsing the page. None: a record only the
+        full path can judge."""
+        names = list(map(_EVENT, recs))
+        if not _EVENTS.issuperset(names):
+            return None
+        dyn = list(map(_DYNAMODB, recs))
+        keys = list(map(_KEYS, dyn))
+        if not all(keys):
+            return None
+        images = list(map(_IMAGE, dyn))
+        puts: list[bytes | None] = list(
+            map(b"".join, zip(repeat(_PUT_HEAD), images, repeat(_PUT_TAIL)))
+        )
+        if "REMOVE" in names:
+            puts = [None if n == "REMOVE" else p for n, p in zip(names, puts, strict=True)]
+        # Every image an object: its first byte follows the head (an absent one gives "}").
+        if not _OPEN.issuperset(map(_FIRST, filter(None, puts))):
+            return None
+        ttls: list[Any] = [None] * len(names)
+        if self.slow.watch:
+            ttls = [
+                None if p is None else self._ttl_value(i) for p, i in zip(puts, images, strict=True)
+            ]
+        return list(
+            map(
+                _new_change,
+                zip(
+                    names,
+                    map(_SEQUENCE, dyn),
+                    map(_CREATED, dyn),
+                    map(_encode_sorted, keys),
+                    puts,
+                    ttls,
+                    strict=True,
+                ),
+            )
+        )
 
     def record(self, data: bytes, seq: str) -> tuple[str | None, Change] | None:
         """One Kinesis record's Data (decoded from base64): its table's name and the change
@@ -321,6 +401,11 @@ class PageDecoder:
             append(c)
         return KinesisPage(out, other, page.NextShardIterator, page.MillisBehindLatest or 0)
 
+    def _ttl_value(self, image: Any) -> Any:
+        """What the TTL predicate needs of an image: its attribute, or the whole image."""
+        ttl = self._ttl
+        return ttl.decode(image).value if ttl is not None else orjson.loads(memoryview(image))
+
     def _change(self, r: Any, seq: str, t: float | None) -> Change | None:
         d = r.dynamodb
         name = r.eventName
@@ -341,10 +426,7 @@ class PageDecoder:
             put = _PUT_HEAD + item + _PUT_TAIL
         else:
             put = b"".join((_PUT_HEAD, image, _PUT_TAIL))
-        value = None
-        if slow.watch:
-            ttl = self._ttl
-            value = ttl.decode(image).value if ttl is not None else orjson.loads(image)
+        value = self._ttl_value(image) if slow.watch else None
         # tuple.__new__: a NamedTuple's own __new__ is a Python function, called per record.
         return _new(Change, (name, seq, t, key, put, value))
 
@@ -382,21 +464,24 @@ def collapse_keyed(
     instead, so an older live copy on the target does not outlive the source's. Records were
     checked when they were read (``Decoder``).
     """
-    last: dict[bytes, Element] = {}
+    if expired is None:
+        # The last change per key wins as the dict is built; only deletes need an element.
+        last: dict[bytes, Any] = dict(map(_KEY_PUT, records))
+        for k in [k for k, put in last.items() if put is None]:
+            last[k] = sink.delete_element(k)
+        return last
     attr: str | None = getattr(expired, "attribute", None)
-    for c in records:
+    out: dict[bytes, Element] = {}
+    # Each key's last change, then its fate: an image expired by then becomes a delete.
+    for k, c in dict(zip(map(_KEY, records), records, strict=True)).items():
         if c.put is None:
-            last[c.key] = sink.delete_element(c.key)
-        elif (
-            expired is not None
-            and c.ttl is not None
-            and expired(c.ttl if attr is None else {attr: c.ttl})
-        ):
+            out[k] = sink.delete_element(k)
+        elif c.ttl is not None and expired(c.ttl if attr is None else {attr: c.ttl}):
             METRICS.inc("stream_images_expired_total")
-            last[c.key] = sink.delete_element(c.key)
+            out[k] = sink.delete_element(k)
         else:
-            last[c.key] = c.put
-    return last
+            out[k] = c.put
+    return out
 
 
 class KeyClock:

@@ -9,7 +9,6 @@ applies in one place (``replay.Replayer.settle``), whichever engine produced it.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,7 +17,15 @@ from typing import Any, Protocol
 from ..aws.client import DynamoClient
 from ..target.sink import Sink
 from .kinesis import KinesisShardReader
-from .records import Change, Decoder, KeyClock, collapse, newest_per_key
+from .records import (
+    Change,
+    Decoder,
+    KeyClock,
+    batch_summary,
+    collapse,
+    newest_per_key,
+    times_applied,
+)
 from .streams import Shard, ShardReader, ShardSpec
 
 
@@ -71,7 +78,7 @@ class ShardAdvance:
         times: dict[bytes, float] | None = None,
     ) -> ShardAdvance:
         """``changes`` (read by ``reader``, in order) were written: the reader's new state."""
-        when = [c.time for c in changes if c.time is not None]
+        counts, newest = batch_summary(changes)
         return cls(
             reader.shard.shard_id,
             changes[-1].seq if changes else reader.position,
@@ -80,10 +87,9 @@ class ShardAdvance:
             reader.drained,
             len(changes),
             writes,
-            dict(Counter(c.name for c in changes)),
-            # The newest, not the last: Kinesis records are not in time order.
-            max(when) if when else None,
-            {c.key: times[c.key] for c in changes if c.key in times} if times else {},
+            counts,
+            newest,
+            times_applied(changes, times or {}),
         )
 
 

@@ -33,6 +33,7 @@ from ..changes.records import (
     Decoder,
     KeyClock,
     PageDecoder,
+    batch_size,
     check_record,
     collapse,
     collapse_keyed,
@@ -278,7 +279,7 @@ class ReadAhead:
         # Decoded here, in the reader's thread: a page's dict trees die with this call.
         changes = self.decoder.changes(records, r.shard.shard_id)
         del records
-        return changes, nxt, sum(c.size for c in changes)
+        return changes, nxt, batch_size(changes)
 
     def page(self, r: ShardReader) -> Future[Fetched]:
         ahead = self._ahead.pop(r.shard.shard_id, None)
