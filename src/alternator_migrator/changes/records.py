@@ -105,10 +105,6 @@ class Change(NamedTuple):
     # that names no attribute, the whole image (slower, still exact).
     ttl: Any = None
 
-    @property
-    def size(self) -> int:
-        return len(self.key) + (len(self.put) if self.put is not None else 0)
-
 
 # Per-record passes over a batch run as C-level maps over these getters: a Python loop or
 # generator per record costs more than the rest of the record's handling on a wide stream.
@@ -118,7 +114,7 @@ _not_none = partial(is_not, None)
 
 
 def batch_size(changes: Sequence[Change]) -> int:
-    """The bytes ``changes`` hold (their keys and put elements): ``sum(c.size ...)``."""
+    """The bytes ``changes`` hold: their keys and put elements."""
     return sum(map(len, map(_KEY, changes))) + sum(map(len, filter(None, map(_PUT, changes))))
 
 
@@ -206,7 +202,6 @@ except ImportError:  # pragma: no cover - depends on the environment
     msgspec = None  # type: ignore[assignment, unused-ignore]
 
 _new = tuple.__new__
-_encode = msgspec.json.encode if msgspec is not None else None
 _PUT_HEAD = b'{"PutRequest":{"Item":'
 _PUT_TAIL = b"}}"
 _new_change = partial(_new, Change)
@@ -414,7 +409,7 @@ class PageDecoder:
             return None
         # The keys are typed strings here, which msgspec encodes byte for byte as orjson
         # does (``key_bytes``), in under half the time and with no slack kept behind.
-        key = _encode(keys, order="sorted")
+        key = _encode_sorted(keys)
         if name == "REMOVE":
             return _new(Change, (name, seq, t, key, None, None))
         image = memoryview(d.NewImage)
