@@ -84,6 +84,8 @@ def client(url: str, **kw: Any) -> DynamoClient:
         (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", "header larger"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", "exceeds"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}", "closed"),
+        # A large body is read in place (recv_into), a path of its own.
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"{" * 100_000, "closed"),
         (None, "reset|closed"),
     ],
     ids=[
@@ -97,6 +99,7 @@ def client(url: str, **kw: Any) -> DynamoClient:
         "header-too-large",
         "body-over-cap",
         "closed-mid-body",
+        "closed-mid-large-body",
         "reset",
     ],
 )
@@ -148,6 +151,29 @@ def test_crc_mismatch_is_retried_and_the_bad_body_never_used(
     assert len(retries) == 1 and "x-amz-crc32" in retries[0]
 
 
+def test_a_large_body_is_read_whole_checked_and_the_connection_kept(
+    scripted: list[ScriptedServer],
+) -> None:
+    # ~1 MB, as a GetRecords or Scan page: read in place, over many recv_into calls.
+    good = orjson.dumps({"Items": [{"pk": {"S": f"k{i:07d}"}} for i in range(45_000)]})
+    bad = good.replace(b"k0012345", b"k0012346")
+    crc = f"x-amz-crc32: {zlib.crc32(good)}\r\n"
+    s = serve(
+        scripted,
+        http_response(good, headers=crc),
+        http_response(bad, headers=crc),
+        http_response(good, headers=crc),
+    )
+    c = client(s.url)
+    assert len(good) > 1_000_000
+    assert c.call_bytes("Scan", {}) == good
+    retries: list[str] = []
+    out = c.call("Scan", {}, on_retry=lambda e, n: retries.append(e.message))
+    assert out["Items"][12345] == {"pk": {"S": "k0012345"}}  # the corrupted copy was dropped
+    assert len(retries) == 1 and "x-amz-crc32" in retries[0]
+    assert len(s.requests) == 3
+
+
 def test_descriptors_above_1024_work(scripted: list[ScriptedServer]) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 1200:
@@ -168,9 +194,12 @@ def test_descriptors_above_1024_work(scripted: list[ScriptedServer]) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_a_call_has_a_deadline_not_only_a_read_timeout(scripted: list[ScriptedServer]) -> None:
+@pytest.mark.parametrize("length", [100, 1_000_000], ids=["small-body", "large-body"])
+def test_a_call_has_a_deadline_not_only_a_read_timeout(
+    scripted: list[ScriptedServer], length: int
+) -> None:
     # Headers, then a body that never completes: each recv would wait read_timeout anew.
-    s = serve(scripted, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+    s = serve(scripted, f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n{{".encode())
     pool = HttpPool(s.url, read_timeout=30, call_timeout=0.3)
     with pytest.raises(TransportError, match=r"within 0.3s"):
         pool.post({}, b"{}")

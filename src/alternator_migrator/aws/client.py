@@ -228,7 +228,7 @@ class DynamoClient:
                 raise DynamoError(
                     op,
                     "InvalidResponse",
-                    f"answered HTTP 200 with a body that is not a JSON object ({data[:60]!r}); "
+                    f"answered HTTP 200 with a body that is not a JSON object ({bytes(data[:60])!r}); "
                     f"is this a DynamoDB-API endpoint? check `{self.label}.endpoint`",
                     200,
                 )
@@ -284,10 +284,12 @@ class DynamoClient:
         *,
         streams: bool = False,
         retry: RetryPolicy | None = None,
-    ) -> bytes:
+    ) -> bytes | bytearray:
         """As ``call``, with a successful answer's body returned as it came, for a caller that
         decodes it its own way (GetRecords pages: ``changes.records``)."""
-        out: bytes = self._retrying(op, orjson.dumps(body), streams, retry, None, None, False)
+        out: bytes | bytearray = self._retrying(
+            op, orjson.dumps(body), streams, retry, None, None, False
+        )
         return out
 
     def _retrying(

@@ -434,7 +434,7 @@ class AlternatorNodes:
             pool.close()
 
 
-def _parse(body: bytes) -> list[str] | None:
+def _parse(body: bytes | bytearray) -> list[str] | None:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -81,13 +81,24 @@ class Backoff:
         self.attempt = 0
         self.last_cause: str | None = None
         self.start = time.monotonic()
+        self._watched: bool | None = None  # None: not used as a context manager
 
     def __enter__(self) -> Backoff:
-        _watch(self)
+        # A call that only warns once it has failed is watched from its first retry: most
+        # never fail, and the watch list is one lock shared by every thread.
+        self._watched = False
+        if self.unanswered:
+            self._watch()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _unwatch(self)
+        if self._watched:
+            _unwatch(self)
+        self._watched = None
+
+    def _watch(self) -> None:
+        self._watched = True
+        _watch(self)
 
     @property
     def elapsed(self) -> float:
@@ -96,6 +107,8 @@ class Backoff:
     def retry(self, cause: str, detail: str) -> bool:
         self.attempt += 1
         self.last_cause = f"{cause}: {detail}"
+        if self._watched is False:
+            self._watch()
         METRICS.inc("retries_total", cause=cause, endpoint=self.endpoint)
         pause = self.policy.delay(self.attempt)
         if self.attempt >= self.policy.max_attempts or self.elapsed + pause > self.policy.deadline:

@@ -39,7 +39,12 @@ class Signer:
         now: dt.datetime,
         path: str = "/",
     ) -> dict[str, str]:
-        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+        # Per request (a BatchWriteItem every ~25 records): formatted fields and a one-shot
+        # HMAC, not strftime and hmac.new, which cost a few times more.
+        amz_date = (
+            f"{now.year:04d}{now.month:02d}{now.day:02d}"
+            f"T{now.hour:02d}{now.minute:02d}{now.second:02d}Z"
+        )
         datestamp = amz_date[:8]
         h = {
             "content-type": self.content_type,
@@ -65,9 +70,8 @@ class Signer:
         to_sign = "\n".join(
             ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
         )
-        sig = hmac.new(
-            self._signing_key(creds.secret_key, datestamp), to_sign.encode(), hashlib.sha256
-        ).hexdigest()
+        key = self._signing_key(creds.secret_key, datestamp)
+        sig = hmac.digest(key, to_sign.encode(), "sha256").hex()
         h["authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
             f"SignedHeaders={signed}, Signature={sig}"

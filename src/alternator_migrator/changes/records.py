@@ -296,7 +296,9 @@ class PageDecoder:
             )
             self._ttl = msgspec.json.Decoder(ttl)
 
-    def __call__(self, body: bytes, shard: str | None) -> tuple[list[Change], str | None]:
+    def __call__(
+        self, body: bytes | bytearray, shard: str | None
+    ) -> tuple[list[Change], str | None]:
         try:
             page = self._page.decode(body)
         except msgspec.DecodeError:
@@ -366,7 +368,7 @@ class PageDecoder:
         c = self._change(r, seq, r.dynamodb.ApproximateCreationDateTime)
         return None if c is None else (r.tableName, c)
 
-    def kinesis(self, body: bytes, table: str) -> KinesisPage | None:
+    def kinesis(self, body: bytes | bytearray, table: str) -> KinesisPage | None:
         """A Kinesis GetRecords answer decoded from its bytes: each Data from base64 straight
         into the record struct, its image never parsed, its time turned into seconds; records
         of other tables counted, not kept. None when only the full path can judge the page
@@ -425,7 +427,9 @@ class PageDecoder:
         # tuple.__new__: a NamedTuple's own __new__ is a Python function, called per record.
         return _new(Change, (name, seq, t, key, put, value))
 
-    def _slowly(self, body: bytes, shard: str | None) -> tuple[list[Change], str | None]:
+    def _slowly(
+        self, body: bytes | bytearray, shard: str | None
+    ) -> tuple[list[Change], str | None]:
         r = orjson.loads(body)
         return self.slow(r.get("Records", []), shard), r.get("NextShardIterator")
 

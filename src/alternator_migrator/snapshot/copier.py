@@ -141,7 +141,7 @@ class ScanSource:
                 raise DynamoError(
                     "Scan",
                     "InvalidResponse",
-                    f"answered HTTP 200 with a body that is not a JSON object ({body[:60]!r}); "
+                    f"answered HTTP 200 with a body that is not a JSON object ({bytes(body[:60])!r}); "
                     f"is this a DynamoDB-API endpoint? check `{self.source.label}.endpoint`",
                     200,
                 ) from None
