@@ -26,7 +26,7 @@ from alternator_migrator.config import Config, Credentials, load
 from alternator_migrator.localservers import Server
 from alternator_migrator.pipeline.replay import Replayer
 from alternator_migrator.state.savepoint import Savepoint, SavepointStore
-from alternator_migrator.target.sink import Element, Request, Sink
+from alternator_migrator.target.sink import Element, Redo, Request, Sink
 
 from .helpers import by_key, create_table, scan_all, serve_http, write_config
 
@@ -331,9 +331,19 @@ class RecordingSink(Sink):
 
     def write(self, requests: Sequence[Element]) -> int:
         n = super().write(requests)
+        self._remember(requests)
+        return n
+
+    def write_first(self, chunks: Sequence[Sequence[Element]], in_flight: int) -> list[Redo]:
+        # Each batch remembered once, when first sent (a redo writes what is left of it).
+        left = super().write_first(chunks, in_flight)
+        for chunk in chunks:
+            self._remember(chunk)
+        return left
+
+    def _remember(self, requests: Sequence[Element]) -> None:
         with self._lock:  # the replay hands encoded elements: remembered as requests
             self.batches.append([orjson.loads(r) if isinstance(r, bytes) else r for r in requests])
-        return n
 
 
 def fake_config(tmp_path: Path, fake: FakeStreams, dynalite: Server, table: str) -> Config:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import resource
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +23,10 @@ from alternator_migrator.aws.client import (
     aws_endpoints,
 )
 from alternator_migrator.aws.signing import Signer
-from alternator_migrator.aws.transport import HttpPool, TransportError
+from alternator_migrator.aws.transport import HttpPool, Response, TransportError, post_many
 from alternator_migrator.cli import main
 from alternator_migrator.config import Credentials
-from alternator_migrator.errors import EndpointError
+from alternator_migrator.errors import EndpointError, Interrupted
 from alternator_migrator.localservers import Server
 
 from ..helpers import eventually, write_config
@@ -353,3 +354,102 @@ def test_max_connections_and_time_to_live_per_pool(scripted: list[ScriptedServer
     first.join(10)
     pool.post({}, b"{}")  # the slot is free again; the old connection outlived its TTL
     assert len(s.requests) == 2 and len(s._conns) == 2
+
+
+# --------------------------------------------------------------------------- post_many
+
+
+def _echo(i: int, head: bytes, body: bytes) -> bytes | None:
+    return (
+        None
+        if body == b"reset"
+        else http_response(b'{"echo":' + orjson.dumps(body.decode()) + b"}")
+    )
+
+
+def test_post_many_answers_in_order_with_each_failure_in_its_place(
+    scripted: list[ScriptedServer],
+) -> None:
+    s = ScriptedServer(_echo).start()
+    scripted.append(s)
+    pool = HttpPool(s.url)
+    bodies = [b"a", b"b", b"reset", b"d", b"e"]
+    out = post_many(iter([(pool, pool.request({}, b)) for b in bodies]), in_flight=3)
+    assert [type(r).__name__ for r in out] == [
+        "Response",
+        "Response",
+        "TransportError",
+        "Response",
+        "Response",
+    ]
+    assert [orjson.loads(r.body)["echo"] for r in out if isinstance(r, Response)] == [
+        "a",
+        "b",
+        "d",
+        "e",
+    ]
+    assert not pool._busy  # every connection given back or closed
+    assert len(pool._idle) <= 3
+
+
+def test_post_many_keeps_in_flight_requests_on_the_wire_at_once(
+    scripted: list[ScriptedServer],
+) -> None:
+    # Each answer waits until 3 requests are in the server at once: with fewer sent before
+    # the first answer is read, the barrier breaks and the requests are reset.
+    barrier = threading.Barrier(3, timeout=10)
+    inside = [0, 0]  # now, most
+    lock = threading.Lock()
+
+    def script(i: int, head: bytes, body: bytes) -> bytes | None:
+        with lock:
+            inside[0] += 1
+            inside[1] = max(inside[1], inside[0])
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return None
+        finally:
+            with lock:
+                inside[0] -= 1
+        return http_response(b"{}")
+
+    s = ScriptedServer(script).start()
+    scripted.append(s)
+    pool = HttpPool(s.url)
+    out = post_many(iter([(pool, pool.request({}, b"{}")) for _ in range(6)]), in_flight=3)
+    assert all(isinstance(r, Response) and r.status == 200 for r in out), out
+    assert inside[1] == 3  # never more than in_flight
+
+
+def test_post_many_within_max_connections_waits_for_its_own_answers(
+    scripted: list[ScriptedServer],
+) -> None:
+    s = ScriptedServer(_echo).start()
+    scripted.append(s)
+    pool = HttpPool(s.url, max_connections=2, acquire_timeout=0.5)
+    out = post_many(iter([(pool, pool.request({}, b"%d" % i)) for i in range(7)]), in_flight=5)
+    assert [orjson.loads(r.body)["echo"] for r in out if isinstance(r, Response)] == [
+        str(i) for i in range(7)
+    ]
+    assert len(pool._idle) <= 2 and not pool._busy
+
+
+def test_post_many_abandons_what_is_on_the_wire_when_its_producer_fails(
+    scripted: list[ScriptedServer],
+) -> None:
+    s = ScriptedServer(_echo).start()
+    scripted.append(s)
+    pool = HttpPool(s.url, max_connections=4)
+
+    def requests() -> Iterator[tuple[HttpPool, bytes]]:
+        yield pool, pool.request({}, b"sent")
+        yield pool, pool.request({}, b"sent too")
+        raise Interrupted("stop requested while waiting for the write budget")
+
+    with pytest.raises(Interrupted):
+        post_many(requests(), in_flight=4)
+    assert not pool._busy
+    assert pool._slots is not None
+    for _ in range(4):  # every slot was given back
+        assert pool._slots.acquire(False)

@@ -14,7 +14,7 @@ import os
 import ssl
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -45,7 +45,9 @@ from .transport import (
     ChecksumError,
     ConnectError,
     HttpPool,
+    Response,
     TransportError,
+    post_many,
     proxy_for,
 )
 
@@ -180,40 +182,95 @@ class DynamoClient:
         parse: bool = True,
     ) -> Any:
         router = self._streams_router if streams else self._router
-        target = f"{STREAMS if streams else self.api.target_prefix}.{op}"
-        if self._gzip:
-            # Alternator takes gzipped requests; the signature covers the bytes sent.
-            gz = zlib.compressobj(1, zlib.DEFLATED, 31)
-            payload = gz.compress(payload) + gz.flush()
+        payload = self._compressed(payload)
         while True:
             if node is None:
                 pool = router.pick()
             else:
                 pool = node
                 router.mark_busy()
-            headers = self._signer.headers(
-                pool.netloc, target, payload, self._creds.get(), dt.datetime.now(dt.UTC), pool.path
-            )
-            del headers["host"]  # signed, and sent by the transport itself
-            if self._gzip:
-                headers["content-encoding"] = "gzip"
             try:
-                resp = pool.post(headers, payload)
+                resp = pool.post(self._signed(op, streams, pool, payload), payload)
                 break
-            except CertificateError as e:
-                raise DynamoError(op, "CertificateError", str(e)) from None
-            except ChecksumError as e:  # retryable, like a reset: the body is never used
-                METRICS.inc("node_errors_total", endpoint=self.label, node=pool.netloc)
-                raise DynamoError(op, "ConnectionError", f"{pool.netloc}: {e}") from None
-            except TransportError as e:
-                METRICS.inc("node_errors_total", endpoint=self.label, node=pool.netloc)
-                # A node that cannot be reached is dropped; a request never sent goes to the
-                # next node at once, any other (maybe processed) through the caller's retry.
-                if router.failed(pool, str(e)) and isinstance(e, ConnectError) and node is None:
+            except (TransportError, OSError) as e:
+                err, elsewhere = self._failure(op, router, pool, e)
+                if elsewhere and node is None:
                     continue
-                raise DynamoError(op, "ConnectionError", f"{pool.netloc}: {e}") from None
-            except OSError as e:  # anything the transport did not wrap: still one clear line
-                raise DynamoError(op, "ConnectionError", f"{pool.netloc}: {e}") from None
+                raise err from None
+        return self._answer(op, pool, resp, parse)
+
+    def call_many(
+        self,
+        op: str,
+        payloads: Sequence[bytes],
+        in_flight: int,
+        before_send: Callable[[int], None] | None = None,
+    ) -> list[dict[str, Any] | DynamoError]:
+        """One attempt of each call, up to ``in_flight`` on the wire at once, all from the
+        calling thread (``post_many``); ``before_send(i)`` runs just before payload i is sent
+        (a write budget). A failure comes back in its call's place, not retried: the caller
+        retries it its own way. Not for calls pinned to a node (key affinity)."""
+        router = self._router
+        pools: list[HttpPool] = []
+
+        def requests() -> Iterator[tuple[HttpPool, bytes]]:
+            for i, payload in enumerate(payloads):
+                if before_send is not None:
+                    before_send(i)
+                body = self._compressed(payload)
+                pool = router.pick()
+                pools.append(pool)
+                yield pool, pool.request(self._signed(op, False, pool, body), body)
+
+        answers = post_many(requests(), in_flight)
+        out: list[dict[str, Any] | DynamoError] = []
+        for pool, answer in zip(pools, answers, strict=True):
+            try:
+                if isinstance(answer, TransportError):
+                    raise self._failure(op, router, pool, answer)[0]
+                out.append(self._answer(op, pool, answer, True))
+            except DynamoError as e:
+                e.endpoint = self.where
+                out.append(e)
+        return out
+
+    def _compressed(self, payload: bytes) -> bytes:
+        if not self._gzip:
+            return payload
+        # Alternator takes gzipped requests; the signature covers the bytes sent.
+        gz = zlib.compressobj(1, zlib.DEFLATED, 31)
+        return gz.compress(payload) + gz.flush()
+
+    def _signed(self, op: str, streams: bool, pool: HttpPool, payload: bytes) -> dict[str, str]:
+        target = f"{STREAMS if streams else self.api.target_prefix}.{op}"
+        headers = self._signer.headers(
+            pool.netloc, target, payload, self._creds.get(), dt.datetime.now(dt.UTC), pool.path
+        )
+        del headers["host"]  # signed, and sent by the transport itself
+        if self._gzip:
+            headers["content-encoding"] = "gzip"
+        return headers
+
+    def _failure(
+        self, op: str, router: SingleNode | AlternatorNodes, pool: HttpPool, e: BaseException
+    ) -> tuple[DynamoError, bool]:
+        """What a failed exchange is to the caller, and whether the request may go to another
+        node at once (it was never sent, and the node was dropped)."""
+        if isinstance(e, CertificateError):
+            return DynamoError(op, "CertificateError", str(e)), False
+        lost = DynamoError(op, "ConnectionError", f"{pool.netloc}: {e}")
+        if isinstance(e, ChecksumError):  # retryable, like a reset: the body is never used
+            METRICS.inc("node_errors_total", endpoint=self.label, node=pool.netloc)
+            return lost, False
+        if isinstance(e, TransportError):
+            METRICS.inc("node_errors_total", endpoint=self.label, node=pool.netloc)
+            # A node that cannot be reached is dropped; a request never sent goes to the
+            # next node at once, any other (maybe processed) through the caller's retry.
+            return lost, router.failed(pool, str(e)) and isinstance(e, ConnectError)
+        return lost, False  # anything the transport did not wrap: still one clear line
+
+    def _answer(self, op: str, pool: HttpPool, resp: Response, parse: bool) -> Any:
+        """A response's JSON object (or, unparsed, its body); an error response raised."""
         METRICS.inc("node_requests_total", endpoint=self.label, node=pool.netloc)
         data = resp.body
         if resp.status == 200 and not parse:
@@ -228,8 +285,9 @@ class DynamoClient:
                 raise DynamoError(
                     op,
                     "InvalidResponse",
-                    f"answered HTTP 200 with a body that is not a JSON object ({bytes(data[:60])!r}); "
-                    f"is this a DynamoDB-API endpoint? check `{self.label}.endpoint`",
+                    "answered HTTP 200 with a body that is not a JSON object "
+                    f"({bytes(data[:60])!r}); is this a DynamoDB-API endpoint? "
+                    f"check `{self.label}.endpoint`",
                     200,
                 )
             return out

@@ -310,6 +310,7 @@ class BatchWriter:
         self.sink = sink
         self.expired = expired
         self.clock = clock
+        self.in_flight = workers
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="replay")
 
     def write(self, records: list[Change]) -> tuple[int, dict[bytes, float]]:
@@ -322,8 +323,14 @@ class BatchWriter:
         requests = list(last.values())
         chunks = self.sink.split(requests, list(last))  # one node each under key affinity
         # Keys are unique after collapse, so chunks may be written concurrently.
-        for _ in self.pool.map(self.sink.write, chunks):
-            pass
+        if self.sink.multiplexed:
+            # First attempts from this thread (a thread per request costs more CPU than the
+            # request); what they leave is retried on the pool, as ``Sink.write`` would.
+            for _ in self.pool.map(self.sink.redo, self.sink.write_first(chunks, self.in_flight)):
+                pass
+        else:
+            for _ in self.pool.map(self.sink.write, chunks):
+                pass
         return len(requests), times
 
     def shutdown(self) -> None:

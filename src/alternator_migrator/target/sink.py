@@ -16,10 +16,11 @@ import itertools
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
+from ..aws.api import retry_cause
 from ..aws.client import DynamoClient, DynamoError, NodeGone
 from ..aws.nodes import Epoch, Route
 from ..aws.retry import Backoff, RetryPolicy, wait
@@ -90,6 +91,14 @@ def _interleave(per_node: list[list[Routed]]) -> list[list[Any]]:
     for row in itertools.zip_longest(*per_node):
         out.extend(c for c in row if c is not None)
     return out
+
+
+class Redo(NamedTuple):
+    """What a first attempt (``Sink.write_first``) left of a batch: the requests still to
+    write, and the error that refused them (None: the target left them unprocessed)."""
+
+    pending: Sequence[Any]
+    error: DynamoError | None
 
 
 class Routed(list[Any]):
@@ -288,7 +297,63 @@ class Sink:
         trailer = b']},"ReturnConsumedCapacity":"TOTAL"}' if self.consumed_capacity else b"]}}"
         return self._header + b",".join(parts) + trailer
 
-    def _write_chunk(self, chunk: Sequence[Element]) -> None:
+    # -- many batches from one thread
+    @property
+    def multiplexed(self) -> bool:
+        """Whether ``write_first`` may send this sink's batches (not under key affinity, whose
+        batches are each pinned to a node and counted in flight there)."""
+        return self.affinity is None
+
+    def write_first(self, chunks: Sequence[Sequence[Element]], in_flight: int) -> list[Redo]:
+        """The first attempt of each batch (at most one request per key in all ``chunks``), up
+        to ``in_flight`` on the wire at once from the calling thread, each within the write
+        budget. Returns what is left: each batch's failure or unprocessed items, for ``redo``
+        (which may run on other threads: the keys are distinct)."""
+        payloads = [self._body(chunk) for chunk in chunks]
+        estimates = [max(len(ch), len(p) / 1024) for ch, p in zip(chunks, payloads, strict=True)]
+
+        def budget(i: int) -> None:
+            self.limiter.acquire(estimates[i], self.client.stop)
+
+        answers = self.client.call_many("BatchWriteItem", payloads, in_flight, budget)
+        left: list[Redo] = []
+        for chunk, estimate, answer in zip(chunks, estimates, answers, strict=True):
+            if isinstance(answer, DynamoError):
+                self.limiter.settle(-estimate)  # charged again when sent again
+                left.append(Redo(chunk, answer))
+                continue
+            unprocessed = self._settle(answer, chunk, estimate)
+            if unprocessed:
+                left.append(Redo(unprocessed, None))
+        return left
+
+    def redo(self, left: Redo) -> None:
+        """What ``write_first`` left of a batch, written as ``write`` would have gone on: a
+        refused batch item by item, anything else after the retry pause its failure is due."""
+        e = left.error
+        if e is not None and not e.retryable:
+            self._write_singly(left.pending, e)
+        elif e is not None:
+            self._write_chunk(left.pending, (retry_cause(e), f"{e.code}: {e.message}"))
+        else:
+            n = len(left.pending)
+            self._write_chunk(left.pending, ("unprocessed_items", f"{n} items unprocessed"))
+
+    def _settle(self, resp: dict[str, Any], pending: Sequence[Element], estimate: float) -> Any:
+        """A BatchWriteItem answer accounted (budget, metrics); returns its unprocessed items."""
+        consumed = resp.get("ConsumedCapacity")
+        if consumed:
+            used = sum(float(x.get("CapacityUnits", 0)) for x in consumed)
+            self.limiter.settle(used - estimate)
+        unprocessed = resp.get("UnprocessedItems", {}).get(self.table, [])
+        done = len(pending) - len(unprocessed)
+        if done:
+            METRICS.inc("items_written_total", done, **self._labels)
+        return unprocessed
+
+    def _write_chunk(self, chunk: Sequence[Element], failed: tuple[str, str] | None = None) -> None:
+        """``failed``: the cause and detail of a first attempt made elsewhere (``write_first``),
+        retried as this loop retries its own."""
         pending: Sequence[Element] = chunk
         c = self.client
         with Backoff(
@@ -299,6 +364,11 @@ class Sink:
             op="BatchWriteItem",
             unanswered=False,
         ) as backoff:
+            if failed is not None and not backoff.retry(*failed):
+                raise WriteError(
+                    f"target unavailable: BatchWriteItem failed ({failed[1]}); "
+                    f"first unwritten: {self.describe(pending[0])}"
+                )
             while pending:
                 payload = self._body(pending)
                 # ~1 WCU per started KB per item; body size is a close, cheap upper estimate.
@@ -339,14 +409,7 @@ class Sink:
                         ) from None
                     self._write_singly(pending, e)
                     return
-                consumed = resp.get("ConsumedCapacity")
-                if consumed:
-                    used = sum(float(x.get("CapacityUnits", 0)) for x in consumed)
-                    self.limiter.settle(used - estimate)
-                unprocessed = resp.get("UnprocessedItems", {}).get(self.table, [])
-                done = len(pending) - len(unprocessed)
-                if done:
-                    METRICS.inc("items_written_total", done, **self._labels)
+                unprocessed = self._settle(resp, pending, estimate)
                 if not unprocessed:
                     return
                 if not backoff.retry("unprocessed_items", f"{len(unprocessed)} items unprocessed"):
