@@ -61,6 +61,9 @@ class MemorySink(Sink):
         self.batches.append(batch)
         return len(requests)
 
+    def write_distinct(self, requests: Sequence[Element], in_flight: int) -> int:
+        return self.write(requests)  # one batch per page, as remembered
+
 
 class ScriptedReader(ShardReader):
     """A shard whose GetRecords answers are scripted pages; the last one closes it."""

@@ -156,3 +156,15 @@ def test_write_first_stays_within_the_write_budget(target: tuple[Target, Scripte
     assert len(left) == 1 and t.stored == Counter({"ok-1": 1, "ok-2": 1})
     # The failed batch's charge is given back: it is charged again when redone.
     assert settled.count(-charged[1]) == 1
+
+
+def test_write_distinct_writes_every_batch_once_whatever_its_first_attempt_met(
+    target: tuple[Target, ScriptedServer],
+) -> None:
+    t, s = target
+    sink = _sink(s.url)
+    # Batches of two: flaky-1 first in its batch, which the target fails once.
+    keys = [f"ok-{i}" for i in range(8)] + ["flaky-1", "ok-8", "unprocessed-1", "unprocessed-2"]
+    assert sink.write_distinct(_puts(sink, *keys), in_flight=4) == len(keys)
+    assert t.stored == Counter(dict.fromkeys(keys, 1))
+    assert t.seen["BatchWriteItem flaky-1"] == 2

@@ -117,6 +117,7 @@ def advance_shard(
     max_records: int,
     expired: Callable[[dict[str, Any]], bool] | None = None,
     clock: KeyClock | None = None,
+    in_flight: int = 8,
 ) -> ShardAdvance:
     """Read ``reader``'s shard from its position (up to ``max_records``, or to its current
     end), apply the changes to ``sink`` and say where it stands.
@@ -125,7 +126,8 @@ def advance_shard(
     written while the next one is read; a page's writes start only after the previous page's
     are acknowledged, so the changes to one key are applied in shard order. ``clock``: the
     source may duplicate and reorder (Kinesis): only a change at least as new as the newest
-    one applied to its key is written (``newest_per_key``).
+    one applied to its key is written (``newest_per_key``). A page's batches go ``in_flight``
+    at a time (its keys are distinct once collapsed).
     """
     records: list[Change] = []
     writes = 0
@@ -146,7 +148,9 @@ def advance_shard(
                         times[k] = max(t, times.get(k, t))
                 if pending is not None:
                     writes += pending.result()
-                pending = writer.submit(sink.write, collapse(kept, sink, expired))
+                pending = writer.submit(
+                    sink.write_distinct, collapse(kept, sink, expired), in_flight
+                )
             # A page short of the limit reached the shard's current end: apply what we have
             # rather than wait (at most 5 calls/s per shard) for a trickle.
             if len(page) < reader.limit or reader.closed:

@@ -327,6 +327,15 @@ class Sink:
                 left.append(Redo(unprocessed, None))
         return left
 
+    def write_distinct(self, requests: Sequence[Element], in_flight: int) -> int:
+        """``write`` for requests with distinct keys: up to ``in_flight`` batches on the wire at
+        once from the calling thread (``write_first``), what they leave redone here."""
+        if not self.multiplexed:
+            return self.write(requests)
+        for left in self.write_first(self.split(requests), in_flight):
+            self.redo(left)
+        return len(requests)
+
     def redo(self, left: Redo) -> None:
         """What ``write_first`` left of a batch, written as ``write`` would have gone on: a
         refused batch item by item, anything else after the retry pause its failure is due."""
