@@ -10,6 +10,9 @@ from urllib.parse import quote
 from .api import DYNAMODB_API, JsonApi
 from .credentials import FrozenCreds
 
+_SIGNED = "content-type;host;x-amz-date;x-amz-target"
+_SIGNED_WITH_TOKEN = "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
+
 
 class Signer:
     """AWS Signature Version 4 for the JSON protocol (POST to the endpoint's path, no query)."""
@@ -39,39 +42,36 @@ class Signer:
         now: dt.datetime,
         path: str = "/",
     ) -> dict[str, str]:
-        # Per request (a BatchWriteItem every ~25 records): formatted fields and a one-shot
-        # HMAC, not strftime and hmac.new, which cost a few times more.
+        # Per request (a BatchWriteItem every ~25 records), so built as few strings as it can
+        # be: formatted fields, the canonical request in one piece, a one-shot HMAC.
         amz_date = (
             f"{now.year:04d}{now.month:02d}{now.day:02d}"
             f"T{now.hour:02d}{now.minute:02d}{now.second:02d}Z"
         )
         datestamp = amz_date[:8]
+        token = creds.token
+        # The signed headers in their sorted order: content-type, host, x-amz-date,
+        # x-amz-security-token (with a session token), x-amz-target.
+        signed = _SIGNED_WITH_TOKEN if token else _SIGNED
+        token_line = f"x-amz-security-token:{token}\n" if token else ""
+        canonical = (
+            f"POST\n{path if path == '/' else canonical_path(path)}\n\n"
+            f"content-type:{self.content_type}\nhost:{host}\nx-amz-date:{amz_date}\n"
+            f"{token_line}x-amz-target:{target}\n\n{signed}\n{hashlib.sha256(body).hexdigest()}"
+        )
+        scope = f"{datestamp}/{self.region}/{self.service}/aws4_request"
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}"
+        key = self._signing_key(creds.secret_key, datestamp)
+        sig = hmac.digest(key, to_sign.encode(), "sha256").hex()
         h = {
             "content-type": self.content_type,
             "host": host,
             "x-amz-date": amz_date,
             "x-amz-target": target,
         }
-        if creds.token:
-            h["x-amz-security-token"] = creds.token
-        names = sorted(h)
-        signed = ";".join(names)
-        canonical = "\n".join(
-            [
-                "POST",
-                path if path == "/" else canonical_path(path),
-                "",
-                "".join(f"{n}:{h[n]}\n" for n in names),
-                signed,
-                hashlib.sha256(body).hexdigest(),
-            ]
-        )
-        scope = f"{datestamp}/{self.region}/{self.service}/aws4_request"
-        to_sign = "\n".join(
-            ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-        )
-        key = self._signing_key(creds.secret_key, datestamp)
-        sig = hmac.digest(key, to_sign.encode(), "sha256").hex()
+        if token:
+            h["x-amz-security-token"] = token
         h["authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
             f"SignedHeaders={signed}, Signature={sig}"
