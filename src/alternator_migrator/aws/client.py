@@ -14,7 +14,7 @@ import os
 import ssl
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -200,24 +200,19 @@ class DynamoClient:
         return self._answer(op, pool, resp, parse)
 
     def call_many(
-        self,
-        op: str,
-        payloads: Sequence[bytes],
-        in_flight: int,
-        before_send: Callable[[int], None] | None = None,
+        self, op: str, count: int, payload: Callable[[int], bytes], in_flight: int
     ) -> list[dict[str, Any] | DynamoError]:
-        """One attempt of each call, up to ``in_flight`` on the wire at once, all from the
-        calling thread (``post_many``); ``before_send(i)`` runs just before payload i is sent
-        (a write budget). A failure comes back in its call's place, not retried: the caller
-        retries it its own way. Not for calls pinned to a node (key affinity)."""
+        """One attempt of each of ``count`` calls, up to ``in_flight`` on the wire at once, all
+        from the calling thread (``post_many``). ``payload(i)`` makes call i's body just before
+        it is sent, so it may wait (a write budget) and bodies are not all held at once. A
+        failure comes back in its call's place, not retried: the caller retries it its own way.
+        Not for calls pinned to a node (key affinity)."""
         router = self._router
         pools: list[HttpPool] = []
 
         def requests() -> Iterator[tuple[HttpPool, bytes]]:
-            for i, payload in enumerate(payloads):
-                if before_send is not None:
-                    before_send(i)
-                body = self._compressed(payload)
+            for i in range(count):
+                body = self._compressed(payload(i))
                 pool = router.pick()
                 pools.append(pool)
                 yield pool, pool.request(self._signed(op, False, pool, body), body)

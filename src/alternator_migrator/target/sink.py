@@ -312,13 +312,15 @@ class Sink:
         to ``in_flight`` on the wire at once from the calling thread, each within the write
         budget. Returns what is left: each batch's failure or unprocessed items, for ``redo``
         (which may run on other threads: the keys are distinct)."""
-        payloads = [self._body(chunk) for chunk in chunks]
-        estimates = [max(len(ch), len(p) / 1024) for ch, p in zip(chunks, payloads, strict=True)]
+        estimates: list[float] = []
 
-        def budget(i: int) -> None:
+        def payload(i: int) -> bytes:  # made and paid for when it is its turn to be sent
+            body = self._body(chunks[i])
+            estimates.append(max(len(chunks[i]), len(body) / 1024))
             self.limiter.acquire(estimates[i], self.client.stop)
+            return body
 
-        answers = self.client.call_many("BatchWriteItem", payloads, in_flight, budget)
+        answers = self.client.call_many("BatchWriteItem", len(chunks), payload, in_flight)
         left: list[Redo] = []
         for chunk, estimate, answer in zip(chunks, estimates, answers, strict=True):
             if isinstance(answer, DynamoError):
