@@ -127,7 +127,8 @@ def advance_shard(
     are acknowledged, so the changes to one key are applied in shard order. ``clock``: the
     source may duplicate and reorder (Kinesis): only a change at least as new as the newest
     one applied to its key is written (``newest_per_key``). A page's batches go ``in_flight``
-    at a time (its keys are distinct once collapsed).
+    at a time (its keys are distinct once collapsed): 8 by default, the local engine's
+    default, as a Spark task does not read the local-only ``streamingPollingPoolSize``.
     """
     records: list[Change] = []
     writes = 0

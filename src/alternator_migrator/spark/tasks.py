@@ -220,15 +220,7 @@ def replay_shards(ctx: ReplayContext, specs: Iterable[ShardSpec]) -> Iterator[Sh
         try:
             reader = open_reader(spec, source, kinesis)
             reader.pages = page_decoder(decode)
-            advance = advance_shard(
-                reader,
-                sink,
-                decode,
-                ctx.max_records,
-                expired,
-                clock,
-                cfg.source.streaming_polling_pool_size or 8,
-            )
+            advance = advance_shard(reader, sink, decode, ctx.max_records, expired, clock)
         except (errors.MigratorError, DynamoError) as e:
             yield ShardOutcome(None, TaskError.of(e), _since(before))
             return
