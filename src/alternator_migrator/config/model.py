@@ -383,7 +383,8 @@ class SourceConfig(_Side):
     )
     streaming_polling_pool_size: int | None = _doc(
         "streamingPollingPoolSize",
-        "Threads that read shards in parallel.",
+        "Threads that read shards in parallel; also the replay's BatchWriteItem requests in "
+        "flight at once.",
         shown="8",
         check=Int(1, 256),
         local_only=True,
