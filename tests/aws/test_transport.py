@@ -18,6 +18,7 @@ import pytest
 from alternator_migrator.aws.client import (
     CredentialSource,
     DynamoClient,
+    DynamoError,
     FrozenCreds,
     RetryPolicy,
     aws_endpoints,
@@ -453,3 +454,32 @@ def test_post_many_abandons_what_is_on_the_wire_when_its_producer_fails(
     assert pool._slots is not None
     for _ in range(4):  # every slot was given back
         assert pool._slots.acquire(False)
+
+
+def test_call_many_over_tls_through_a_proxy_answers_each_call_in_its_place(
+    dynalite: Server, ca: PrivateCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tls = HttpForwarder(dynalite.url, tls=ca.server_ctx).start()
+    proxy = ConnectProxy().start()
+    try:
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(ca.pem))
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        names = ["missing-a", "missing-b", "missing-c", "missing-d", "missing-e"]
+        out = client(tls.url).call_many(
+            "DescribeTable",
+            len(names),
+            lambda i: orjson.dumps({"TableName": names[i]}),
+            in_flight=3,
+        )
+        assert [type(r).__name__ for r in out] == ["DynamoError"] * 5
+        assert all(
+            isinstance(r, DynamoError)
+            and r.code == "ResourceNotFoundException"
+            and names[i] in r.message
+            for i, r in enumerate(out)
+        ), out
+        assert tls.ops["DescribeTable"] == 5
+        assert proxy.seen[f"CONNECT 127.0.0.1:{tls.port}"] >= 3  # three on the wire at once
+    finally:
+        proxy.stop()
+        tls.stop()
