@@ -3,6 +3,7 @@ deadlines, proxies (CONNECT and absolute-form), TLS with a private CA, AWS endpo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import resource
@@ -282,21 +283,31 @@ def test_http_proxy_gets_absolute_form_and_no_proxy_bypasses_it(
         proxy.stop()
 
 
-def test_https_with_private_ca_from_env_through_connect_proxy(
+@contextlib.contextmanager
+def tls_and_proxy(
     dynalite: Server, ca: PrivateCA, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Iterator[tuple[HttpForwarder, ConnectProxy]]:
+    """dynalite behind TLS with the private CA trusted (AWS_CA_BUNDLE), and a CONNECT proxy
+    (not in use until HTTPS_PROXY names it)."""
     tls = HttpForwarder(dynalite.url, tls=ca.server_ctx).start()
     proxy = ConnectProxy().start()
     try:
         monkeypatch.setenv("AWS_CA_BUNDLE", str(ca.pem))
+        yield tls, proxy
+    finally:
+        proxy.stop()
+        tls.stop()
+
+
+def test_https_with_private_ca_from_env_through_connect_proxy(
+    dynalite: Server, ca: PrivateCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with tls_and_proxy(dynalite, ca, monkeypatch) as (tls, proxy):
         assert "TableNames" in client(tls.url).call("ListTables", {})
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         assert "TableNames" in client(tls.url).call("ListTables", {})
         assert proxy.seen == {f"CONNECT 127.0.0.1:{tls.port}": 1}
         assert tls.ops["ListTables"] == 2
-    finally:
-        proxy.stop()
-        tls.stop()
 
 
 def test_untrusted_certificate_is_exit_2_naming_endpoint_and_problem(
@@ -459,10 +470,7 @@ def test_post_many_abandons_what_is_on_the_wire_when_its_producer_fails(
 def test_call_many_over_tls_through_a_proxy_answers_each_call_in_its_place(
     dynalite: Server, ca: PrivateCA, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tls = HttpForwarder(dynalite.url, tls=ca.server_ctx).start()
-    proxy = ConnectProxy().start()
-    try:
-        monkeypatch.setenv("AWS_CA_BUNDLE", str(ca.pem))
+    with tls_and_proxy(dynalite, ca, monkeypatch) as (tls, proxy):
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         names = ["missing-a", "missing-b", "missing-c", "missing-d", "missing-e"]
         out = client(tls.url).call_many(
@@ -480,6 +488,3 @@ def test_call_many_over_tls_through_a_proxy_answers_each_call_in_its_place(
         ), out
         assert tls.ops["DescribeTable"] == 5
         assert proxy.seen[f"CONNECT 127.0.0.1:{tls.port}"] >= 3  # three on the wire at once
-    finally:
-        proxy.stop()
-        tls.stop()
