@@ -61,7 +61,7 @@ class MemorySink(Sink):
         self.batches.append(batch)
         return len(requests)
 
-    def write_distinct(self, requests: Sequence[Element], in_flight: int) -> int:
+    def write_distinct(self, requests: Sequence[Element], *_: Any) -> int:
         return self.write(requests)  # one batch per page, as remembered
 
 

@@ -320,18 +320,11 @@ class BatchWriter:
         if self.clock is not None:
             records, times = newest_per_key(records, self.clock)
         last = collapse_keyed(records, self.sink, self.expired)
-        requests = list(last.values())
-        chunks = self.sink.split(requests, list(last))  # one node each under key affinity
-        # Keys are unique after collapse, so chunks may be written concurrently.
-        if self.sink.multiplexed:
-            # First attempts from this thread (a thread per request costs more CPU than the
-            # request); what they leave is retried on the pool, as ``Sink.write`` would.
-            for _ in self.pool.map(self.sink.redo, self.sink.write_first(chunks, self.in_flight)):
-                pass
-        else:
-            for _ in self.pool.map(self.sink.write, chunks):
-                pass
-        return len(requests), times
+        # Keys are unique after collapse, so batches may be written concurrently: first
+        # attempts from this thread (a thread per request costs more CPU than the request),
+        # what they leave on the pool.
+        n = self.sink.write_distinct(list(last.values()), self.in_flight, self.pool.map, list(last))
+        return n, times
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True)

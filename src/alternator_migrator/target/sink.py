@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -332,13 +332,24 @@ class Sink:
                 left.append(Redo(unprocessed, None))
         return left
 
-    def write_distinct(self, requests: Sequence[Element], in_flight: int) -> int:
-        """``write`` for requests with distinct keys: up to ``in_flight`` batches on the wire at
-        once from the calling thread (``write_first``), what they leave redone here."""
-        if not self.multiplexed:
-            return self.write(requests)
-        for left in self.write_first(self.split(requests), in_flight):
-            self.redo(left)
+    def write_distinct(
+        self,
+        requests: Sequence[Element],
+        in_flight: int,
+        run: Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]] = map,
+        key_json: Sequence[bytes] | None = None,
+    ) -> int:
+        """``write`` for requests with distinct keys, so that batches may go at once: up to
+        ``in_flight`` on the wire from the calling thread (``write_first``). What they leave, or
+        (under key affinity) each batch, goes through ``run`` (``map``: here, one after the
+        other; a pool's ``map``: on its threads). ``key_json``: as for ``split``."""
+        chunks = self.split(requests, key_json)
+        if self.multiplexed:
+            for _ in run(self.redo, self.write_first(chunks, in_flight)):
+                pass
+        else:
+            for _ in run(self.write, chunks):
+                pass
         return len(requests)
 
     def redo(self, left: Redo) -> None:
