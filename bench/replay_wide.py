@@ -18,8 +18,8 @@ adds a cProfile of the library run. Usage:
         [--modes lib,cli] [--targets null,dynalite] [--profile] [--json out.json]
         [--kinesis]
 
-``BENCH_POOL=N`` in the environment sets the source's ``streamingPollingPoolSize`` (the read and
-write pools' threads; default 8), to see what the thread count costs.
+``BENCH_POOL=N`` in the environment sets the source's ``streamingPollingPoolSize`` (the read
+pool's threads and the BatchWriteItem requests in flight; default 8), to see what it costs.
 
 Regression floors (``--check``): on the null target, from the library, the run fails when
 CPU per record is above ``--max-us``, RSS above ``--max-rss-mib`` or records/s below
