@@ -440,6 +440,22 @@ def test_unknown_key_position_is_given_instead_of_its_text(tmp_path: Path) -> No
         load(p)
     assert "line 5, column 34" in str(e.value)
     assert "did you mean `secretKey`" in str(e.value)
+    assert "need `: `" in str(e.value)  # glued to its value: the colon is the fix
+
+
+def test_a_misspelled_key_beside_a_secret_is_told_its_spelling(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "source:\n  type: dynamodb\n  table: t\n  region: r\n"
+        f"  credentials:\n    accessKey: AKID\n    secretKy: {SECRET}\n"
+        "target:\n  type: dynamodb\n  table: t\n  region: r\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    msg = str(e.value)
+    assert SECRET not in msg and "secretKy" not in msg
+    assert "line 7, column 5" in msg and msg.endswith("did you mean `secretKey`?"), msg
+    assert "need `: `" not in msg  # its colon is there: only the spelling is wrong
 
 
 def test_a_secret_glued_to_a_key_outside_credentials_is_not_echoed(tmp_path: Path) -> None:

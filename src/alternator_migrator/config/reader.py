@@ -168,13 +168,15 @@ class Reader:
             stem = re.split(r"[\s=:]", str(k), maxsplit=1)[0]
             near = difflib.get_close_matches(stem, self.known + self.ignorable, n=1, cutoff=0.5)
             hint = f"did you mean `{near[0]}`?" if near else f"valid keys: {', '.join(self.known)}"
-            if self.secret or not isinstance(k, str) or not _PLAIN_KEY.fullmatch(k):
+            glued = not isinstance(k, str) or not _PLAIN_KEY.fullmatch(k)
+            if self.secret or glued:
                 line, col = getattr(self.data, "marks", {}).get(k, (0, 0))
                 at = f" at line {line}, column {col}" if line else ""
                 self.fail(
                     self.where or "top level",
                     f"has an unknown key{at} (not shown: it may hold a secret)",
-                    f"a key and its value need `: ` between them; {hint}",
+                    # A plain key misspelled beside a secret needs its spelling, not a colon.
+                    f"a key and its value need `: ` between them; {hint}" if glued else hint,
                 )
             self.fail(self.key(str(k)), "is not a known key", hint)
 
