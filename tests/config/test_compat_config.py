@@ -413,46 +413,39 @@ def test_a_typo_next_to_a_secret_never_prints_it(tmp_path: Path, credentials_yam
         creds = "  credentials: " + credentials_yaml.strip() + "\n"
     else:
         creds = "  credentials:\n" + credentials_yaml
-    text = (
-        "source:\n  type: dynamodb\n  table: t\n  region: r\n"
-        + creds
-        + "target:\n  type: dynamodb\n  table: t\n  region: r\n"
-    )
-    p = tmp_path / "c.yaml"
-    p.write_text(text)
-    with pytest.raises(ConfigError) as e:
-        load(p)
-    msg = str(e.value)
+    msg = _error_with_source_credentials(tmp_path, creds)
     assert SECRET not in msg and SECRET[:12] not in msg, msg
     # Either YAML itself cannot read it (its message quotes no text) or the key is unknown.
     assert "source.credentials" in msg or "malformed YAML at line" in msg, msg
     assert "\n" not in msg
 
 
-def test_unknown_key_position_is_given_instead_of_its_text(tmp_path: Path) -> None:
+def _error_with_source_credentials(tmp_path: Path, creds: str) -> str:
+    """``load``'s error for a config whose source has ``creds`` (its whole credentials block)."""
     p = tmp_path / "c.yaml"
     p.write_text(
         "source:\n  type: dynamodb\n  table: t\n  region: r\n"
-        f"  credentials: {{accessKey: AKID, secretKey={SECRET}}}\n"
-        "target:\n  type: dynamodb\n  table: t\n  region: r\n"
+        + creds
+        + "target:\n  type: dynamodb\n  table: t\n  region: r\n"
     )
     with pytest.raises(ConfigError) as e:
         load(p)
-    assert "line 5, column 34" in str(e.value)
-    assert "did you mean `secretKey`" in str(e.value)
-    assert "need `: `" in str(e.value)  # glued to its value: the colon is the fix
+    return str(e.value)
+
+
+def test_unknown_key_position_is_given_instead_of_its_text(tmp_path: Path) -> None:
+    msg = _error_with_source_credentials(
+        tmp_path, f"  credentials: {{accessKey: AKID, secretKey={SECRET}}}\n"
+    )
+    assert "line 5, column 34" in msg
+    assert "did you mean `secretKey`" in msg
+    assert "need `: `" in msg  # glued to its value: the colon is the fix
 
 
 def test_a_misspelled_key_beside_a_secret_is_told_its_spelling(tmp_path: Path) -> None:
-    p = tmp_path / "c.yaml"
-    p.write_text(
-        "source:\n  type: dynamodb\n  table: t\n  region: r\n"
-        f"  credentials:\n    accessKey: AKID\n    secretKy: {SECRET}\n"
-        "target:\n  type: dynamodb\n  table: t\n  region: r\n"
+    msg = _error_with_source_credentials(
+        tmp_path, f"  credentials:\n    accessKey: AKID\n    secretKy: {SECRET}\n"
     )
-    with pytest.raises(ConfigError) as e:
-        load(p)
-    msg = str(e.value)
     assert SECRET not in msg and "secretKy" not in msg
     assert "line 7, column 5" in msg and msg.endswith("did you mean `secretKey`?"), msg
     assert "need `: `" not in msg  # its colon is there: only the spelling is wrong
