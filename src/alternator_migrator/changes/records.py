@@ -18,7 +18,7 @@ import types
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from itertools import repeat
+from itertools import count, repeat
 from operator import attrgetter, is_not, itemgetter
 from typing import Any, NamedTuple
 
@@ -505,21 +505,33 @@ class KeyClock:
         return out
 
     def load(self, saved: dict[str, float]) -> None:
-        for k, t in sorted(saved.items(), key=lambda kv: kv[1]):
-            self.note(k.encode(), t)
+        self.note_all({k.encode(): t for k, t in sorted(saved.items(), key=lambda kv: kv[1])})
 
     def get(self, key: bytes) -> float | None:
         return self._newest.get(key)
 
     def note(self, key: bytes, t: float) -> None:
-        old = self._newest.pop(key, None)
-        self._newest[key] = t if old is None else max(old, t)
-        while len(self._newest) > self.capacity:
-            self._newest.popitem(last=False)
-            METRICS.inc("replay_key_clock_evictions_total")
+        self.note_all({key: t})
+
+    def note_all(self, times: dict[bytes, float]) -> None:
+        """``note`` for each key of ``times``, in its order, then forget past ``capacity``: a
+        round's keys in one pass."""
+        newest = self._newest
+        pop = newest.pop
+        for k, t in times.items():  # moved to the end as it is noted again
+            old = pop(k, None)
+            newest[k] = t if old is None or old < t else old
+        excess = len(newest) - self.capacity
+        if excess > 0:
+            for _ in range(excess):
+                newest.popitem(last=False)
+            METRICS.inc("replay_key_clock_evictions_total", excess)
 
     def __len__(self) -> int:
         return len(self._newest)
+
+
+_UNSEEN: Any = object()  # a key not yet seen in the batch
 
 
 def newest_per_key(
@@ -531,15 +543,19 @@ def newest_per_key(
     Newest-wins by ApproximateCreationDateTime, within the batch and against what earlier
     batches applied. On equal times the record read later wins: a duplicate is the same
     change, and two changes within one tick keep their order in the shard."""
-    best: dict[bytes, tuple[float | None, int]] = {}
-    for i, rec in enumerate(records):
-        k, t = rec.key, rec.time
-        prev = best[k][0] if k in best else clock.get(k)
+    # Two dicts and C-level column reads: this runs per record of every Kinesis round.
+    best: dict[bytes, float | None] = {}
+    at: dict[bytes, int] = {}
+    seen, applied = best.get, clock._newest.get  # the dicts' own lookups, not a method call
+    for i, k, t in zip(count(), map(_KEY, records), map(_TIME, records)):
+        prev = seen(k, _UNSEEN)
+        if prev is _UNSEEN:
+            prev = applied(k)
         if t is None or prev is None or t >= prev:
-            best[k] = (t, i)
-    keep = sorted(i for _, i in best.values())
+            best[k], at[k] = t, i
+    keep = sorted(at.values())
     dropped = len(records) - len(keep)
     if dropped:
         METRICS.inc("stream_records_superseded_total", dropped)
-    times = {k: t for k, (t, _) in best.items() if t is not None}
-    return [records[i] for i in keep], times
+    times = {k: t for k, t in best.items() if t is not None}
+    return list(map(records.__getitem__, keep)), times

@@ -144,8 +144,8 @@ def advance_shard(
                     kept, noted = newest_per_key(page, clock)
                     # Noted at once: the next page is judged against this one, whose writes
                     # land first. Nothing reaches the driver's clock unless all succeed.
+                    clock.note_all(noted)
                     for k, t in noted.items():
-                        clock.note(k, t)
                         times[k] = max(t, times.get(k, t))
                 if pending is not None:
                     writes += pending.result()

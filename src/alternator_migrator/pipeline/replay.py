@@ -570,8 +570,7 @@ class Replayer:
                 reader.newest = max(a.newest, reader.newest or a.newest)
                 newest_all = max(a.newest, newest_all or a.newest)
             if self.key_clock is not None:
-                for k, t in a.key_times.items():
-                    self.key_clock.note(k, t)
+                self.key_clock.note_all(a.key_times)
         if newest_all is not None:
             result.lag_seconds = max(0.0, self.clock() - newest_all)
         return result
