@@ -103,20 +103,25 @@ class KinesisShardReader(ShardReader):
         it = self.client.call("GetShardIterator", body).get("ShardIterator")
         return str(it) if it else None
 
-    def _get_records(self, iterator: str) -> Page:
+    def _get_records(self, iterator: str) -> Any:
         body = {"ShardIterator": iterator, "Limit": self.limit, "StreamARN": self.arn}
+        if self.pages is not None:
+            return self.client.call_bytes("GetRecords", body)
+        return self.client.call("GetRecords", body)
+
+    def _decode(self, answer: Any) -> Page:
         fast = self.pages
-        if fast is None:
-            r = self.client.call("GetRecords", body)
+        if isinstance(answer, dict):
+            r = answer
         else:
-            raw = self.client.call_bytes("GetRecords", body)
-            page = fast.kinesis(raw, self.table)
+            assert fast is not None  # bytes come only with a page decoder
+            page = fast.kinesis(answer, self.table)
             if page is not None:
                 if page.other_tables:
                     METRICS.inc("stream_records_other_table_total", page.other_tables)
                 self._behind = page.behind
                 return page.changes, page.next_iterator
-            r = orjson.loads(raw)  # something the structs do not describe: record by record
+            r = orjson.loads(answer)  # something the structs do not describe: record by record
         records: list[Any] = []
         for raw in r.get("Records", []):
             if fast is not None:

@@ -157,34 +157,53 @@ class ShardReader:
         it = self.client.call("GetShardIterator", body, streams=True).get("ShardIterator")
         return str(it) if it else None
 
-    def _get_records(self, iterator: str) -> Page:
-        """One GetRecords call: change records (each with dynamodb.SequenceNumber) and the
-        next iterator."""
+    def _get_records(self, iterator: str) -> Any:
+        """One GetRecords call's answer, for ``decode``: its bytes (with a page decoder) or
+        its JSON."""
         body = {"ShardIterator": iterator, "Limit": self.limit}
         if self.pages is not None:
-            return self.pages(
-                self.client.call_bytes("GetRecords", body, streams=True), self.shard.shard_id
-            )
-        r = self.client.call("GetRecords", body, streams=True)
-        return r.get("Records", []), r.get("NextShardIterator")
+            return self.client.call_bytes("GetRecords", body, streams=True)
+        return self.client.call("GetRecords", body, streams=True)
+
+    def _decode(self, answer: Any) -> Page:
+        """A GetRecords answer as change records (each with dynamodb.SequenceNumber) and the
+        next iterator."""
+        if not isinstance(answer, dict):
+            assert self.pages is not None  # bytes come only with a page decoder
+            return self.pages(answer, self.shard.shard_id)
+        return answer.get("Records", []), answer.get("NextShardIterator")
+
+    def decode(self, answer: Any) -> Page:
+        """``fetch_answer``'s answer as the records and the next iterator; None: none."""
+        if answer is None:
+            return [], None
+        records, nxt = self._decode(answer)
+        if len(records) >= self.limit:
+            self._next_call = 0.0  # a full page: more is waiting, read on at once
+        return records, nxt
 
     def fetch(self, iterator: str | None) -> Page:
         """One GetRecords call from ``iterator``: the records and the next iterator (None once
         the shard is closed). Changes no state, so it may run ahead of the records being
         applied; ``commit`` then moves the reader on."""
+        return self.decode(self.fetch_answer(iterator))
+
+    def fetch_answer(self, iterator: str | None) -> Any:
+        """``fetch`` without the decoding (``decode``), which may then run in another thread;
+        None when the shard is closed or has no iterator."""
         if self.closed:
-            return [], None
+            return None
         for _ in range(3):
             if iterator is None:
                 iterator = self._acquire()
                 if iterator is None:
-                    return [], None
+                    return None
             wait = self._next_call - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             self._next_call = time.monotonic() + self.min_interval
             try:
-                records, nxt = self._get_records(iterator)
+                return self._get_records(iterator)
             except DynamoError as e:
                 if e.code == "ExpiredIteratorException":
                     # Iterators last 15 minutes; re-acquire after the last record read.
@@ -194,9 +213,6 @@ class ShardReader:
                 if e.code == "TrimmedDataAccessException":
                     raise _trimmed(self.shard.shard_id, e.message, self.retention) from None
                 raise
-            if len(records) >= self.limit:
-                self._next_call = 0.0  # a full page: more is waiting, read on at once
-            return records, nxt
         raise StreamError(f"shard {self.shard.shard_id}: iterator kept expiring")
 
     def commit(self, records: Sequence[Any], next_iterator: str | None) -> None:
