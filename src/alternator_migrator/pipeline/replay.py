@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, TextIO
 
 from ..aws.client import DynamoClient, DynamoError
@@ -541,13 +542,15 @@ class Replayer:
         The one step an engine swaps out (the Spark engine runs it on executors).
         """
         fetched = self.read(ready)
-        records = [c for _, changes in fetched for c in changes]
+        records = list(chain.from_iterable(changes for _, changes in fetched))
         self._rate.acquire(len(records))
         writes, times = 0, dict[bytes, float]()
         if records:
             self.reads.prefetch(self._upcoming)  # reads overlap the writes below
             writes, times = self.writer.write(records)
-        result = self.settle(ready, [ShardAdvance.after(r, c, 0, times) for r, c in fetched])
+        result = self.settle(ready, [ShardAdvance.after(r, c) for r, c in fetched])
+        if self.key_clock is not None:  # the round's times at once, not split per shard
+            self.key_clock.note_all(times)
         result.writes = writes  # collapsed across shards: counted per round
         return result
 
