@@ -3,8 +3,9 @@
 A scripted DynamoDB Streams endpoint (its own process) serves N lineages of shards: each a
 closed parent and its open child, from pre-encoded GetRecords pages of ~1 KB NEW_IMAGE records
 (INSERT/MODIFY/REMOVE, hot keys). Pages are joined from pre-encoded records of a few template
-lineages; a lineage's keys differ by a placeholder replaced in the page bytes, so 512 shards
-cost the server no more memory than 8. Targets: ``null`` (its own process, answers every
+lineages (a lineage's keys differ by a placeholder replaced in the page bytes), all of them
+before each run up to 2 GiB, so that the source's work does not share the two cores with the
+migrator's while it is measured. Targets: ``null`` (its own process, answers every
 BatchWriteItem from one pre-encoded answer) and ``dynalite`` (a real one; the final table is
 checked against the stream's last state per key).
 
@@ -54,6 +55,7 @@ PLACEHOLDER = b"@@@@"  # in keys only: replaced by the lineage's number in each 
 STREAM_ARN = f"arn:aws:dynamodb:us-east-1:000000000000:table/{TABLE}/stream/2026-01-01T00:00:00.000"
 KINESIS_ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/wide"
 TEMPLATES = 8
+PREBUILT_BYTES = 2 << 30  # the scripted source's pages built before a run, at most
 
 
 # --------------------------------------------------------------------------- the records
@@ -220,7 +222,7 @@ class StreamsServer:
                 recs = [self._kinesis_record(r, i) for i, r in enumerate(recs)]
             self.gens.append([recs[:half], recs[half:]])
         # Kinesis: each record split around its Data (the record's JSON, not yet base64), so a
-        # page is joined from bytes and base64 as in a pre-built page, with no JSON round trip.
+        # page is joined from bytes and the Data base64-encoded, with no JSON round trip.
         self.kparts = [
             [[self._split_data(r) for r in g] for g in t] for t in (self.gens if kinesis else [])
         ]
@@ -258,6 +260,19 @@ class StreamsServer:
         self.last_get: float | None = None
         self.served = 0
         self.calls: dict[str, int] = {}
+        # Every page a reader asking for 1,000 records meets, built before the run (up to
+        # PREBUILT_BYTES): serving one is then a send, and the source's own work during the
+        # run does not compete with the migrator's for the machine's two cores.
+        self.prebuilt: dict[tuple[int, int, int, int], bytes] = {}
+        size = 0
+        for n in range(self.lineages):
+            for g, recs in enumerate(self.gens[n % len(self.gens)]):
+                for idx in range(0, len(recs), 1000):
+                    body = self._page(n, g, idx, 1000)
+                    size += len(body)
+                    if size > PREBUILT_BYTES:
+                        return  # the rest is built when asked for
+                    self.prebuilt[(n, g, idx, 1000)] = body
 
     def _shards(self) -> list[dict[str, Any]]:
         out = []
@@ -363,8 +378,18 @@ class StreamsServer:
         if self.first_get is None:
             self.first_get = now
         n, g, idx = (int(x) for x in req["ShardIterator"].split("/"))
-        recs = self.gens[n % len(self.gens)][g]
         limit = int(req.get("Limit") or 1000)
+        body = self.prebuilt.pop((n, g, idx, limit), None) or self._page(n, g, idx, limit)
+        count = len(self.gens[n % len(self.gens)][g][idx : idx + limit])
+        if count:
+            self.served += count
+            self.last_get = now
+        return 200, body
+
+    def _page(self, n: int, g: int, idx: int, limit: int) -> bytes:
+        """Lineage ``n``'s generation ``g`` (0: the parent shard, 1: the child) from record
+        ``idx``: a GetRecords answer of up to ``limit`` records."""
+        recs = self.gens[n % len(self.gens)][g]
         page = recs[idx : idx + limit]
         nxt = idx + len(page)
         closed = g == 0 and nxt >= len(recs)
@@ -379,10 +404,7 @@ class StreamsServer:
             joined = b",".join(page).replace(PLACEHOLDER, lineage)
         nxt_it = b"null" if closed else b'"%d/%d/%d"' % (n, g, nxt)
         extra = b',"MillisBehindLatest":0' if self.kinesis else b""
-        if page:
-            self.served += len(page)
-            self.last_get = now
-        return 200, b'{"Records":[' + joined + b'],"NextShardIterator":' + nxt_it + extra + b"}"
+        return b'{"Records":[' + joined + b'],"NextShardIterator":' + nxt_it + extra + b"}"
 
 
 # --------------------------------------------------------------------------- null target
