@@ -174,7 +174,8 @@ class ShardReader:
         return answer.get("Records", []), answer.get("NextShardIterator")
 
     def decode(self, answer: Any) -> Page:
-        """``fetch_answer``'s answer as the records and the next iterator; None: none."""
+        """``fetch_answer``'s answer as the records and the next iterator (its None: no
+        records and no iterator)."""
         if answer is None:
             return [], None
         records, nxt = self._decode(answer)

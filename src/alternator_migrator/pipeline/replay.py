@@ -267,8 +267,8 @@ class ReadAhead:
 
     Answers are decoded into ``Change``s by the round (``decode``), in the thread that then
     collapses and writes them: a page decoded in a pool thread left its ~1 MB of records in
-    another core's cache, and moving them cost more CPU than the decode itself (measured on a
-    wide stream: 7% more per record, and 13 MiB more held)."""
+    another core's cache, and moving them there cost CPU (measured on a wide stream in paired
+    runs: ~5% more per record, and 13 MiB more held)."""
 
     def __init__(self, workers: int, decoder: Decoder | None = None) -> None:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="replay-read")
