@@ -593,6 +593,7 @@ def child_lib(config: str, profile: str | None) -> None:
                 "cpu_s": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
                 "sys_s": r1.ru_stime - r0.ru_stime,
                 "ctx_switches": (r1.ru_nvcsw - r0.ru_nvcsw) + (r1.ru_nivcsw - r0.ru_nivcsw),
+                "minor_faults": r1.ru_minflt - r0.ru_minflt,
                 "maxrss_mib": r1.ru_maxrss / 1024,
                 "records": stats.records if stats else 0,
                 "gc_s": gc_time[0],
@@ -688,6 +689,7 @@ def run_one(
             cpu_s=inner["cpu_s"],
             sys_s=inner.get("sys_s"),
             ctx_switches=inner.get("ctx_switches"),
+            minor_faults=inner.get("minor_faults"),
             maxrss_mib=inner["maxrss_mib"],
             gc_s=inner["gc_s"],
             gc_collections=inner["gc_collections"],
@@ -847,6 +849,8 @@ def main() -> int:
                         extra += f"  pages: {r['page_decoder']}"
                     if r.get("sys_s") is not None:
                         extra += f"  sys {r['sys_s']:.2f}s  switches {r['ctx_switches']:,}"
+                        if r.get("minor_faults") is not None:
+                            extra += f"  faults {r['minor_faults']:,}"
                     print(
                         f"{mode:>4} -> {target:<8} {r['records_per_s']:>9,.0f} records/s  "
                         f"{r['us_per_record']:6.1f} us/record  RSS {r['maxrss_mib']:6.0f} MiB  "

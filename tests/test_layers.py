@@ -15,7 +15,7 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "alternator_migrator"
 
 # Lowest first. Ground modules use nothing of ours; the top (commands) may use everything.
 LAYERS: list[set[str]] = [
-    {"errors", "metrics", "progress", "gcpause", "__init__"},
+    {"errors", "metrics", "progress", "gcpause", "heap", "__init__"},
     {"config"},
     {"aws"},
     {"target"},

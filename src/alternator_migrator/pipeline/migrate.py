@@ -17,6 +17,7 @@ from ..changes.enable import ensure_stream
 from ..changes.kinesis import KinesisSource, ensure_destination
 from ..config import Config, require_supported
 from ..errors import Interrupted, SavepointError
+from ..heap import keep_freed_pages
 from ..metrics import METRICS, retry_summary
 from ..snapshot import export_request
 from ..snapshot.copier import ScanPlan, ScanSource, SnapshotCopier, SnapshotSource, plan_scan
@@ -357,6 +358,7 @@ def migrate(
     shared: Shared | None = None,
 ) -> MigrationResult:
     """Run the whole migration; returns when done, caught up, or ``stop`` is set."""
+    keep_freed_pages()
     stop = stop or threading.Event()
     shared = shared or Shared()
     require_supported(cfg)

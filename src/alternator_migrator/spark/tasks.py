@@ -22,6 +22,7 @@ from ..changes.records import Decoder, KeyClock, page_decoder
 from ..changes.shards import ShardAdvance, advance_shard, open_reader
 from ..changes.streams import ShardSpec
 from ..config import Config
+from ..heap import keep_freed_pages
 from ..metrics import METRICS
 from ..snapshot.copier import ScanPlan, ScanSource, SnapshotCopier, SnapshotSource
 from ..snapshot.export import ExportSource, Manifest, s3_client
@@ -134,6 +135,7 @@ def copy_segment(task: SegmentTask) -> SegmentResult:
     """Copy one unit (a Scan segment or an export's data file) to the target, pipelined,
     exactly as the local engine."""
     cfg = task.cfg
+    keep_freed_pages()
     source, target = _clients(cfg)
     sink = build_sink(cfg, target, list(task.keys), RateLimiter(task.write_rate))
     plan = ScanPlan(task.total_segments, 1, task.writers, task.read_rate)
@@ -206,6 +208,7 @@ def replay_shards(ctx: ReplayContext, specs: Iterable[ShardSpec]) -> Iterator[Sh
     """One Spark partition: its shards one after the other, each from its position, with the
     local engine's ``advance_shard``; stops at the first error."""
     cfg = ctx.cfg
+    keep_freed_pages()
     source, target = _clients(cfg)
     kinesis = _kinesis(cfg) if cfg.target.kinesis is not None else None
     sink = build_sink(cfg, target, list(ctx.keys), _write_limiter(cfg, ctx.write_rate))

@@ -43,6 +43,7 @@ from ..aws.throttle import RateLimiter, budget, charge_read, table_capacity
 from ..config import Config, require_supported
 from ..errors import ConfigError, Interrupted, MigratorError, SchemaError
 from ..gcpause import young_collections_rarer
+from ..heap import keep_freed_pages
 from ..snapshot.copier import plan_scan
 from ..state.savepoint import table_identity
 from ..target.schema import key_names
@@ -844,6 +845,7 @@ def validate(
     out = out or sys.stdout
     if sample is not None and not 0 < sample <= 1:
         raise ConfigError(f"--sample {sample}: give a fraction above 0 and at most 1, e.g. 0.05")
+    keep_freed_pages()
     v = Validator(cfg, repair=repair, stop=stop, sample=sample, fresh=fresh)
     try:
         v.open()
