@@ -613,6 +613,55 @@ def machine_busy() -> float:
     return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+class WorkerCpu:
+    """CPU of the Spark Python processes (pyspark's daemon and the workers it forks) that
+    descend from ``root``, read from /proc every 50 ms while the run lasts: the executors'
+    own Python cost, apart from the JVM's. A process's last 50 ms before it exits can be
+    missed; the workers live until the JVM ends, after the last write."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _stat(pid: int) -> tuple[int, float]:
+        with open(f"/proc/{pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        return int(parts[1]), (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _descends(self, pid: int) -> bool:
+        for _ in range(16):
+            if pid == self.root:
+                return True
+            if pid <= 1:
+                return False
+            pid = self._stat(pid)[0]
+        return False
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            for name in os.listdir("/proc"):
+                if not name.isdigit():
+                    continue
+                pid = int(name)
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if b"pyspark.daemon" not in f.read():
+                            continue
+                    if pid in self.seen or self._descends(pid):
+                        self.seen[pid] = max(self.seen.get(pid, 0.0), self._stat(pid)[1])
+                except OSError:  # gone meanwhile
+                    continue
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return sum(self.seen.values())
+
+
 def run_one(
     mode: str,
     target_kind: str,
@@ -664,8 +713,10 @@ def run_one(
     t0 = time.monotonic()
     with open(work / f"{table}.log", "wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log)
+        workers = WorkerCpu(proc.pid) if mode.startswith("spark") else None
         out_b = proc.stdout.read() if proc.stdout else b""
         _, status, ru = os.wait4(proc.pid, 0)
+        worker_cpu = workers.stop() if workers is not None else None
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - t0
     if proc.returncode != 0:
@@ -711,6 +762,8 @@ def run_one(
             r["driver_cpu_s"] = r["cpu_s"]
             r["cpu_s"] = max(0.0, machine_busy() - busy0 - servers)
             r["cpu_from"] = "machine"
+            r["worker_python_cpu_s"] = worker_cpu
+            r["worker_processes"] = len(workers.seen) if workers is not None else 0
     if null is not None and target_kind == "null":
         ns = null.call("BenchStats")
         r["writes"] = ns["puts"] + ns["deletes"]
@@ -847,6 +900,12 @@ def main() -> int:
                     if "gc_s" in r:
                         extra += f"  gc {r['gc_s']:.2f}s {r['gc_collections']}"
                         extra += f"  pages: {r['page_decoder']}"
+                    if r.get("worker_python_cpu_s") is not None:
+                        extra += (
+                            f"  Spark Python workers {r['worker_python_cpu_s']:.2f}s CPU "
+                            f"({r['worker_processes']} processes, "
+                            f"{r['worker_python_cpu_s'] / total * 1e6:.1f} us/record)"
+                        )
                     if r.get("sys_s") is not None:
                         extra += f"  sys {r['sys_s']:.2f}s  switches {r['ctx_switches']:,}"
                         if r.get("minor_faults") is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -62,6 +63,7 @@ def bench_wide(quick: bool, before: Path | None, work: Path) -> dict[str, Any]:
     wide_shards, wide_records = (128, 200) if quick else (512, 500)
     size = ["--shards", str(shards), "--records", str(records)]
     big = ["--shards", str(wide_shards), "--records", str(wide_records)]
+    long = ["--shards", str(shards), "--records", str(3 * records)]
     runs: dict[str, Any] = {"shards": shards, "records": records, "wide_shards": wide_shards}
     plan: list[tuple[str, list[str], Path | None]] = [
         # --check: the regression floors (on the library run into the null target), with room
@@ -77,9 +79,14 @@ def bench_wide(quick: bool, before: Path | None, work: Path) -> dict[str, Any]:
             [*size, "--kinesis", "--targets", "null", "--modes", "lib,cli", *_floors(45, quick)],
             None,
         ),
+        # The same library run three more times in a row: this machine's spread, and a median.
+        ("streams_repeat", [*size, "--targets", "null", "--modes", "lib", "--repeat", "3"], None),
         ("streams_wide", [*big, "--targets", "null", "--modes", "lib"], None),
-        # The Spark executors' replay: the CLI on local[2], JVM and Python workers counted.
+        # The Spark executors' replay: the CLI on local[2], JVM and Python workers counted; then
+        # a stream three times as long, whose extra records price the workers' steady state
+        # apart from their start-up.
         ("streams_spark", [*size, "--targets", "null", "--modes", "spark:2"], None),
+        ("streams_spark_long", [*long, "--targets", "null", "--modes", "spark:2"], None),
     ]
     if before is not None:
         plan += [
@@ -102,6 +109,48 @@ def _wide_row(label: str, r: dict[str, Any]) -> str:
         f"{r['maxrss_mib']:.0f}{' (driver)' if spark else ''} | "
         f"{r['source_cpu_s']:.1f} | {r.get('load', float('nan')):.2f} |"
     )
+
+
+def _spread_and_workers(sec: dict[str, Any]) -> list[str]:
+    """The library runs' spread and median; the Spark workers' Python CPU, start-up apart."""
+    lines: list[str] = []
+    lib = [
+        r
+        for tag in ("streams", "streams_repeat")
+        for r in (sec.get(tag) or {}).get("runs", [])
+        if r["mode"] == "lib" and r["target"] == "null"
+    ]
+    if lib:
+        us = statistics.median(r["us_per_record"] for r in lib)
+        rate = statistics.median(r["records_per_s"] for r in lib)
+        lines += [
+            "",
+            f"Streams, library into the null target, {len(lib)} runs: "
+            f"{', '.join(format(r['us_per_record'], '.1f') for r in lib)} us/record "
+            f"(median {us:.1f}), median {rate:,.0f} records/s.",
+        ]
+    runs = [
+        r
+        for tag in ("streams_spark", "streams_spark_long")
+        for r in (sec.get(tag) or {}).get("runs", [])
+        if r.get("worker_python_cpu_s") is not None
+    ]
+    if len(runs) == 2 and runs[1]["records"] > runs[0]["records"]:
+        short, long = runs
+        extra = long["records"] - short["records"]
+        steady = (long["worker_python_cpu_s"] - short["worker_python_cpu_s"]) / extra
+        fixed = short["worker_python_cpu_s"] - steady * short["records"]
+        lines += [
+            "",
+            f"Spark's Python workers (pyspark's daemon and the workers it forks, their CPU read "
+            f"from /proc): {short['worker_python_cpu_s']:.2f} s for {short['records']:,} records, "
+            f"{long['worker_python_cpu_s']:.2f} s for {long['records']:,}. Each record beyond "
+            f"the first {short['records']:,} cost {steady * 1e6:.1f} us: the executors' replay in "
+            f"its steady state. The other {max(0.0, fixed):.1f} s are the workers' start-up, "
+            f"paid once per executor: most of it imports (pyspark, which Spark ships as a zip "
+            f"of sources that each process compiles, then our package).",
+        ]
+    return lines
 
 
 def render_wide(sec: dict[str, Any]) -> list[str]:
@@ -129,7 +178,9 @@ def render_wide(sec: dict[str, Any]) -> list[str]:
     names = {
         "streams_before": "Streams, before",
         "streams": "Streams",
+        "streams_repeat": "Streams, again",
         "streams_spark": "Streams, Spark local[2]",
+        "streams_spark_long": "Streams, Spark local[2], 3x longer",
         "kinesis_before": "Kinesis, before",
         "kinesis": "Kinesis",
         "streams_wide_before": f"Streams, {sec['wide_shards']} lineages, before",
@@ -143,6 +194,7 @@ def render_wide(sec: dict[str, Any]) -> list[str]:
             lines.append(_wide_row(label, r))
         if got.get("exit_code"):
             lines.append(f"| {label} | | | | exit {got['exit_code']} (a floor broke) | | | | |")
+    lines += _spread_and_workers(sec)
     lines += [
         "",
         "Reproduce: `PYTHONPATH=src .venv/bin/python bench/replay_wide.py [--kinesis] "
