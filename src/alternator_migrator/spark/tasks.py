@@ -214,6 +214,7 @@ def replay_shards(ctx: ReplayContext, specs: Iterable[ShardSpec]) -> Iterator[Sh
     sink = build_sink(cfg, target, list(ctx.keys), _write_limiter(cfg, ctx.write_rate))
     expired = expiry_check(ctx.ttl_attribute, time.time)
     decode = Decoder(sink.renames, expired)
+    pages = page_decoder(decode)  # its msgspec decoders built once per task, not per shard
     clock: KeyClock | None = None
     if ctx.key_times is not None:
         clock = KeyClock()
@@ -222,7 +223,7 @@ def replay_shards(ctx: ReplayContext, specs: Iterable[ShardSpec]) -> Iterator[Sh
         before = _counters()
         try:
             reader = open_reader(spec, source, kinesis)
-            reader.pages = page_decoder(decode)
+            reader.pages = pages
             advance = advance_shard(reader, sink, decode, ctx.max_records, expired, clock)
         except (errors.MigratorError, DynamoError) as e:
             yield ShardOutcome(None, TaskError.of(e), _since(before))
