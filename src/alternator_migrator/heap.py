@@ -7,7 +7,7 @@ top is trimmed past twice that threshold), and the next page faults every 4 KiB 
 zeroed by the kernel. On the wide-stream bench that was ~70,000 page faults per 192,000 records
 and a third of the replay's system time. With the mmap threshold at glibc's maximum and the trim
 threshold above the pages in flight, freed pages are reused from the heap: ~25,000 faults, about
-the process's own size, for ~10 MiB more peak RSS.
+the process's own size, for 10-25 MiB more peak RSS (the large blocks now share the heap).
 
 This is process-wide and glibc's settings cannot be read back, so it is set once and kept; a
 process that runs the migrator's commands is the migrator. Without glibc it does nothing.
