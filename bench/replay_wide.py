@@ -485,9 +485,7 @@ class Proc:
             return dict(orjson.loads(f.read()))
 
     def cpu(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            parts = f.read().rsplit(")", 1)[1].split()
-        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_stat(self.proc.pid)[1]
 
     def stop(self) -> None:
         self.proc.kill()
@@ -605,6 +603,13 @@ def child_lib(config: str, profile: str | None) -> None:
     )
 
 
+def proc_stat(pid: int) -> tuple[int, float]:
+    """A process's parent and the CPU seconds (user + system) it has used, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return int(parts[1]), (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine_busy() -> float:
     """CPU seconds all cores have spent busy since boot (/proc/stat)."""
     with open("/proc/stat") as f:
@@ -626,19 +631,13 @@ class WorkerCpu:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _stat(pid: int) -> tuple[int, float]:
-        with open(f"/proc/{pid}/stat") as f:
-            parts = f.read().rsplit(")", 1)[1].split()
-        return int(parts[1]), (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
     def _descends(self, pid: int) -> bool:
         for _ in range(16):
             if pid == self.root:
                 return True
             if pid <= 1:
                 return False
-            pid = self._stat(pid)[0]
+            pid = proc_stat(pid)[0]
         return False
 
     def _run(self) -> None:
@@ -652,7 +651,7 @@ class WorkerCpu:
                         if b"pyspark.daemon" not in f.read():
                             continue
                     if pid in self.seen or self._descends(pid):
-                        self.seen[pid] = max(self.seen.get(pid, 0.0), self._stat(pid)[1])
+                        self.seen[pid] = max(self.seen.get(pid, 0.0), proc_stat(pid)[1])
                 except OSError:  # gone meanwhile
                     continue
 

@@ -316,7 +316,7 @@ class BatchWriter:
 
     def write(self, records: list[Change]) -> tuple[int, dict[bytes, float]]:
         """The writes sent, and (Kinesis) the times of the changes applied per key, which the
-        clock learns once the round settles (``Replayer.settle``)."""
+        clock learns once the round has settled (``Replayer.apply``)."""
         times: dict[bytes, float] = {}
         if self.clock is not None:
             records, times = newest_per_key(records, self.clock)
