@@ -618,6 +618,16 @@ def machine_busy() -> float:
     return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(steal, all) clock ticks of every core since boot (/proc/stat). Steal is time the
+    hypervisor ran another guest on our virtual CPUs: a sign of a busy host. Its absence does
+    not prove a quiet one (neighbours on the sibling hyperthreads and the shared cache do not
+    show as steal)."""
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:]]
+    return (vals[7] if len(vals) > 7 else 0), sum(vals[:8])
+
+
 class WorkerCpu:
     """CPU of the Spark Python processes (pyspark's daemon and the workers it forks) that
     descend from ``root``, read from /proc every 50 ms while the run lasts: the executors'
@@ -709,6 +719,7 @@ def run_one(
     s_cpu0 = streams.cpu()
     n_cpu0 = null.cpu() if null is not None else 0.0
     busy0 = machine_busy()
+    steal0, ticks0 = machine_ticks()
     t0 = time.monotonic()
     with open(work / f"{table}.log", "wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log)
@@ -718,6 +729,7 @@ def run_one(
         worker_cpu = workers.stop() if workers is not None else None
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - t0
+    steal1, ticks1 = machine_ticks()
     if proc.returncode != 0:
         raise RuntimeError(f"{mode} run failed ({proc.returncode}); see {work / (table + '.log')}")
     s = streams.call("BenchStats")
@@ -726,6 +738,8 @@ def run_one(
         "target": target_kind,
         "records": s["served"],
         "source_cpu_s": streams.cpu() - s_cpu0,
+        # The share of the machine's CPU time the hypervisor took while the run lasted.
+        "steal": (steal1 - steal0) / max(1, ticks1 - ticks0),
     }
     if s["served"] != total:
         raise RuntimeError(f"served {s['served']} records, expected {total}")
@@ -912,7 +926,8 @@ def main() -> int:
                     print(
                         f"{mode:>4} -> {target:<8} {r['records_per_s']:>9,.0f} records/s  "
                         f"{r['us_per_record']:6.1f} us/record  RSS {r['maxrss_mib']:6.0f} MiB  "
-                        f"source cpu {r['source_cpu_s']:.1f}s  load {r['load']:.2f}{extra}",
+                        f"source cpu {r['source_cpu_s']:.1f}s  load {r['load']:.2f}  "
+                        f"steal {r['steal']:.0%}{extra}",
                         flush=True,
                     )
                     if "profile" in r:
