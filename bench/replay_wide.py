@@ -583,6 +583,11 @@ def child_lib(config: str, profile: str | None) -> None:
                 st.add(p)
         st.dump_stats(profile)
     stats = res.replay
+    print_result(r0, r1, wall, stats.records if stats else 0, gc_time[0])
+
+
+def print_result(r0: Any, r1: Any, wall: float, records: int, gc_s: float) -> None:
+    """A child's measurements, between two getrusage() readings, for ``run_one``."""
     print(
         "RESULT "
         + json.dumps(
@@ -593,14 +598,51 @@ def child_lib(config: str, profile: str | None) -> None:
                 "ctx_switches": (r1.ru_nvcsw - r0.ru_nvcsw) + (r1.ru_nivcsw - r0.ru_nivcsw),
                 "minor_faults": r1.ru_minflt - r0.ru_minflt,
                 "maxrss_mib": r1.ru_maxrss / 1024,
-                "records": stats.records if stats else 0,
-                "gc_s": gc_time[0],
+                "records": records,
+                "gc_s": gc_s,
                 "gc_collections": [s["collections"] for s in gc.get_stats()],
                 "page_decoder": "msgspec" if "msgspec" in sys.modules else "orjson",
             }
         ),
         flush=True,
     )
+
+
+def child_read(config: str) -> None:
+    """In the child: every shard read to its end with the migrator's own client, shard reader
+    and page decoder, one after the other, and nothing written. The floor under the replay's
+    cost per record: what reading and decoding alone take."""
+    from alternator_migrator.aws.client import kinesis_client, source_client
+    from alternator_migrator.changes.alternator import change_source
+    from alternator_migrator.changes.kinesis import KinesisSource
+    from alternator_migrator.changes.records import Decoder, page_decoder
+    from alternator_migrator.config import load
+    from alternator_migrator.gcpause import young_collections_rarer
+    from alternator_migrator.heap import keep_freed_pages
+
+    cfg = load(Path(config))
+    keep_freed_pages()  # as migrate() does, and the replay's garbage-collector setting below
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    n = 0
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(young_collections_rarer())
+        client = stack.enter_context(source_client(cfg.source))
+        if cfg.target.kinesis is not None:
+            kinesis = stack.enter_context(kinesis_client(cfg.source))
+            changes: Any = KinesisSource(kinesis, KINESIS_ARN, cfg.source.table)
+        else:
+            changes = change_source(cfg, client, STREAM_ARN)
+        decoder = Decoder()
+        pages = page_decoder(decoder)
+        for shard in changes.list_shards():
+            reader = changes.reader(shard, None)
+            reader.pages = pages
+            reader.min_interval = 0.0  # nothing else reads this shard
+            while not (reader.closed or reader.drained):
+                n += len(decoder.changes(reader.read(), shard.shard_id))
+    wall = time.perf_counter() - t0
+    print_result(r0, resource.getrusage(resource.RUSAGE_SELF), wall, n, 0.0)
 
 
 def proc_stat(pid: int) -> tuple[int, float]:
@@ -726,6 +768,10 @@ def run_one(
         cmd = [sys.executable, __file__, "child", "--config", str(cfg)]
         if profile:
             cmd += ["--profile", str(prof_file)]
+    elif mode == "read":
+        if target_kind != "null":
+            raise ValueError("mode read writes nothing: use it with --targets null")
+        cmd = [sys.executable, __file__, "read", "--config", str(cfg)]
     else:
         cmd = [
             sys.executable, "-m", "alternator_migrator", "migrate", "--config", str(cfg),
@@ -855,7 +901,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument(
-        "role", nargs="?", default="bench", choices=["bench", "streams", "null", "child"]
+        "role", nargs="?", default="bench", choices=["bench", "streams", "null", "child", "read"]
     )
     ap.add_argument(
         "--shards", type=int, default=64, help="lineages: each a closed parent and an open child"
@@ -865,7 +911,9 @@ def main() -> int:
     )
     ap.add_argument("--keys", type=int, default=2000, help="distinct keys per lineage")
     ap.add_argument(
-        "--modes", default="lib,cli", help="lib, cli, spark:N (the CLI on Spark local[N])"
+        "--modes",
+        default="lib,cli",
+        help="lib, cli, spark:N (the CLI on Spark local[N]), read (read and decode only)",
     )
     ap.add_argument("--targets", default="null,dynalite")
     ap.add_argument("--repeat", type=int, default=1)
@@ -897,6 +945,9 @@ def main() -> int:
         return 0
     if a.role == "child":
         child_lib(a.config, a.profile or None)
+        return 0
+    if a.role == "read":
+        child_read(a.config)
         return 0
 
     work = Path(tempfile.mkdtemp(prefix="replay-wide-"))

@@ -79,11 +79,16 @@ def bench_wide(quick: bool, before: Path | None, work: Path) -> dict[str, Any]:
             [*size, "--kinesis", "--targets", "null", "--modes", "lib,cli", *_floors(45, quick)],
             None,
         ),
-        # The same library runs three more times in a row: this machine's spread, and a median.
-        ("streams_repeat", [*size, "--targets", "null", "--modes", "lib", "--repeat", "3"], None),
+        # The same library runs three more times in a row: this machine's spread, and a median;
+        # each beside a run that only reads and decodes the stream (the floor under its cost).
+        (
+            "streams_repeat",
+            [*size, "--targets", "null", "--modes", "lib,read", "--repeat", "3"],
+            None,
+        ),
         (
             "kinesis_repeat",
-            [*size, "--kinesis", "--targets", "null", "--modes", "lib", "--repeat", "3"],
+            [*size, "--kinesis", "--targets", "null", "--modes", "lib,read", "--repeat", "3"],
             None,
         ),
         ("streams_wide", [*big, "--targets", "null", "--modes", "lib"], None),
@@ -161,6 +166,25 @@ def _spread_and_workers(sec: dict[str, Any]) -> list[str]:
             + (f"; reference workload around each: {ref} ms" if ref else "")
             + ".",
         ]
+    for tag, label in LIB_RUNS:
+        reads = [
+            r
+            for r in (sec.get(f"{tag}_repeat") or {}).get("runs", [])
+            if r["mode"] == "read" and r["target"] == "null"
+        ]
+        lib = _lib_runs(sec, f"{tag}_repeat")
+        if reads and lib:
+            floor = statistics.median(r["us_per_record"] for r in reads)
+            us = statistics.median(r["us_per_record"] for r in lib)
+            lines += [
+                "",
+                f"{label}, read and decoded only (*read*: the migrator's client, shard reader and "
+                f"page decoder, shard after shard, nothing written), {len(reads)} runs each "
+                f"beside a library run: "
+                f"{', '.join(format(r['us_per_record'], '.1f') for r in reads)} us/record "
+                f"(median {floor:.1f}), against the library runs' median {us:.1f}: reading "
+                f"and decoding are {floor / us:.0%} of the replay's cost.",
+            ]
     for tag, label in LIB_RUNS:
         lines += _spark_steady_state(sec, tag, label)
     return lines
