@@ -416,6 +416,8 @@ class NullTarget:
     ANSWER = b'{"UnprocessedItems":{}}'
 
     def __init__(self) -> None:
+        # A thread per connection: without it, two batches counted at once could lose one.
+        self._lock = threading.Lock()
         self.reset()
 
     def reset(self) -> None:
@@ -426,10 +428,12 @@ class NullTarget:
 
     def handle(self, op: str, body: bytes) -> tuple[int, bytes]:
         if op == "BatchWriteItem":
-            self.batches += 1
-            self.puts += body.count(b'"PutRequest"')
-            self.deletes += body.count(b'"DeleteRequest"')
-            self.last_write = time.monotonic()
+            puts, deletes = body.count(b'"PutRequest"'), body.count(b'"DeleteRequest"')
+            with self._lock:
+                self.batches += 1
+                self.puts += puts
+                self.deletes += deletes
+                self.last_write = time.monotonic()
             return 200, self.ANSWER
         if op == "DescribeTable":
             return 200, orjson.dumps({"Table": _table_desc("target-id", False, "111111111111")})
