@@ -674,25 +674,6 @@ def machine_ticks() -> tuple[int, int]:
     return (vals[7] if len(vals) > 7 else 0), sum(vals[:8])
 
 
-# A fixed workload that does not depend on the code under test: a ~1 MB page-like JSON.
-_REFERENCE = orjson.dumps(
-    [{"pk": {"S": f"k{i:06d}"}, "body": {"S": "x" * 900}, "n": {"N": str(i)}} for i in range(1000)]
-)
-
-
-def reference_ms() -> float:
-    """CPU ms to parse and walk ``_REFERENCE``, median of 9: how fast this machine is around
-    a run (lower: faster), to read the run's figures by. On this shared machine the same
-    code's cost per record moves with it."""
-    times = []
-    for _ in range(9):
-        t0 = time.process_time()
-        doc = orjson.loads(_REFERENCE)
-        sum(len(r["body"]["S"]) + len(r["pk"]["S"]) for r in doc)
-        times.append(time.process_time() - t0)
-    return sorted(times)[len(times) // 2] * 1000
-
-
 class WorkerCpu:
     """CPU of the Spark Python processes (pyspark's daemon and the workers it forks) that
     descend from ``root``, read from /proc every 50 ms while the run lasts: the executors'
@@ -785,7 +766,6 @@ def run_one(
             # spark:N: the Spark engine on local[N]. wait4 then counts the JVM and its Python
             # workers too (the JVM is our child and reaps them): the whole engine's cost.
             cmd += ["--engine", "spark", "--master", f"local[{mode.partition(':')[2] or 2}]"]
-    ref0 = reference_ms()  # outside every figure of the run, the machine's included
     s_cpu0 = streams.cpu()
     n_cpu0 = null.cpu() if null is not None else 0.0
     busy0 = machine_busy()
@@ -864,7 +844,6 @@ def run_one(
             dyn.stop()
     if profile and mode == "lib" and prof_file.exists():
         r["profile"] = str(prof_file)
-    r["reference_ms"] = (ref0 + reference_ms()) / 2  # before and after the run
     return r
 
 
@@ -1003,7 +982,7 @@ def main() -> int:
                         f"{mode:>4} -> {target:<8} {r['records_per_s']:>9,.0f} records/s  "
                         f"{r['us_per_record']:6.1f} us/record  RSS {r['maxrss_mib']:6.0f} MiB  "
                         f"source cpu {r['source_cpu_s']:.1f}s  load {r['load']:.2f}  "
-                        f"steal {r['steal']:.0%}  ref {r['reference_ms']:.1f} ms{extra}",
+                        f"steal {r['steal']:.0%}{extra}",
                         flush=True,
                     )
                     if "profile" in r:

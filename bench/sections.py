@@ -125,8 +125,7 @@ def _wide_row(label: str, r: dict[str, Any]) -> str:
         f"{r['records_per_s']:,.0f} | {r['us_per_record']:.1f}{' (machine)' if spark else ''} | "
         f"{r['maxrss_mib']:.0f}{' (driver)' if spark else ''} | "
         f"{r['source_cpu_s']:.1f} | {r.get('load', float('nan')):.2f} | "
-        f"{format(r['steal'], '.0%') if r.get('steal') is not None else '-'} | "
-        f"{format(r['reference_ms'], '.1f') if r.get('reference_ms') is not None else '-'} |"
+        f"{format(r['steal'], '.0%') if r.get('steal') is not None else '-'} |"
     )
 
 
@@ -154,16 +153,12 @@ def _spread_and_workers(sec: dict[str, Any]) -> list[str]:
         us = statistics.median(r["us_per_record"] for r in lib)
         rate = statistics.median(r["records_per_s"] for r in lib)
         steal = ", ".join(f"{r['steal']:.0%}" for r in lib if r.get("steal") is not None)
-        ref = ", ".join(
-            f"{r['reference_ms']:.1f}" for r in lib if r.get("reference_ms") is not None
-        )
         lines += [
             "",
             f"{label}, library into the null target, {len(lib)} runs: "
             f"{', '.join(format(r['us_per_record'], '.1f') for r in lib)} us/record "
             f"(median {us:.1f}), median {rate:,.0f} records/s"
             + (f"; steal over each run: {steal}" if steal else "")
-            + (f"; reference workload around each: {ref} ms" if ref else "")
             + ".",
         ]
     for tag, label in LIB_RUNS:
@@ -245,15 +240,12 @@ def render_wide(sec: dict[str, Any]) -> list[str]:
         "less the scripted servers' (the JVM and its Python workers included), its RSS the "
         "driver's. records/s: first GetRecords to last write. *steal*: the share of the "
         "machine's CPU time its hypervisor gave to other guests while the run lasted (this is a "
-        "shared virtual machine). *reference ms*: a fixed workload that does not depend on the "
-        "code under test (parse and walk a ~1 MB JSON page, median of 9, before and after the "
-        "run): how fast the machine was around the run. *before*: the code at the start of "
-        "this round "
+        "shared virtual machine). *before*: the code at the start of this round "
         f"(`{sec.get('before_rev', '?')}`), through its CLI.",
         "",
         "| source | mode | target | records | records/s | migrator CPU us/record | peak RSS MiB "
-        "| source CPU s | load | steal | reference ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| source CPU s | load | steal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     names = {
         "streams_before": "Streams, before",
