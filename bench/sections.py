@@ -268,7 +268,7 @@ def render_wide(sec: dict[str, Any]) -> list[str]:
         for r in got.get("runs", []):
             lines.append(_wide_row(label, r))
         if got.get("exit_code"):
-            lines.append(f"| {label} | | | | exit {got['exit_code']} (a floor broke) | | | | | | |")
+            lines.append(f"| {label} | | | | exit {got['exit_code']} (a floor broke) | | | | | |")
     lines += _spread_and_workers(sec)
     lines += [
         "",
