@@ -656,22 +656,27 @@ def proc_stat(pid: int) -> tuple[int, float]:
     return int(parts[1]), (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def machine_busy() -> float:
-    """CPU seconds all cores have spent busy since boot (/proc/stat)."""
+def _all_cores() -> list[int]:
+    """Clock ticks of every core since boot, by state (/proc/stat's first line): user, nice,
+    system, idle, iowait, irq, softirq, steal."""
     with open("/proc/stat") as f:
-        vals = [int(x) for x in f.readline().split()[1:]]
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores have spent busy since boot."""
+    vals = _all_cores()
     idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return (sum(vals) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_ticks() -> tuple[int, int]:
-    """(steal, all) clock ticks of every core since boot (/proc/stat). Steal is time the
-    hypervisor ran another guest on our virtual CPUs: a sign of a busy host. Its absence does
-    not prove a quiet one (neighbours on the sibling hyperthreads and the shared cache do not
-    show as steal)."""
-    with open("/proc/stat") as f:
-        vals = [int(x) for x in f.readline().split()[1:]]
-    return (vals[7] if len(vals) > 7 else 0), sum(vals[:8])
+    """(steal, all) clock ticks of every core since boot. Steal is time the hypervisor ran
+    another guest on our virtual CPUs: a sign of a busy host. Its absence does not prove a
+    quiet one (neighbours on the sibling hyperthreads and the shared cache do not show as
+    steal)."""
+    vals = _all_cores()
+    return (vals[7] if len(vals) > 7 else 0), sum(vals)
 
 
 class WorkerCpu:

@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from loader import count, create_table, load  # noqa: E402
 from replay_latency import PhaseResult, read_stream_ceiling, run_phase  # noqa: E402
+from replay_wide import machine_busy, proc_stat  # noqa: E402
 from sections import SECTIONS as SCRIPTED  # noqa: E402
 from sections import render_targets22  # noqa: E402
 
@@ -70,19 +71,9 @@ TARGET_P99_100 = 1.0  # replay p99 seconds at 100 mutations/s
 def proc_cpu(pid: int) -> float:
     """CPU seconds (user + sys) a live process has used so far; 0.0 if it is gone."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        return proc_stat(pid)[1]
     except OSError:
         return 0.0
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def machine_busy() -> float:
-    """CPU seconds all cores have spent busy since boot (from /proc/stat)."""
-    parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    vals = [int(x) for x in parts]
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    return (sum(vals[:8]) - idle) / TICK
 
 
 @dataclass
