@@ -51,6 +51,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "src"))
 
 from loader import count, create_table, item, lean_client, load  # noqa: E402
+from replay_wide import NullTarget as WideNullTarget  # noqa: E402
 from replay_wide import Proc, _error, _serve  # noqa: E402
 from run import proc_cpu  # noqa: E402
 
@@ -147,22 +148,13 @@ class ScanServer:
         return 200, out + b"}"
 
 
-class NullTarget:
+class NullTarget(WideNullTarget):
     """A target that takes every BatchWriteItem at once (one pre-encoded answer): the
-    migrator's own ceiling, what it would reach against a target far faster than dynalite."""
-
-    def __init__(self) -> None:
-        self.puts = 0
-        # A thread per connection: without it, two batches counted at once could lose one
-        # (a make bench run once counted 99,975 of 100,000 puts).
-        self._lock = threading.Lock()
+    migrator's own ceiling, what it would reach against a target far faster than dynalite.
+    The wide-stream bench's null target, counting the same way, with the table the snapshot
+    asks about."""
 
     def handle(self, op: str, body: bytes) -> tuple[int, bytes]:
-        if op == "BatchWriteItem":
-            puts = body.count(b'"PutRequest"')
-            with self._lock:
-                self.puts += puts
-            return 200, b'{"UnprocessedItems":{}}'
         if op == "DescribeTable":
             name = orjson.loads(body)["TableName"]
             desc = ScanServer.__new__(ScanServer)
@@ -170,15 +162,11 @@ class NullTarget:
             arn = f"arn:aws:dynamodb:us-east-1:111111111111:table/{name}"
             table = {**desc._desc(), "TableName": name, "TableArn": arn, "TableId": "null"}
             return 200, orjson.dumps({"Table": table})
-        if op == "Scan":
-            return 200, b'{"Items":[],"Count":0,"ScannedCount":0}'
         if op == "DescribeTimeToLive":
             return 200, b'{"TimeToLiveDescription":{"TimeToLiveStatus":"DISABLED"}}'
         if op == "ListTagsOfResource":
             return 200, b'{"Tags":[]}'
-        if op == "BenchStats":
-            return 200, orjson.dumps({"puts": self.puts})
-        return _error("UnknownOperationException", op)
+        return super().handle(op, body)
 
 
 # --------------------------------------------------------------------------- the ceiling
