@@ -132,14 +132,14 @@ def _wide_row(label: str, r: dict[str, Any]) -> str:
 LIB_RUNS = (("streams", "Streams"), ("kinesis", "Kinesis"))
 
 
-def _lib_runs(sec: dict[str, Any] | None, tag: str) -> list[dict[str, Any]]:
-    """Every library run of a replay (``streams``, ``kinesis``) into the null target: the
+def _null_runs(sec: dict[str, Any] | None, tag: str, mode: str = "lib") -> list[dict[str, Any]]:
+    """Every run in ``mode`` of a replay (``streams``, ``kinesis``) into the null target: the
     first and its repeats."""
     return [
         r
         for t in (tag, f"{tag}_repeat")
         for r in ((sec or {}).get(t) or {}).get("runs", [])
-        if r["mode"] == "lib" and r["target"] == "null"
+        if r["mode"] == mode and r["target"] == "null"
     ]
 
 
@@ -147,7 +147,7 @@ def _spread_and_workers(sec: dict[str, Any]) -> list[str]:
     """The library runs' spread and median; the Spark workers' Python CPU, start-up apart."""
     lines: list[str] = []
     for tag, label in LIB_RUNS:
-        lib = _lib_runs(sec, tag)
+        lib = _null_runs(sec, tag)
         if not lib:
             continue
         us = statistics.median(r["us_per_record"] for r in lib)
@@ -162,12 +162,8 @@ def _spread_and_workers(sec: dict[str, Any]) -> list[str]:
             + ".",
         ]
     for tag, label in LIB_RUNS:
-        reads = [
-            r
-            for r in (sec.get(f"{tag}_repeat") or {}).get("runs", [])
-            if r["mode"] == "read" and r["target"] == "null"
-        ]
-        lib = _lib_runs(sec, f"{tag}_repeat")
+        reads = _null_runs(sec, f"{tag}_repeat", "read")
+        lib = _null_runs(sec, f"{tag}_repeat")
         if reads and lib:
             floor = statistics.median(r["us_per_record"] for r in reads)
             us = statistics.median(r["us_per_record"] for r in lib)
@@ -524,7 +520,7 @@ def targets22(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
                  rate >= REPLAY_RATE)
             )  # fmt: skip
     for tag, label in LIB_RUNS:
-        lib = _lib_runs(wide, tag)
+        lib = _null_runs(wide, tag)
         if len(lib) > 1:  # the first run and the repeats: this machine's spread, as a median
             us = statistics.median(r["us_per_record"] for r in lib)
             rows.append(
