@@ -380,7 +380,9 @@ class PageDecoder:
         out: list[Change] = []
         append = out.append
         other = 0
-        decode, change = self._record.decode, self._change
+        decode, change, join = self._record.decode, self._change, b"".join
+        # Without renames or TTL, ``_change`` inline: a call per record costs ~5% of the page.
+        plain = not self.slow.renames and not self.slow.watch
         for e in page.Records:
             try:
                 r = decode(e.Data)
@@ -389,9 +391,24 @@ class PageDecoder:
             if r.tableName is not None and r.tableName != table:
                 other += 1  # as the full path: skipped before its record is checked
                 continue
-            t = r.dynamodb.ApproximateCreationDateTime  # to_seconds, inline: once per record
+            d = r.dynamodb
+            t = d.ApproximateCreationDateTime  # to_seconds, inline: once per record
             if t is not None and t > 1e11:
                 t = t / 1e6 if t > 1e14 else t / 1e3
+            name, keys = r.eventName, d.Keys
+            if plain and keys and name in _EVENTS:
+                if name == "REMOVE":
+                    append(
+                        _new(Change, (name, e.SequenceNumber, t, _encode_sorted(keys), None, None))
+                    )
+                    continue
+                image = d.NewImage
+                if image and memoryview(image)[0] == 0x7B:  # present, and an object
+                    put = join((_PUT_HEAD, image, _PUT_TAIL))
+                    append(
+                        _new(Change, (name, e.SequenceNumber, t, _encode_sorted(keys), put, None))
+                    )
+                    continue
             c = change(r, e.SequenceNumber, t)
             if c is None:
                 return None
