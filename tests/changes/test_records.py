@@ -421,3 +421,19 @@ def test_a_round_noted_at_once_is_the_same_clock_as_noted_key_by_key(
         while len(each._newest) > each.capacity:
             each._newest.popitem(last=False)
     assert list(one._newest.items()) == list(each._newest.items())
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 9)), max_size=30))
+def test_the_clock_saves_its_most_recently_changed_keys_newest_first(
+    notes: list[tuple[str, int]],
+) -> None:
+    clock = KeyClock(capacity=6, saved=3)
+    order: list[str] = []  # keys by their last note, oldest first
+    for k, t in notes:
+        clock.note(k.encode(), float(t))
+        order = [o for o in order if o != k] + [k]
+    kept = order[-6:]
+    want = list(reversed(kept))[:3]
+    got = clock.recent()
+    assert list(got) == want
+    assert got == {k: clock.get(k.encode()) for k in want}

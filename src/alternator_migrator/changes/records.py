@@ -18,7 +18,7 @@ import types
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from itertools import count, repeat
+from itertools import count, islice, repeat
 from operator import attrgetter, is_not, itemgetter
 from typing import Any, NamedTuple
 
@@ -514,12 +514,10 @@ class KeyClock:
 
     def recent(self) -> dict[str, float]:
         """The most recently changed keys, for the savepoint (a restart loads them back)."""
-        out: dict[str, float] = {}
-        for k in reversed(self._newest):
-            if len(out) >= self.saved:
-                break
-            out[k.decode()] = self._newest[k]
-        return out
+        newest = self._newest
+        # C-level passes: at each savepoint, up to ``saved`` keys.
+        keys = list(islice(reversed(newest), self.saved))
+        return dict(zip(map(bytes.decode, keys), map(newest.__getitem__, keys), strict=True))
 
     def load(self, saved: dict[str, float]) -> None:
         self.note_all({k.encode(): t for k, t in sorted(saved.items(), key=lambda kv: kv[1])})
