@@ -54,7 +54,6 @@ WORK = ROOT / ".bench" / "run"
 RESULTS = ROOT / ".bench" / "results.json"
 DOCS = ROOT / "docs" / "performance.md"
 TABLE = "bench"
-TICK = os.sysconf("SC_CLK_TCK")
 SECTIONS = ("snapshot", "rss", "replay", *SCRIPTED)
 
 # The figures issue 6 asks for.
