@@ -442,6 +442,11 @@ def bench_ceiling(quick: bool, before: Path | None, work: Path) -> dict[str, Any
     return sec
 
 
+def _budget(sec: dict[str, Any]) -> str:
+    wcu = next((r.get("write_budget") for r in sec["runs"] if r.get("write_budget")), None)
+    return f"`writeThroughput: {wcu:,}`, 100%" if wcu else "no: older runs kept the default"
+
+
 def render_ceiling(sec: dict[str, Any]) -> list[str]:
     if not sec.get("runs"):
         return []
@@ -449,14 +454,20 @@ def render_ceiling(sec: dict[str, Any]) -> list[str]:
         f"## Snapshot against the target's bare write ceiling: {sec['items']:,} x 1 KB items",
         "",
         f"Run {sec['machine']['date']}, load average before {sec['machine']['loadavg'][0]:.2f}. "
-        "`bench/snapshot_ceiling.py`, one dynalite target, runs alternating on fresh tables: "
+        "`bench/snapshot_ceiling.py`, a fresh dynalite target per pair (the order within a pair "
+        "turning from pair to pair; dynalite keeps what a dropped table held, and slows as it "
+        "grows), each run on a fresh table: "
         "*ceiling*: pre-encoded 25-item BatchWriteItem bodies of the same items over "
         "keep-alive connections from several processes, no Scan; *snapshot*: the migrator's "
         "CLI copying them from a scripted Scan endpoint (pre-encoded pages, so that the source "
         "takes no core the target needs); *before*: the code at the start of this round. "
         "items/s of a snapshot: first Scan served to exit; *process*: start to exit. *-> null*: "
         "into a target that takes every batch at once (the migrator's own ceiling); *moto*: "
-        "from moto, whose Scan bounds it.",
+        "from moto, whose Scan bounds it. The snapshots' write budget is raised "
+        f"({_budget(sec)}) so that the target, not the budget, bounds them; *default budget*: "
+        "the same copy with the default budget of an on-demand table (40,000 x 0.5 = 20,000 "
+        "WCU/s with a one-second burst, the Scylla Migrator's), which an operator raises with "
+        "`target.writeThroughput` when the target takes more.",
         "",
         "| pair | run | items/s | items/s (process) | migrator CPU us/item | peak RSS MiB "
         "| target CPU us/item | load |",
@@ -467,7 +478,7 @@ def render_ceiling(sec: dict[str, Any]) -> list[str]:
             name = "ceiling"
         else:
             name = f"snapshot{r['code'].replace('-now', '').replace('-', ', ')}"
-            if r.get("source") in ("-> null", "moto"):
+            if r.get("source") in ("-> null", "moto", "default budget"):
                 name = f"snapshot {r['source']}{r['code'].replace('-now', '').replace('-', ', ')}"
         pair = "-" if r.get("pair") is None else str(r["pair"] + 1)
         mig = (f"{r['items_per_s_process']:,.0f}", f"{r['cpu_us_per_item']:.1f}",

@@ -1,6 +1,7 @@
 """The snapshot against the target's bare write ceiling, measured in one run (issue 22).
 
-One dynalite target server; runs alternate A B A B ... on fresh tables of it:
+A dynalite target server per pair of runs A and B (a fresh one each time, the order within a
+pair turning from pair to pair), each run on a fresh table:
 
 - **A, the ceiling**: ``--procs`` processes x ``--threads`` threads send pre-encoded 25-item
   BatchWriteItem bodies of the same N ~1 KB items over keep-alive connections (no Scan, no
@@ -25,6 +26,11 @@ average; per pair the ratio B/A. ``--check`` fails when the median pair's ratio 
 
 ``--null-runs``: the migrator into a null target that takes every batch at once (its own
 ceiling); ``--source dynalite``: B reads a second dynalite instead (it shares the cores).
+
+B's write budget is raised (``--write-throughput`` WCU/s at 100%) so that the target, not the
+budget, bounds it: the default budget of an on-demand table, 40,000 x 0.5 = 20,000 WCU/s with a
+one-second burst (the Scylla Migrator's), is below what dynalite takes on a fast 2-core
+machine. ``--default-budget-runs`` adds runs with the default budget, for reference.
 """
 
 from __future__ import annotations
@@ -411,6 +417,18 @@ def main() -> int:
     ap.add_argument(
         "--null-runs", type=int, default=1, help="migrator runs into a null target (its own cost)"
     )
+    ap.add_argument(
+        "--write-throughput",
+        type=int,
+        default=1_000_000,
+        help="B's writeThroughput (WCU/s, at throughputWritePercent 1.0); 0: the default budget",
+    )
+    ap.add_argument(
+        "--default-budget-runs",
+        type=int,
+        default=1,
+        help="snapshot runs with the default write budget, after the pairs (not in the ratio)",
+    )
     ap.add_argument("--check", action="store_true", help="fail when a pair is below the floor")
     ap.add_argument("--min-ratio", type=float, default=0.85)
     ap.add_argument("--json", type=Path)
@@ -447,6 +465,9 @@ def main() -> int:
         f"{a.pairs} pairs A B; work {work}; load {os.getloadavg()}",
         flush=True,
     )
+    # dynalite never gives back what a dropped table held (~150 MB per 100,000 items), and
+    # past ~1 GB its collector costs it ~20% per item: each pair gets a fresh server, and the
+    # order within a pair turns, so that no run is always the one on the fuller server.
     target = start_dynalite(work / "logs")
     scan = ScanProc("scan", n, work)
     src_dyn = None
@@ -454,10 +475,19 @@ def main() -> int:
         src_dyn = start_dynalite(work / "logs")
         create_table(src_dyn.url, TABLE)
         load(src_dyn.url, TABLE, 0, n)
+    raised = (
+        {"writeThroughput": a.write_throughput, "throughputWritePercent": 1.0}
+        if a.write_throughput
+        else None
+    )
     runs: list[dict[str, Any]] = []
     try:
         for p in range(a.pairs):
-            for kind, code, src in [("ceiling", "", None)] + [("snapshot", c, s) for c, s in codes]:
+            if p:
+                target.stop()
+                target = start_dynalite(work / "logs")
+            order = [("ceiling", "", None)] + [("snapshot", c, s) for c, s in codes]
+            for kind, code, src in order[p % len(order) :] + order[: p % len(order)]:
                 table = f"{kind}{code}{p}"
                 create_table(target.url, table)
                 load_before = os.getloadavg()[0]
@@ -469,9 +499,10 @@ def main() -> int:
                     else:
                         source_url, scanner, pid = src_dyn.url, None, src_dyn.proc.pid
                     r = run_snapshot(
-                        source_url, TABLE, scanner, pid, target, table, n, work, src=src
+                        source_url, TABLE, scanner, pid, target, table, n, work, raised, src
                     )
                     r["source"] = a.source
+                    r["write_budget"] = a.write_throughput or None
                 r["code"] = code
                 r["pair"] = p
                 r["load"] = load_before
@@ -481,6 +512,20 @@ def main() -> int:
                 runs.append(r)
                 print(line(r), flush=True)
                 settle(target, table)
+        target.stop()
+        target = start_dynalite(work / "logs")
+        for i in range(a.default_budget_runs if a.write_throughput else 0):
+            table = f"default-budget{i}"
+            create_table(target.url, table)
+            load_before = os.getloadavg()[0]
+            r = run_snapshot(scan.url, TABLE, scan, scan.proc.pid, target, table, n, work)
+            r.update(source="default budget", code="", pair=None, load=load_before)
+            r["copied"] = count(target.url, table)
+            if r["copied"] != n:
+                raise RuntimeError(f"{table} holds {r['copied']:,} items, expected {n:,}")
+            runs.append(r)
+            print(line(r) + "  (the default write budget, 20,000 WCU/s, bounds it)", flush=True)
+            settle(target, table)
         for i, (code, src) in ((i, c) for i in range(a.null_runs) for c in codes):
             null = ScanProc("null", 0, work)
             try:
