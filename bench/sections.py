@@ -432,7 +432,7 @@ it)."""
 
 def bench_ceiling(quick: bool, before: Path | None, work: Path) -> dict[str, Any]:
     items = ["--items", "5000" if quick else "100000", "--moto-items", "2000" if quick else "10000"]
-    args = [*items, "--pairs", "2" if quick else "3", "--null-runs", "1", "--check"]
+    args = [*items, "--pairs", "2" if quick else "5", "--null-runs", "1", "--check"]
     if before is not None:
         args += ["--before-src", str(before)]
     sec = script("snapshot_ceiling.py", args, work, "ceiling") or {}
