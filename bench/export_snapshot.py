@@ -31,7 +31,17 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent / "src"))
 
 from loader import count, create_table, lean_client, load  # noqa: E402
-from run import ROOT, TABLE, Meter, machine, migrator_cmd, run_child, say, write_config  # noqa: E402
+from run import (  # noqa: E402
+    RAISED,
+    ROOT,
+    TABLE,
+    Meter,
+    machine,
+    migrator_cmd,
+    run_child,
+    say,
+    write_config,
+)
 
 from alternator_migrator.localservers import Server, start_dynalite, start_moto  # noqa: E402
 
@@ -108,6 +118,7 @@ def export_config(path: Path, moto: Server, target: Server, manifest: str) -> Pa
             "endpoint": {"host": "http://127.0.0.1", "port": target.port},
             "credentials": {"accessKey": "bench", "secretKey": "bench"},
             "streamChanges": False,
+            **RAISED,  # as the Scan's run (run.RAISED says why)
         },
         "savepoints": {"path": str(sp), "intervalSeconds": 5},
     }
@@ -120,7 +131,9 @@ def one_run(kind: str, items: int, source: Server, moto: Server, manifest: str) 
     try:
         create_table(target.url, TABLE)
         if kind == "scan":
-            cfg = write_config(WORK / "scan.yaml", source, target, WORK / "savepoints-scan")
+            cfg = write_config(
+                WORK / "scan.yaml", source, target, WORK / "savepoints-scan", target_extra=RAISED
+            )
         else:
             cfg = export_config(WORK / "export.yaml", moto, target, manifest)
         meter = Meter({"source": source if kind == "scan" else moto, "target": target}).start()

@@ -332,7 +332,8 @@ def render_export(r: dict[str, Any]) -> list[str]:
         f"layout ({r['files']} gzipped data files in moto's S3, items in the table's hashed key "
         "order as AWS writes them, `type: dynamodb-s3-export`), each into a fresh dynalite; best "
         f"of {len(r['runs']) // 2}, timed from process start to exit. *Source server*: dynalite "
-        "serving the Scan, or moto serving S3.",
+        "serving the Scan, or moto serving S3. Both with the write budget raised as in the "
+        "snapshot section.",
         "",
         "| snapshot from | items/s | client CPU us/item | peak RSS MiB | source server CPU s "
         "| target CPU s |",
@@ -378,7 +379,8 @@ def render_spark(sec: dict[str, Any]) -> list[str]:
         f"`bench/spark_vs_local.py`: {sec['items']:,} x 1 KB items, dynalite -> dynalite, "
         f"{sec['segments']} scan segments, the same table copied by the local engine and by "
         "the Spark engine on `local[N]` (N executor cores in one JVM on this machine). The "
-        "session's start is timed apart: a cluster pays it once per run.",
+        "session's start is timed apart: a cluster pays it once per run. Both engines with "
+        "the write budget raised as in the snapshot section.",
         "",
         "| engine | items/s | copy s | session start s | load |",
         "|---|---|---|---|---|",
@@ -412,7 +414,10 @@ segment or an export data file), so with E executor cores the snapshot's rate is
 - R_source: the source's read budget (`readThroughput` x `throughputReadPercent`). DynamoDB
   serves at most 3,000 read units/s per partition (8 KB per unit at eventual consistency), so
   a table of P partitions reads at most P x 24 MB/s; an export reads no table capacity;
-- W_target: the target's write ceiling (the cluster's, for Alternator: more nodes, more);
+- W_target: the target's write ceiling (the cluster's, for Alternator: more nodes, more),
+  and the write budget (`writeThroughput` x `throughputWritePercent`; for an on-demand table
+  or Alternator, 40,000 x 0.5 = 20,000 WCU/s unless set, ~20,000 items/s of 1 KB: the runs
+  above raise it so that it does not hide the engines);
 - U x u: the units (`scanSegments`, or the export's data files) times what one unit's task
   copies; with fewer units than executor cores the extra cores idle.
 
