@@ -436,7 +436,7 @@ def main() -> int:
         "--before-src",
         type=Path,
         help="also run B with this code (e.g. an export of an older commit's src/), each pair "
-        "then A, B-before, B-now",
+        "then A, B-before and B-now, in an order that turns from pair to pair",
     )
     ap.add_argument("--port-file", type=Path)
     ap.add_argument("--url")
@@ -466,7 +466,7 @@ def main() -> int:
         flush=True,
     )
     # dynalite never gives back what a dropped table held (~150 MB per 100,000 items), and
-    # past ~1 GB its collector costs it ~20% per item: each pair gets a fresh server, and the
+    # past ~1 GB it takes ~15% more CPU per item: each pair gets a fresh server, and the
     # order within a pair turns, so that no run is always the one on the fuller server.
     target = start_dynalite(work / "logs")
     scan = ScanProc("scan", n, work)
