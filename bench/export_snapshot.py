@@ -30,18 +30,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent / "src"))
 
-from loader import count, create_table, lean_client, load  # noqa: E402
-from run import (  # noqa: E402
-    RAISED,
-    ROOT,
-    TABLE,
-    Meter,
-    machine,
-    migrator_cmd,
-    run_child,
-    say,
-    write_config,
-)
+from loader import RAISED, count, create_table, lean_client, load  # noqa: E402
+from run import ROOT, TABLE, Meter, machine, migrator_cmd, run_child, say, write_config  # noqa: E402
 
 from alternator_migrator.localservers import Server, start_dynalite, start_moto  # noqa: E402
 
@@ -118,7 +108,7 @@ def export_config(path: Path, moto: Server, target: Server, manifest: str) -> Pa
             "endpoint": {"host": "http://127.0.0.1", "port": target.port},
             "credentials": {"accessKey": "bench", "secretKey": "bench"},
             "streamChanges": False,
-            **RAISED,  # as the Scan's run (run.RAISED says why)
+            **RAISED,  # as the Scan's run (loader.RAISED says why)
         },
         "savepoints": {"path": str(sp), "intervalSeconds": 5},
     }

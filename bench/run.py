@@ -42,7 +42,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "src"))
 
-from loader import count, create_table, load  # noqa: E402
+from loader import RAISED, count, create_table, load  # noqa: E402
 from replay_latency import PhaseResult, read_stream_ceiling, run_phase  # noqa: E402
 from replay_wide import machine_busy, proc_stat  # noqa: E402
 from sections import SECTIONS as SCRIPTED  # noqa: E402
@@ -60,10 +60,6 @@ SECTIONS = ("snapshot", "rss", "replay", *SCRIPTED)
 TARGET_SPEEDUP = 2.0  # migrator items/s over the plain copier's, same run
 TARGET_CPU_US = 40.0  # migrator client CPU per item
 TARGET_RSS_MIB = 300.0  # migrator peak RSS at every size
-# The plain copier has no write budget; the migrator's default for an on-demand table (20,000
-# WCU/s, the Scylla Migrator's) is below what dynalite takes on a fast 2-core machine, so it
-# would measure the budget, not the copy. Raised, as an operator raises it for such a target.
-RAISED = {"writeThroughput": 1_000_000, "throughputWritePercent": 1.0}
 TARGET_RSS_FLAT = 0.20  # largest size's peak RSS at most 20% above the smallest's
 TARGET_P99_100 = 1.0  # replay p99 seconds at 100 mutations/s
 

@@ -56,7 +56,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "src"))
 
-from loader import count, create_table, item, lean_client, load  # noqa: E402
+from loader import RAISED, count, create_table, item, lean_client, load  # noqa: E402
 from replay_wide import NullTarget as WideNullTarget  # noqa: E402
 from replay_wide import Proc, _error, _serve  # noqa: E402
 from run import proc_cpu  # noqa: E402
@@ -475,12 +475,20 @@ def main() -> int:
         src_dyn = start_dynalite(work / "logs")
         create_table(src_dyn.url, TABLE)
         load(src_dyn.url, TABLE, 0, n)
-    raised = (
-        {"writeThroughput": a.write_throughput, "throughputWritePercent": 1.0}
-        if a.write_throughput
-        else None
-    )
+    raised = {**RAISED, "writeThroughput": a.write_throughput} if a.write_throughput else None
     runs: list[dict[str, Any]] = []
+
+    def keep(r: dict[str, Any], table: str, load_before: float, why: str = "") -> None:
+        """A run into ``table`` of the current target: its copy counted, kept, the table
+        dropped."""
+        r["load"] = load_before
+        r["copied"] = count(target.url, table)
+        if r["copied"] != n:
+            raise RuntimeError(f"{table} holds {r['copied']:,} items, expected {n:,}")
+        runs.append(r)
+        print(line(r) + why, flush=True)
+        settle(target, table)
+
     try:
         for p in range(a.pairs):
             if p:
@@ -505,13 +513,7 @@ def main() -> int:
                     r["write_budget"] = a.write_throughput or None
                 r["code"] = code
                 r["pair"] = p
-                r["load"] = load_before
-                r["copied"] = count(target.url, table)
-                if r["copied"] != n:
-                    raise RuntimeError(f"{table} holds {r['copied']:,} items, expected {n:,}")
-                runs.append(r)
-                print(line(r), flush=True)
-                settle(target, table)
+                keep(r, table, load_before)
         target.stop()
         target = start_dynalite(work / "logs")
         for i in range(a.default_budget_runs if a.write_throughput else 0):
@@ -519,13 +521,8 @@ def main() -> int:
             create_table(target.url, table)
             load_before = os.getloadavg()[0]
             r = run_snapshot(scan.url, TABLE, scan, scan.proc.pid, target, table, n, work)
-            r.update(source="default budget", code="", pair=None, load=load_before)
-            r["copied"] = count(target.url, table)
-            if r["copied"] != n:
-                raise RuntimeError(f"{table} holds {r['copied']:,} items, expected {n:,}")
-            runs.append(r)
-            print(line(r) + "  (the default write budget, 20,000 WCU/s, bounds it)", flush=True)
-            settle(target, table)
+            r.update(source="default budget", code="", pair=None)
+            keep(r, table, load_before, "  (the default write budget, 20,000 WCU/s, bounds it)")
         for i, (code, src) in ((i, c) for i in range(a.null_runs) for c in codes):
             null = ScanProc("null", 0, work)
             try:

@@ -30,7 +30,7 @@ from alternator_migrator.target.sink import Sink
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".bench" / "spark_vs_local"
 sys.path.insert(0, str(ROOT / "bench"))
-from run import RAISED  # noqa: E402
+from loader import RAISED  # noqa: E402
 
 
 def client(url: str) -> DynamoClient:
@@ -94,7 +94,7 @@ def config(src_url: str, dst_url: str, target: str, segments: int, tasks: int | 
         source["maxMapTasks"] = tasks
     cfg = {
         "source": source,
-        # run.RAISED: the default write budget would bound the local engine here.
+        # loader.RAISED: the default write budget would bound the local engine here.
         "target": {**side(dst_url, target), "streamChanges": False, **RAISED},
         "savepoints": {"path": str(WORK / "savepoints"), "intervalSeconds": 5},
     }
